@@ -1,0 +1,1 @@
+//! The command backend: runs a user's program per trial (todo).

@@ -1,0 +1,155 @@
+//! Backends measure one configuration: the Ollama API, a managed llama-server, or any command.
+//!
+//! The contract between the run loop and a backend:
+//! - `Ok(Evaluation)` with samples: the configuration ran; the samples are its measurements.
+//! - `Ok(Evaluation)` with a `failure`: the configuration itself does not work (out of memory,
+//!   does not load, crashes, times out). It is journaled and teaches the feasibility model.
+//! - `Err(BackendError::Transient)`: the server is down, restarting or answered garbage. Not the
+//!   configuration's fault: the run loop retries with backoff and records nothing.
+//! - `Err(BackendError::Fatal)`: continuing makes no sense (model not found, binary missing);
+//!   the run stops with the message and hint.
+
+pub mod command;
+
+use crate::space::{Config, SearchSpace};
+use crate::stats::Sample;
+use crate::trial::{FailureKind, LoadRecord};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Facts about the backend recorded at the start of a run (server version, model digest, ...).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackendInfo {
+    pub backend: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_digest: Option<String>,
+    /// Free-form facts: model details, hardware the server exposes, bound adjustments.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, serde_json::Value>,
+    /// True when the numbers come from the built-in simulator, not real hardware.
+    #[serde(default)]
+    pub simulated: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// The result of measuring one configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Evaluation {
+    pub samples: Vec<Sample>,
+    pub load: Option<LoadRecord>,
+    pub failure: Option<Failure>,
+    pub notes: BTreeMap<String, serde_json::Value>,
+}
+
+impl Evaluation {
+    pub fn failed(kind: FailureKind, message: impl Into<String>) -> Evaluation {
+        Evaluation {
+            failure: Some(Failure {
+                kind,
+                message: message.into(),
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Not the configuration's fault; retry later.
+    #[error("{0}")]
+    Transient(String),
+    /// Stop the run: the message says what is wrong, the hint what to do.
+    #[error("{message}\nhint: {hint}")]
+    Fatal { message: String, hint: String },
+}
+
+impl BackendError {
+    pub fn fatal(message: impl Into<String>, hint: impl Into<String>) -> BackendError {
+        BackendError::Fatal {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+#[async_trait]
+pub trait Backend: Send {
+    /// Connect, record facts, and adjust the space to what the model allows (for example cap
+    /// num_gpu at block_count+1). Called once per run before the first trial.
+    async fn prepare(&mut self, space: &mut SearchSpace) -> Result<BackendInfo, BackendError>;
+
+    /// Measure one configuration.
+    async fn evaluate(&mut self, config: &Config) -> Result<Evaluation, BackendError>;
+
+    /// Counters worth reporting (reloads and the time they took).
+    fn counters(&self) -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
+
+    /// Release resources (kill child processes, unload). Must be safe to call twice.
+    async fn shutdown(&mut self) {}
+}
+
+/// Classify a server error message: out-of-memory and load failures are properties of the
+/// configuration (the message list of ollama-api.md, "Errors"); anything else is not.
+pub fn classify_failure(message: &str) -> Option<FailureKind> {
+    let m = message.to_lowercase();
+    const OOM: &[&str] = &[
+        "out of memory",
+        "cudamalloc failed",
+        "hipmalloc failed",
+        "failed to allocate",
+        "allocation failed",
+        "not enough memory",
+        "insufficient memory",
+        "vk_error_out_of_device_memory",
+        "model requires more system memory",
+        "memory layout cannot be allocated",
+        "unable to load full model on gpu",
+    ];
+    const LOAD: &[&str] = &[
+        "llama runner process has terminated",
+        "llama-server process has terminated",
+        "failed to load model",
+        "error loading model",
+    ];
+    if OOM.iter().any(|p| m.contains(p)) {
+        Some(FailureKind::OutOfMemory)
+    } else if LOAD.iter().any(|p| m.contains(p)) {
+        Some(FailureKind::LoadFailed)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_reference_messages() {
+        assert_eq!(
+            classify_failure("CUDA error: out of memory"),
+            Some(FailureKind::OutOfMemory)
+        );
+        assert_eq!(
+            classify_failure("model requires more system memory (5.2 GiB) than is available"),
+            Some(FailureKind::OutOfMemory)
+        );
+        assert_eq!(
+            classify_failure("llama runner process has terminated: exit status 2"),
+            Some(FailureKind::LoadFailed)
+        );
+        assert_eq!(classify_failure("connection reset by peer"), None);
+    }
+}

@@ -1,0 +1,528 @@
+//! The Gaussian-process surrogate: ARD Matern 5/2 kernel, learned noise, MAP hyperparameters.
+//!
+//! Model (inputs already encoded, see space.rs; outputs standardized here):
+//!   k(x, x') = s2 * m(r),  m(r) = (1 + sqrt5 r + 5 r^2 / 3) exp(-sqrt5 r)
+//!   r^2 = sum_i D_i(x, x') / l_i^2,  D_i = (x_i - x'_i)^2, or [x_i != x'_i] for categorical dims
+//!   (Hamming distance, as Optuna's GPSampler does in optuna/_gp/gp.py).
+//!   y = f(x) + eps, eps ~ N(0, noise), noise = NOISE_FLOOR + exp(theta_noise).
+//!
+//! Hyperparameters theta = [ln l_1 .. ln l_d, ln s2, theta_noise] are fitted by maximizing the
+//! log marginal likelihood plus weak log priors (Rasmussen & Williams 2006, eq. 5.8 and 5.9 for
+//! the likelihood and its gradient) with argmin's L-BFGS, unconstrained in log space, from several
+//! starting points. Priors:
+//!   ln l_i ~ Normal(sqrt2 + ln(d)/2, sqrt3)   (BoTorch >= 0.12, dimension-scaled; Hvarfner 2024)
+//!   s2 ~ Gamma(2, 1)                         (Optuna optuna/_gp/prior.py)
+//!   theta_noise ~ Normal(-4, 1)              (BoTorch's LogNormal(-4, 1) noise prior)
+
+use argmin::core::{CostFunction, Executor, Gradient};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::LBFGS;
+use faer::linalg::solvers::{DenseSolveCore, Solve};
+use faer::{Mat, Side};
+use ndarray::Array1;
+use std::cell::RefCell;
+
+const SQRT5: f64 = 2.236_067_977_499_79;
+/// Smallest noise variance (standardized units); Optuna uses 1e-6 as well.
+pub const NOISE_FLOOR: f64 = 1e-6;
+
+/// Matern 5/2 correlation at distance r.
+#[inline]
+pub fn matern52(r: f64) -> f64 {
+    (1.0 + SQRT5 * r + 5.0 / 3.0 * r * r) * (-SQRT5 * r).exp()
+}
+
+/// d m / d ln(l_i) divided by (D_i / l_i^2): (5/3)(1 + sqrt5 r) exp(-sqrt5 r). The 1/r of the
+/// chain rule cancels, so this is finite at r = 0.
+#[inline]
+fn matern52_lengthscale_factor(r: f64) -> f64 {
+    5.0 / 3.0 * (1.0 + SQRT5 * r) * (-SQRT5 * r).exp()
+}
+
+/// Kernel hyperparameters in natural units.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Hyperparameters {
+    pub lengthscales: Vec<f64>,
+    pub signal_variance: f64,
+    pub noise_variance: f64,
+}
+
+impl Hyperparameters {
+    pub fn to_theta(&self) -> Vec<f64> {
+        let mut t: Vec<f64> = self.lengthscales.iter().map(|l| l.ln()).collect();
+        t.push(self.signal_variance.ln());
+        t.push((self.noise_variance - NOISE_FLOOR).max(1e-12).ln());
+        t
+    }
+
+    pub fn from_theta(theta: &[f64]) -> Hyperparameters {
+        let d = theta.len() - 2;
+        Hyperparameters {
+            lengthscales: theta[..d].iter().map(|t| t.exp()).collect(),
+            signal_variance: theta[d].exp(),
+            noise_variance: NOISE_FLOOR + theta[d + 1].exp(),
+        }
+    }
+}
+
+/// Training inputs with the per-dimension squared distances precomputed once per fit.
+struct Distances {
+    n: usize,
+    d: usize,
+    /// dist[i][j * n + k] = D_i(x_j, x_k)
+    dist: Vec<Vec<f64>>,
+}
+
+impl Distances {
+    fn new(x: &[Vec<f64>], categorical: &[bool]) -> Distances {
+        let n = x.len();
+        let d = categorical.len();
+        let mut dist = vec![vec![0.0; n * n]; d];
+        for (i, di) in dist.iter_mut().enumerate() {
+            for j in 0..n {
+                for k in 0..j {
+                    let v = pair_distance(x[j][i], x[k][i], categorical[i]);
+                    di[j * n + k] = v;
+                    di[k * n + j] = v;
+                }
+            }
+        }
+        Distances { n, d, dist }
+    }
+
+    /// Scaled distance r for every pair, given inverse squared lengthscales.
+    fn radii(&self, inv_l2: &[f64]) -> Vec<f64> {
+        let mut r2 = vec![0.0; self.n * self.n];
+        for (i, di) in self.dist.iter().enumerate() {
+            let w = inv_l2[i];
+            for (acc, v) in r2.iter_mut().zip(di) {
+                *acc += w * v;
+            }
+        }
+        r2.iter_mut().for_each(|v| *v = v.sqrt());
+        r2
+    }
+}
+
+#[inline]
+fn pair_distance(a: f64, b: f64, categorical: bool) -> f64 {
+    if categorical {
+        if (a - b).abs() > 0.5 {
+            1.0
+        } else {
+            0.0
+        }
+    } else {
+        (a - b) * (a - b)
+    }
+}
+
+/// Negative log posterior of the hyperparameters (the function L-BFGS minimizes).
+struct Objective<'a> {
+    dists: &'a Distances,
+    y: &'a [f64],
+    /// Last evaluation, since argmin asks for cost and gradient separately.
+    cache: RefCell<Option<(Vec<f64>, f64, Vec<f64>)>>,
+}
+
+/// Log prior of theta and its gradient.
+pub fn log_prior(theta: &[f64]) -> (f64, Vec<f64>) {
+    let d = theta.len() - 2;
+    let mut g = vec![0.0; theta.len()];
+    let mu = std::f64::consts::SQRT_2 + (d.max(1) as f64).ln() / 2.0;
+    let var = 3.0;
+    let mut lp = 0.0;
+    for i in 0..d {
+        lp -= (theta[i] - mu).powi(2) / (2.0 * var);
+        g[i] = -(theta[i] - mu) / var;
+    }
+    // Gamma(2, 1) on s2, written in t = ln s2 (Jacobian included): 2 t - e^t.
+    let t = theta[d];
+    lp += 2.0 * t - t.exp();
+    g[d] = 2.0 - t.exp();
+    // Normal(-4, 1) on theta_noise.
+    let t = theta[d + 1];
+    lp -= (t + 4.0).powi(2) / 2.0;
+    g[d + 1] = -(t + 4.0);
+    (lp, g)
+}
+
+/// Cholesky of a symmetric matrix, adding growing jitter to the diagonal when it is not
+/// numerically positive definite (Vizier retries with jitter up to 5 times; bayesopt.md).
+fn robust_cholesky(k: &Mat<f64>) -> Option<(faer::linalg::solvers::Llt<f64>, f64)> {
+    let n = k.nrows();
+    let mut jitter = 0.0;
+    for attempt in 0..6 {
+        let mut kj = k.clone();
+        if jitter > 0.0 {
+            for i in 0..n {
+                kj[(i, i)] += jitter;
+            }
+        }
+        if let Ok(llt) = kj.llt(Side::Lower) {
+            return Some((llt, jitter));
+        }
+        jitter = 1e-8 * 10f64.powi(attempt);
+    }
+    None
+}
+
+/// Log marginal likelihood (plus log prior) and its gradient with respect to theta.
+fn log_posterior_and_grad(dists: &Distances, y: &[f64], theta: &[f64]) -> Option<(f64, Vec<f64>)> {
+    let (n, d) = (dists.n, dists.d);
+    let h = Hyperparameters::from_theta(theta);
+    let inv_l2: Vec<f64> = h.lengthscales.iter().map(|l| 1.0 / (l * l)).collect();
+    let r = dists.radii(&inv_l2);
+    let mut k = Mat::<f64>::zeros(n, n);
+    for j in 0..n {
+        for i in 0..n {
+            k[(i, j)] = h.signal_variance * matern52(r[i * n + j]);
+        }
+        k[(j, j)] += h.noise_variance;
+    }
+    let (llt, _) = robust_cholesky(&k)?;
+    let mut alpha = Mat::<f64>::from_fn(n, 1, |i, _| y[i]);
+    llt.solve_in_place(&mut alpha);
+    let l = llt.L();
+    let mut log_det_half = 0.0;
+    for i in 0..n {
+        log_det_half += l[(i, i)].ln();
+    }
+    let data_fit: f64 = (0..n).map(|i| y[i] * alpha[(i, 0)]).sum();
+    let lml = -0.5 * data_fit - log_det_half - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
+
+    // W = alpha alpha^T - K^-1 ; d lml / d theta_j = 1/2 tr(W dK/dtheta_j)  (R&W eq. 5.9)
+    let kinv = llt.inverse();
+    let mut grad = vec![0.0; d + 2];
+    let mut g_signal = 0.0;
+    let mut g_noise = 0.0;
+    for j in 0..n {
+        for i in 0..n {
+            let w = alpha[(i, 0)] * alpha[(j, 0)] - kinv[(i, j)];
+            let rij = r[i * n + j];
+            g_signal += w * h.signal_variance * matern52(rij);
+            if i == j {
+                g_noise += w;
+            } else {
+                let f = w * h.signal_variance * matern52_lengthscale_factor(rij);
+                for (dim, di) in dists.dist.iter().enumerate() {
+                    grad[dim] += f * di[i * n + j] * inv_l2[dim];
+                }
+            }
+        }
+    }
+    for g in grad.iter_mut().take(d) {
+        *g *= 0.5;
+    }
+    grad[d] = 0.5 * g_signal;
+    grad[d + 1] = 0.5 * g_noise * (h.noise_variance - NOISE_FLOOR);
+
+    let (lp, gp) = log_prior(theta);
+    for (g, p) in grad.iter_mut().zip(gp) {
+        *g += p;
+    }
+    Some((lml + lp, grad))
+}
+
+impl Objective<'_> {
+    fn eval(&self, theta: &[f64]) -> (f64, Vec<f64>) {
+        if let Some((t, c, g)) = self.cache.borrow().as_ref() {
+            if t.as_slice() == theta {
+                return (*c, g.clone());
+            }
+        }
+        // Outside a sane box the kernel degenerates; a steep wall keeps L-BFGS inside.
+        let out = if theta.iter().all(|t| t.is_finite() && t.abs() < 25.0) {
+            log_posterior_and_grad(self.dists, self.y, theta)
+        } else {
+            None
+        };
+        let (c, g) = match out {
+            Some((lp, g)) => (-lp, g.into_iter().map(|v| -v).collect::<Vec<f64>>()),
+            None => (1e12, theta.iter().map(|t| t.signum() * 1e6).collect()),
+        };
+        *self.cache.borrow_mut() = Some((theta.to_vec(), c, g.clone()));
+        (c, g)
+    }
+}
+
+impl CostFunction for &Objective<'_> {
+    type Param = Array1<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Self::Param) -> Result<f64, argmin::core::Error> {
+        Ok(self.eval(p.as_slice().unwrap()).0)
+    }
+}
+
+impl Gradient for &Objective<'_> {
+    type Param = Array1<f64>;
+    type Gradient = Array1<f64>;
+    fn gradient(&self, p: &Self::Param) -> Result<Array1<f64>, argmin::core::Error> {
+        Ok(Array1::from(self.eval(p.as_slice().unwrap()).1))
+    }
+}
+
+/// How hard to fit the hyperparameters.
+#[derive(Clone, Debug)]
+pub struct FitOptions {
+    /// Starting points besides the warm start.
+    pub restarts: usize,
+    pub max_iters: u64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            restarts: 3,
+            max_iters: 60,
+        }
+    }
+}
+
+/// A fitted GP on standardized outputs.
+pub struct Gp {
+    x: Vec<Vec<f64>>,
+    categorical: Vec<bool>,
+    pub hyper: Hyperparameters,
+    pub y_mean: f64,
+    pub y_std: f64,
+    l: Mat<f64>,
+    alpha: Vec<f64>,
+    /// Log posterior of the fitted hyperparameters (for diagnostics and tests).
+    pub log_posterior: f64,
+}
+
+impl Gp {
+    /// Fit hyperparameters by MAP and condition on the data. `warm` is a previous theta.
+    pub fn fit(
+        x: &[Vec<f64>],
+        y: &[f64],
+        categorical: &[bool],
+        warm: Option<&[f64]>,
+        opts: &FitOptions,
+    ) -> Gp {
+        let (ys, y_mean, y_std) = standardize(y);
+        let dists = Distances::new(x, categorical);
+        let d = categorical.len();
+        let mut starts: Vec<Vec<f64>> = Vec::new();
+        if let Some(w) = warm.filter(|w| w.len() == d + 2) {
+            starts.push(w.to_vec());
+        }
+        // Fixed, spread-out starts keep the fit deterministic: short, medium, long lengthscales.
+        for (i, ls) in [0.5f64, 0.15, 2.0, 1.0].iter().enumerate() {
+            if i >= opts.restarts.max(1) && !starts.is_empty() {
+                break;
+            }
+            let mut t = vec![ls.ln(); d];
+            t.push(0.0);
+            t.push((1e-2f64).ln());
+            starts.push(t);
+        }
+        let problem = Objective {
+            dists: &dists,
+            y: &ys,
+            cache: RefCell::new(None),
+        };
+        let mut best: Option<(f64, Vec<f64>)> = None;
+        for s in starts {
+            let theta = minimize(&problem, s.clone(), opts.max_iters).unwrap_or(s);
+            let cost = problem.eval(&theta).0;
+            if cost.is_finite() && best.as_ref().is_none_or(|(c, _)| cost < *c) {
+                best = Some((cost, theta));
+            }
+        }
+        let (cost, theta) = best.expect("at least one start");
+        Gp::condition(x, &ys, y_mean, y_std, categorical, Hyperparameters::from_theta(&theta), -cost)
+    }
+
+    /// Condition on data with fixed hyperparameters (no fitting). `y` is in original units.
+    pub fn with_hyperparameters(
+        x: &[Vec<f64>],
+        y: &[f64],
+        categorical: &[bool],
+        hyper: Hyperparameters,
+    ) -> Gp {
+        let (ys, m, s) = standardize(y);
+        Gp::condition(x, &ys, m, s, categorical, hyper, f64::NAN)
+    }
+
+    fn condition(
+        x: &[Vec<f64>],
+        ys: &[f64],
+        y_mean: f64,
+        y_std: f64,
+        categorical: &[bool],
+        hyper: Hyperparameters,
+        log_posterior: f64,
+    ) -> Gp {
+        let n = x.len();
+        let k = Mat::<f64>::from_fn(n, n, |i, j| {
+            let kij = kernel(&x[i], &x[j], categorical, &hyper);
+            if i == j {
+                kij + hyper.noise_variance
+            } else {
+                kij
+            }
+        });
+        let (llt, l) = match robust_cholesky(&k) {
+            Some((llt, _)) => {
+                let l = llt.L().to_owned();
+                (Some(llt), l)
+            }
+            None => (None, Mat::<f64>::identity(n, n)),
+        };
+        let mut alpha = Mat::<f64>::from_fn(n, 1, |i, _| ys[i]);
+        if let Some(llt) = &llt {
+            llt.solve_in_place(&mut alpha);
+        }
+        Gp {
+            x: x.to_vec(),
+            categorical: categorical.to_vec(),
+            hyper,
+            y_mean,
+            y_std,
+            l,
+            alpha: (0..n).map(|i| alpha[(i, 0)]).collect(),
+            log_posterior,
+        }
+    }
+
+    pub fn theta(&self) -> Vec<f64> {
+        self.hyper.to_theta()
+    }
+
+    pub fn n(&self) -> usize {
+        self.x.len()
+    }
+
+    /// Posterior mean and variance of the latent function at many points, in standardized
+    /// units (multiply the standard deviation by `y_std`, shift the mean by `y_mean`).
+    pub fn predict_standardized(&self, xs: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
+        let n = self.x.len();
+        let m = xs.len();
+        if m == 0 {
+            return (vec![], vec![]);
+        }
+        // Kxs^T: n x m
+        let mut v = Mat::<f64>::from_fn(n, m, |i, j| kernel(&self.x[i], &xs[j], &self.categorical, &self.hyper));
+        let mean: Vec<f64> = (0..m)
+            .map(|j| (0..n).map(|i| v[(i, j)] * self.alpha[i]).sum())
+            .collect();
+        faer::linalg::triangular_solve::solve_lower_triangular_in_place(self.l.as_ref(), v.as_mut(), faer::Par::Seq);
+        let var: Vec<f64> = (0..m)
+            .map(|j| {
+                let q: f64 = (0..n).map(|i| v[(i, j)] * v[(i, j)]).sum();
+                (self.hyper.signal_variance - q).max(1e-12)
+            })
+            .collect();
+        (mean, var)
+    }
+
+    /// Posterior mean and standard deviation in original units.
+    pub fn predict(&self, xs: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
+        let (m, v) = self.predict_standardized(xs);
+        (
+            m.iter().map(|z| self.y_mean + self.y_std * z).collect(),
+            v.iter().map(|s| s.sqrt() * self.y_std).collect(),
+        )
+    }
+}
+
+/// Kernel value between two encoded points.
+pub fn kernel(a: &[f64], b: &[f64], categorical: &[bool], h: &Hyperparameters) -> f64 {
+    let mut r2 = 0.0;
+    for i in 0..a.len() {
+        r2 += pair_distance(a[i], b[i], categorical[i]) / (h.lengthscales[i] * h.lengthscales[i]);
+    }
+    h.signal_variance * matern52(r2.sqrt())
+}
+
+/// (y - mean) / std, with std = 1 when the data are constant.
+pub fn standardize(y: &[f64]) -> (Vec<f64>, f64, f64) {
+    let n = y.len().max(1) as f64;
+    let mean = y.iter().sum::<f64>() / n;
+    let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+    (y.iter().map(|v| (v - mean) / std).collect(), mean, std)
+}
+
+fn minimize(problem: &Objective, start: Vec<f64>, max_iters: u64) -> Option<Vec<f64>> {
+    let ls = MoreThuenteLineSearch::new();
+    let solver = LBFGS::new(ls, 7).with_tolerance_grad(1e-5).ok()?.with_tolerance_cost(1e-10).ok()?;
+    let res = Executor::new(problem, solver)
+        .configure(|s| s.param(Array1::from(start)).max_iters(max_iters))
+        .run()
+        .ok()?;
+    let best = res.state().best_param.as_ref()?.to_vec();
+    best.iter().all(|v| v.is_finite()).then_some(best)
+}
+
+/// Log marginal likelihood + log prior at theta for data in original units (tests, diagnostics).
+pub fn log_posterior(x: &[Vec<f64>], y: &[f64], categorical: &[bool], theta: &[f64]) -> Option<(f64, Vec<f64>)> {
+    let (ys, _, _) = standardize(y);
+    let dists = Distances::new(x, categorical);
+    log_posterior_and_grad(&dists, &ys, theta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn data(n: usize, d: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let x: Vec<Vec<f64>> = (0..n).map(|_| (0..d).map(|_| rng.random::<f64>()).collect()).collect();
+        let y = x
+            .iter()
+            .map(|p| (3.0 * p[0]).sin() + p.iter().skip(1).map(|v| v * v).sum::<f64>() + 0.05 * rng.random::<f64>())
+            .collect();
+        (x, y)
+    }
+
+    #[test]
+    fn gradient_matches_central_differences() {
+        for (d, cat) in [(2, vec![false, false]), (3, vec![false, true, false])] {
+            let (mut x, y) = data(12, d, 3);
+            for p in x.iter_mut() {
+                if cat[1] {
+                    p[1] = (p[1] * 3.0).floor();
+                }
+            }
+            let theta: Vec<f64> = (0..d).map(|i| -0.7 + 0.3 * i as f64).chain([0.2, -3.0]).collect();
+            let (_, g) = log_posterior(&x, &y, &cat, &theta).unwrap();
+            for j in 0..theta.len() {
+                let h = 1e-5;
+                let mut tp = theta.clone();
+                tp[j] += h;
+                let mut tm = theta.clone();
+                tm[j] -= h;
+                let fd = (log_posterior(&x, &y, &cat, &tp).unwrap().0 - log_posterior(&x, &y, &cat, &tm).unwrap().0) / (2.0 * h);
+                assert!((fd - g[j]).abs() < 1e-5 * (1.0 + fd.abs()), "d={d} j={j} fd={fd} analytic={}", g[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn interpolates_noise_free_data() {
+        let (x, y) = data(15, 2, 5);
+        let gp = Gp::fit(&x, &y, &[false, false], None, &FitOptions::default());
+        let (m, s) = gp.predict(&x);
+        for i in 0..x.len() {
+            assert!((m[i] - y[i]).abs() < 0.05, "mean {} vs {}", m[i], y[i]);
+            assert!(s[i] < 0.1);
+        }
+        // Far from the data the uncertainty is larger than at the data.
+        let (_, far) = gp.predict(&[vec![5.0, 5.0]]);
+        assert!(far[0] > 5.0 * s[0]);
+    }
+
+    #[test]
+    fn fit_improves_on_start_and_learns_noise() {
+        // Pure noise around a constant: the fit must attribute it to noise, not wiggles.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let x: Vec<Vec<f64>> = (0..30).map(|_| vec![rng.random::<f64>()]).collect();
+        let y: Vec<f64> = (0..30).map(|_| 1.0 + 0.1 * (rng.random::<f64>() - 0.5)).collect();
+        let gp = Gp::fit(&x, &y, &[false], None, &FitOptions::default());
+        assert!(gp.hyper.noise_variance > 0.3, "noise {:?}", gp.hyper);
+    }
+}

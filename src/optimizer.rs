@@ -1,0 +1,892 @@
+//! The ask/tell optimizer: baseline, initial design, then GP + log EI proposals. No I/O.
+//!
+//! Everything random is drawn from a generator seeded by (study seed, trial number), and the
+//! GP fit is deterministic, so a run is reproducible for a given seed and a resumed run asks
+//! exactly what the uninterrupted one would have (given the saved `OptimizerState`).
+
+use crate::acquisition::{log_expected_improvement, log_norm_cdf};
+use crate::design::{initial_design_size, sobol_point, unit_to_encoded};
+use crate::gp::{FitOptions, Gp};
+use crate::space::{config_key, Config, ParamKind, SearchSpace};
+use crate::stats::quantile;
+use crate::study::{is_positive_metric, Comparison, Direction, Objective, OptimizerSettings};
+use crate::trial::{Origin, Status, Trial, TrialRecord};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// Above this many observations the GP is fitted on a subset (best half + most recent half):
+/// exact GP cost grows as n^3 and an overnight run can reach thousands of trials.
+pub const MAX_GP_POINTS: usize = 300;
+
+/// Result of a trial as the optimizer sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Ok {
+        /// Objective value in the user's units (tokens/s, seconds, ...).
+        value: f64,
+        /// Value of each outcome constraint's metric, in the order of the study.
+        constraint_values: Vec<f64>,
+        /// Wall time of the trial, seconds (measurement plus any reload).
+        duration_s: f64,
+        /// Reload time paid by this trial, when it reloaded.
+        reload_s: Option<f64>,
+    },
+    Failed,
+}
+
+impl Outcome {
+    /// Read an outcome from a journal record. An ok record that lacks the objective metric
+    /// counts as failed: there is nothing to learn from it.
+    pub fn from_record(rec: &TrialRecord, objective: &Objective) -> Outcome {
+        if rec.status != Status::Ok {
+            return Outcome::Failed;
+        }
+        let Some(value) = rec.objective.filter(|v| v.is_finite()) else {
+            return Outcome::Failed;
+        };
+        let constraint_values = objective
+            .constraints
+            .iter()
+            .map(|c| {
+                rec.metrics
+                    .get(&c.metric.metric)
+                    .map(|s| s.get(c.metric.stat))
+                    .unwrap_or(f64::NAN)
+            })
+            .collect();
+        let reload_s = rec.load.as_ref().filter(|l| l.reloaded).map(|l| l.seconds);
+        Outcome::Ok {
+            value,
+            constraint_values,
+            duration_s: rec.duration_s,
+            reload_s,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Observation {
+    config: Config,
+    x: Vec<f64>,
+    outcome: Outcome,
+}
+
+/// The part of the optimizer's state that is not in the journal; checkpointed after each ask.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerState {
+    pub seed: u64,
+    pub n_asked: usize,
+    pub sobol_index: u32,
+    /// Last fitted GP hyperparameters (warm start of the next fit).
+    pub warm_theta: Option<Vec<f64>>,
+}
+
+/// What the run loop knows when it asks: the runner options currently loaded, if any.
+#[derive(Clone, Debug, Default)]
+pub struct AskContext {
+    pub loaded_runner: Option<Config>,
+}
+
+/// How much each parameter matters around the best configuration (from the fitted GP).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParamEffect {
+    pub name: String,
+    /// Fitted lengthscale in encoded units (short = the objective changes fast along it).
+    pub lengthscale: f64,
+    /// Range of the GP posterior mean of the objective when only this parameter varies over its
+    /// domain and the others stay at the best configuration, in the objective's units.
+    pub effect: f64,
+    /// `effect` as a share of the sum over parameters.
+    pub share: f64,
+}
+
+pub struct Optimizer {
+    space: SearchSpace,
+    objective: Objective,
+    settings: OptimizerSettings,
+    runner_params: Vec<String>,
+    state: OptimizerState,
+    observations: Vec<Observation>,
+    measured: BTreeSet<String>,
+    failed: BTreeSet<String>,
+}
+
+/// splitmix64: decorrelates nearby seeds (Steele, Lea, Flood 2014).
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Optimizer {
+    pub fn new(
+        space: SearchSpace,
+        objective: Objective,
+        settings: OptimizerSettings,
+        runner_params: Vec<String>,
+        seed: u64,
+    ) -> Optimizer {
+        // Sequential linear algebra: deterministic results, and the run loop owns the other core.
+        faer::set_global_parallelism(faer::Par::Seq);
+        Optimizer {
+            space,
+            objective,
+            settings,
+            runner_params,
+            state: OptimizerState {
+                seed,
+                n_asked: 0,
+                sobol_index: 0,
+                warm_theta: None,
+            },
+            observations: Vec::new(),
+            measured: BTreeSet::new(),
+            failed: BTreeSet::new(),
+        }
+    }
+
+    pub fn space(&self) -> &SearchSpace {
+        &self.space
+    }
+
+    pub fn state(&self) -> &OptimizerState {
+        &self.state
+    }
+
+    /// Continue from a checkpoint (observations come back through `tell`).
+    pub fn restore(&mut self, state: OptimizerState) {
+        self.state = state;
+    }
+
+    pub fn n_observations(&self) -> usize {
+        self.observations.len()
+    }
+
+    fn rng(&self, number: usize, stream: u64) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(mix(mix(self.state.seed) ^ (number as u64) ^ (stream << 48)))
+    }
+
+    fn excluded(&self, key: &str) -> bool {
+        self.failed.contains(key) || (!self.settings.allow_repeats && self.measured.contains(key))
+    }
+
+    /// Propose the next configuration to measure.
+    pub fn ask(&mut self, ctx: &AskContext) -> Trial {
+        let number = self.state.n_asked;
+        self.state.n_asked += 1;
+        let d = self.space.dims();
+
+        // 1. The baseline: what the user runs today.
+        if number == 0 {
+            if let Some(defaults) = self.space.defaults() {
+                let config = self.space.normalize_config(&defaults);
+                if !self.measured.contains(&config_key(&config)) {
+                    return Trial {
+                        number,
+                        config,
+                        origin: Origin::Baseline,
+                        acquisition: None,
+                    };
+                }
+            }
+        }
+
+        let n_init = if self.settings.initial_trials > 0 {
+            self.settings.initial_trials
+        } else {
+            initial_design_size(d)
+        };
+        let n_ok = self.observations.iter().filter(|o| matches!(o.outcome, Outcome::Ok { .. })).count();
+        let random = self.settings.strategy == "random";
+
+        // 2. Quasi-random initial design (also while fewer than two points ran successfully).
+        if random || self.observations.len() < n_init || n_ok < 2 {
+            let seed32 = (mix(self.state.seed) >> 32) as u32;
+            for _ in 0..10_000 {
+                let u = if random {
+                    let mut rng = self.rng(number, self.state.sobol_index as u64);
+                    (0..d).map(|_| rng.random::<f64>()).collect()
+                } else {
+                    sobol_point(self.state.sobol_index, d, seed32)
+                };
+                self.state.sobol_index += 1;
+                let config = self.space.decode(&unit_to_encoded(&self.space, &u));
+                if !self.excluded(&config_key(&config)) {
+                    let origin = if random { Origin::Random } else { Origin::Initial };
+                    return Trial {
+                        number,
+                        config,
+                        origin,
+                        acquisition: None,
+                    };
+                }
+            }
+            return self.fallback(number);
+        }
+
+        // 3. Model-based proposal.
+        match self.propose(number, ctx) {
+            Some((config, acq)) => Trial {
+                number,
+                config,
+                origin: Origin::Model,
+                acquisition: Some(acq),
+            },
+            None => self.fallback(number),
+        }
+    }
+
+    /// When nothing new can be proposed (tiny space, everything measured): a random unmeasured
+    /// configuration if one can be found, else the best one measured again.
+    fn fallback(&mut self, number: usize) -> Trial {
+        let mut rng = self.rng(number, 7);
+        let d = self.space.dims();
+        for _ in 0..2000 {
+            let u: Vec<f64> = (0..d).map(|_| rng.random::<f64>()).collect();
+            let config = self.space.decode(&unit_to_encoded(&self.space, &u));
+            if !self.excluded(&config_key(&config)) {
+                return Trial {
+                    number,
+                    config,
+                    origin: Origin::Random,
+                    acquisition: None,
+                };
+            }
+        }
+        let config = self
+            .best_observed()
+            .map(|(c, _)| c)
+            .unwrap_or_else(|| self.space.decode(&vec![0.5; d]));
+        Trial {
+            number,
+            config,
+            origin: Origin::Random,
+            acquisition: None,
+        }
+    }
+
+    /// Record a measured trial.
+    pub fn tell(&mut self, trial: &Trial, outcome: Outcome) {
+        self.tell_config(&trial.config, outcome);
+    }
+
+    /// Record a journaled trial (resume and replays).
+    pub fn tell_record(&mut self, rec: &TrialRecord) {
+        let outcome = Outcome::from_record(rec, &self.objective);
+        self.tell_config(&rec.params, outcome);
+    }
+
+    fn tell_config(&mut self, config: &Config, outcome: Outcome) {
+        let config = self.space.normalize_config(config);
+        let key = config_key(&config);
+        match outcome {
+            Outcome::Failed => {
+                self.failed.insert(key.clone());
+            }
+            Outcome::Ok { .. } => {}
+        }
+        self.measured.insert(key);
+        self.observations.push(Observation {
+            x: self.space.encode(&config),
+            config,
+            outcome,
+        });
+    }
+
+    /// Model value of an objective measurement: log for positive rates/durations, negated when
+    /// minimizing, so the GP always maximizes.
+    fn transform(&self, values: &[f64]) -> Vec<f64> {
+        let log = self.objective.use_log(values);
+        values
+            .iter()
+            .map(|v| {
+                let t = if log { v.ln() } else { *v };
+                match self.objective.direction {
+                    Direction::Maximize => t,
+                    Direction::Minimize => -t,
+                }
+            })
+            .collect()
+    }
+
+    fn fit_options(&self, n: usize) -> FitOptions {
+        let warm = self.state.warm_theta.is_some();
+        match n {
+            0..=60 => FitOptions {
+                restarts: 3,
+                max_iters: 80,
+            },
+            61..=150 => FitOptions {
+                restarts: if warm { 1 } else { 3 },
+                max_iters: 50,
+            },
+            _ => FitOptions {
+                restarts: if warm { 0 } else { 1 },
+                max_iters: 25,
+            },
+        }
+    }
+
+    /// Indices of the ok observations the objective GP is fitted on.
+    fn gp_subset(&self) -> Vec<usize> {
+        let ok: Vec<usize> = (0..self.observations.len())
+            .filter(|&i| matches!(self.observations[i].outcome, Outcome::Ok { .. }))
+            .collect();
+        if ok.len() <= MAX_GP_POINTS {
+            return ok;
+        }
+        let values: Vec<f64> = ok.iter().map(|&i| self.value(i)).collect();
+        let y = self.transform(&values);
+        let mut by_value: Vec<usize> = (0..ok.len()).collect();
+        by_value.sort_by(|a, b| y[*b].total_cmp(&y[*a]).then(a.cmp(b)));
+        let mut keep: BTreeSet<usize> = by_value[..MAX_GP_POINTS / 2].iter().map(|&j| ok[j]).collect();
+        for &i in ok.iter().rev() {
+            if keep.len() >= MAX_GP_POINTS {
+                break;
+            }
+            keep.insert(i);
+        }
+        keep.into_iter().collect()
+    }
+
+    fn value(&self, i: usize) -> f64 {
+        match &self.observations[i].outcome {
+            Outcome::Ok { value, .. } => *value,
+            Outcome::Failed => f64::NAN,
+        }
+    }
+
+    fn runner_key(&self, config: &Config) -> String {
+        let sub: Config = config
+            .iter()
+            .filter(|(k, _)| self.runner_params.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        config_key(&sub)
+    }
+
+    /// Fit the surrogate models and maximize the acquisition. Returns the configuration and its
+    /// acquisition value, or None when every candidate is excluded.
+    fn propose(&mut self, number: usize, ctx: &AskContext) -> Option<(Config, f64)> {
+        let models = self.fit_models()?;
+        self.state.warm_theta = Some(models.objective.theta());
+        let mut rng = self.rng(number, 1);
+        let d = self.space.dims();
+        let cat = self.space.categorical_mask();
+
+        // Reload cost: EI per unit of expected wall time (Snoek, Larochelle, Adams 2012, sec. 3.2),
+        // where a candidate whose runner options differ from the loaded ones pays a reload.
+        let cost = if self.settings.reload_aware && !self.runner_params.is_empty() {
+            self.cost_model(ctx)
+        } else {
+            None
+        };
+
+        let score = |xs: &[Vec<f64>], configs: &[Config]| -> Vec<f64> {
+            let mut s = models.score(xs);
+            if let Some((loaded_key, t_measure, t_reload)) = &cost {
+                for (si, c) in s.iter_mut().zip(configs) {
+                    if &self.runner_key(c) != loaded_key {
+                        *si -= ((t_measure + t_reload) / t_measure).ln();
+                    }
+                }
+            }
+            s
+        };
+
+        // Raw candidates: scrambled Sobol over the space plus perturbations of the best points.
+        let n_obs = self.observations.len();
+        let m = if n_obs > 150 {
+            (self.settings.candidates / 2).max(256)
+        } else {
+            self.settings.candidates
+        };
+        let seed32 = rng.random::<u32>();
+        let mut xs: Vec<Vec<f64>> = (0..m as u32)
+            .map(|i| unit_to_encoded(&self.space, &sobol_point(i, d, seed32)))
+            .collect();
+        for (x, _) in models.top_observed.iter().take(5) {
+            for _ in 0..32 {
+                xs.push(self.perturb(x, 0.08, &mut rng));
+            }
+        }
+        let configs: Vec<Config> = xs.iter().map(|x| self.space.decode(x)).collect();
+        let xs: Vec<Vec<f64>> = configs.iter().map(|c| self.space.encode(c)).collect();
+        let scores = score(&xs, &configs);
+
+        let mut pool: Vec<(f64, Vec<f64>, Config)> = Vec::new();
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut order: Vec<usize> = (0..xs.len()).collect();
+        order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b)));
+        for i in order {
+            let key = config_key(&configs[i]);
+            if seen.insert(key) {
+                pool.push((scores[i], xs[i].clone(), configs[i].clone()));
+            }
+        }
+
+        // Local refinement of the best distinct starting points: shrinking random perturbations,
+        // integer and categorical steps included (a derivative-free stand-in for Optuna's
+        // alternating L-BFGS-B / discrete line search, optuna/_gp/optim_mixed.py).
+        let starts: Vec<(f64, Vec<f64>)> = pool
+            .iter()
+            .filter(|(_, _, c)| !self.excluded(&config_key(c)))
+            .take(8)
+            .map(|(s, x, _)| (*s, x.clone()))
+            .collect();
+        let mut refined: Vec<(f64, Vec<f64>, Config)> = Vec::new();
+        for (mut best_s, mut best_x) in starts {
+            for sigma in [0.1, 0.04, 0.015, 0.005] {
+                let nb: Vec<Vec<f64>> = (0..24).map(|_| self.perturb(&best_x, sigma, &mut rng)).collect();
+                let nc: Vec<Config> = nb.iter().map(|x| self.space.decode(x)).collect();
+                let nx: Vec<Vec<f64>> = nc.iter().map(|c| self.space.encode(c)).collect();
+                let ns = score(&nx, &nc);
+                for ((s, x), c) in ns.into_iter().zip(nx).zip(nc) {
+                    if s > best_s && !self.excluded(&config_key(&c)) {
+                        best_s = s;
+                        best_x = x;
+                    }
+                }
+            }
+            let c = self.space.decode(&best_x);
+            refined.push((best_s, best_x, c));
+        }
+        pool.extend(refined);
+        pool.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let _ = cat;
+        pool.into_iter()
+            .find(|(s, _, c)| s.is_finite() && !self.excluded(&config_key(c)))
+            .map(|(s, _, c)| (c, s))
+    }
+
+    /// A random neighbour of an encoded point.
+    fn perturb(&self, x: &[f64], sigma: f64, rng: &mut ChaCha8Rng) -> Vec<f64> {
+        let d = x.len();
+        let mut out = x.to_vec();
+        // Move every continuous dimension a little, and each discrete one with probability ~2/d,
+        // so at least something changes on average.
+        let p_discrete = (2.0 / d as f64).min(1.0);
+        for (i, p) in self.space.params.iter().enumerate() {
+            match &p.kind {
+                ParamKind::Categorical { .. } | ParamKind::Bool => {
+                    if rng.random::<f64>() < p_discrete * 0.5 {
+                        let k = p.encoded_upper() as usize + 1;
+                        out[i] = rng.random_range(0..k) as f64;
+                    }
+                }
+                ParamKind::Int { .. } | ParamKind::Float { step: Some(_), .. }
+                    if p.cardinality().unwrap_or(u64::MAX) <= 32 =>
+                {
+                    if rng.random::<f64>() < p_discrete {
+                        let k = p.cardinality().unwrap() as f64;
+                        let dir = if rng.random::<bool>() { 1.0 } else { -1.0 };
+                        out[i] = (x[i] + dir / k).clamp(0.0, 1.0);
+                    }
+                }
+                _ => {
+                    let z: f64 = gaussian(rng);
+                    out[i] = (x[i] + sigma * z).clamp(0.0, 1.0);
+                }
+            }
+        }
+        out
+    }
+
+    /// (loaded runner key, typical measurement seconds, typical reload seconds).
+    fn cost_model(&self, ctx: &AskContext) -> Option<(String, f64, f64)> {
+        let loaded = ctx.loaded_runner.as_ref()?;
+        let mut measure = Vec::new();
+        let mut reload = Vec::new();
+        for o in &self.observations {
+            if let Outcome::Ok {
+                duration_s, reload_s, ..
+            } = &o.outcome
+            {
+                let r = reload_s.unwrap_or(0.0);
+                measure.push((duration_s - r).max(1e-3));
+                if let Some(r) = reload_s {
+                    reload.push(*r);
+                }
+            }
+        }
+        if measure.is_empty() || reload.is_empty() {
+            return None;
+        }
+        Some((self.runner_key(loaded), quantile(&measure, 0.5), quantile(&reload, 0.5)))
+    }
+
+    fn fit_models(&self) -> Option<Models> {
+        let subset = self.gp_subset();
+        if subset.len() < 2 {
+            return None;
+        }
+        let cat = self.space.categorical_mask();
+        let xs: Vec<Vec<f64>> = subset.iter().map(|&i| self.observations[i].x.clone()).collect();
+        let values: Vec<f64> = subset.iter().map(|&i| self.value(i)).collect();
+        let y = self.transform(&values);
+        let n = xs.len();
+        let gp = Gp::fit(&xs, &y, &cat, self.state.warm_theta.as_deref(), &self.fit_options(n));
+
+        // Observed points that satisfy every constraint: candidates for the incumbent.
+        let feasible: Vec<bool> = subset
+            .iter()
+            .map(|&i| match &self.observations[i].outcome {
+                Outcome::Ok {
+                    constraint_values, ..
+                } => self
+                    .objective
+                    .constraints
+                    .iter()
+                    .zip(constraint_values)
+                    .all(|(c, v)| v.is_finite() && c.violation(*v) <= 0.0),
+                Outcome::Failed => false,
+            })
+            .collect();
+        let (mu_obs, _) = gp.predict_standardized(&xs);
+        // Noise-robust incumbent: best posterior mean at an observed feasible point.
+        let incumbent = mu_obs
+            .iter()
+            .zip(&feasible)
+            .filter(|(_, f)| **f)
+            .map(|(m, _)| *m)
+            .fold(None, |acc: Option<f64>, m| Some(acc.map_or(m, |a| a.max(m))));
+        let mut ranked: Vec<(Vec<f64>, f64)> = xs.iter().cloned().zip(mu_obs.iter().copied()).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+
+        // Feasibility model: GP regression on +1 (ran) / -1 (failed) labels, used as a probit
+        // classifier: P(feasible) = Phi(mu / sqrt(var + 0.3^2)).
+        let feasibility = if !self.failed.is_empty() {
+            let mut fx = Vec::new();
+            let mut fy = Vec::new();
+            let n_all = self.observations.len();
+            let start = n_all.saturating_sub(MAX_GP_POINTS);
+            for (i, o) in self.observations.iter().enumerate() {
+                let failed = matches!(o.outcome, Outcome::Failed);
+                if i >= start || failed {
+                    fx.push(o.x.clone());
+                    fy.push(if failed { -1.0 } else { 1.0 });
+                }
+            }
+            Some(Gp::fit(&fx, &fy, &cat, None, &FitOptions { restarts: 1, max_iters: 30 }))
+        } else {
+            None
+        };
+
+        // One GP per outcome constraint (Gardner et al. 2014; Optuna's constrained LogEI).
+        let mut constraints = Vec::new();
+        for (ci, c) in self.objective.constraints.iter().enumerate() {
+            let mut cx = Vec::new();
+            let mut cy = Vec::new();
+            for &i in &subset {
+                if let Outcome::Ok {
+                    constraint_values, ..
+                } = &self.observations[i].outcome
+                {
+                    let v = constraint_values[ci];
+                    if v.is_finite() {
+                        cx.push(self.observations[i].x.clone());
+                        cy.push(v);
+                    }
+                }
+            }
+            if cx.len() < 2 {
+                continue;
+            }
+            let log = is_positive_metric(&c.metric.metric) && cy.iter().all(|v| *v > 0.0) && c.bound > 0.0;
+            let ty: Vec<f64> = cy.iter().map(|v| if log { v.ln() } else { *v }).collect();
+            let bound = if log { c.bound.ln() } else { c.bound };
+            let g = Gp::fit(&cx, &ty, &cat, None, &FitOptions { restarts: 1, max_iters: 40 });
+            constraints.push((g, bound, c.op.clone()));
+        }
+
+        Some(Models {
+            objective: gp,
+            incumbent,
+            top_observed: ranked,
+            feasibility,
+            constraints,
+        })
+    }
+
+    /// Best measured configuration (feasible, ok) by its measured objective value.
+    pub fn best_observed(&self) -> Option<(Config, f64)> {
+        let mut best: Option<(Config, f64, f64)> = None;
+        for (i, o) in self.observations.iter().enumerate() {
+            if let Outcome::Ok {
+                value,
+                constraint_values,
+                ..
+            } = &o.outcome
+            {
+                let ok = self
+                    .objective
+                    .constraints
+                    .iter()
+                    .zip(constraint_values)
+                    .all(|(c, v)| v.is_finite() && c.violation(*v) <= 0.0);
+                if !ok {
+                    continue;
+                }
+                let t = self.transform(&[*value])[0];
+                let _ = i;
+                if best.as_ref().is_none_or(|b| t > b.2) {
+                    best = Some((o.config.clone(), *value, t));
+                }
+            }
+        }
+        best.map(|(c, v, _)| (c, v))
+    }
+
+    /// Parameter effects around the best configuration, from a GP fitted on all ok trials.
+    pub fn explain(&self) -> Vec<ParamEffect> {
+        let Some(models) = self.fit_models() else {
+            return vec![];
+        };
+        let Some((best, _)) = self.best_observed() else {
+            return vec![];
+        };
+        let gp = &models.objective;
+        let base = self.space.encode(&best);
+        let log = {
+            let values: Vec<f64> = self.gp_subset().iter().map(|&i| self.value(i)).collect();
+            self.objective.use_log(&values)
+        };
+        let sign = match self.objective.direction {
+            Direction::Maximize => 1.0,
+            Direction::Minimize => -1.0,
+        };
+        let mut effects: Vec<ParamEffect> = self
+            .space
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let steps: Vec<f64> = if p.is_categorical() {
+                    (0..=p.encoded_upper() as usize).map(|k| k as f64).collect()
+                } else {
+                    (0..=32).map(|k| k as f64 / 32.0).collect()
+                };
+                let pts: Vec<Vec<f64>> = steps
+                    .iter()
+                    .map(|s| {
+                        let mut x = base.clone();
+                        x[i] = *s;
+                        self.space.canonicalize(&x)
+                    })
+                    .collect();
+                let (m, _) = gp.predict(&pts);
+                let vals: Vec<f64> = m.iter().map(|t| sign * t).map(|t| if log { t.exp() } else { t }).collect();
+                let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                ParamEffect {
+                    name: p.name.clone(),
+                    lengthscale: gp.hyper.lengthscales[i],
+                    effect: (hi - lo).max(0.0),
+                    share: 0.0,
+                }
+            })
+            .collect();
+        let total: f64 = effects.iter().map(|e| e.effect).sum();
+        for e in &mut effects {
+            e.share = if total > 0.0 { e.effect / total } else { 0.0 };
+        }
+        effects
+    }
+}
+
+struct Models {
+    objective: Gp,
+    /// Best posterior mean (standardized) at a feasible observed point.
+    incumbent: Option<f64>,
+    /// Observed points with their posterior means, best first.
+    top_observed: Vec<(Vec<f64>, f64)>,
+    feasibility: Option<Gp>,
+    constraints: Vec<(Gp, f64, Comparison)>,
+}
+
+impl Models {
+    /// log acquisition at encoded points: log EI + log P(feasible) + sum log P(constraint holds).
+    fn score(&self, xs: &[Vec<f64>]) -> Vec<f64> {
+        let (mu, var) = self.objective.predict_standardized(xs);
+        let mut s: Vec<f64> = match self.incumbent {
+            Some(best) => mu
+                .iter()
+                .zip(&var)
+                .map(|(m, v)| log_expected_improvement(*m, v.sqrt(), best))
+                .collect(),
+            // No feasible point yet: maximize the probability of feasibility alone.
+            None => vec![0.0; xs.len()],
+        };
+        if let Some(f) = &self.feasibility {
+            let (m, sd) = f.predict(xs);
+            for (si, (m, sd)) in s.iter_mut().zip(m.iter().zip(&sd)) {
+                *si += log_norm_cdf(m / (sd * sd + 0.09).sqrt());
+            }
+        }
+        for (g, bound, op) in &self.constraints {
+            let (m, sd) = g.predict(xs);
+            for (si, (m, sd)) in s.iter_mut().zip(m.iter().zip(&sd)) {
+                let sd = sd.max(1e-9);
+                let z = match op {
+                    Comparison::AtMost => (bound - m) / sd,
+                    Comparison::AtLeast => (m - bound) / sd,
+                };
+                *si += log_norm_cdf(z);
+            }
+        }
+        s
+    }
+}
+
+/// Standard normal draw (Box-Muller), to keep `rand` features minimal.
+fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = rng.random::<f64>().max(1e-300);
+    let u2: f64 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::{Param, ParamValue};
+    use crate::study::{MetricRef, Transform};
+
+    fn space2() -> SearchSpace {
+        SearchSpace {
+            params: vec![
+                Param {
+                    name: "a".into(),
+                    kind: ParamKind::Float {
+                        low: 0.0,
+                        high: 1.0,
+                        log: false,
+                        step: None,
+                    },
+                    default: Some(ParamValue::Float(0.1)),
+                },
+                Param {
+                    name: "b".into(),
+                    kind: ParamKind::Int {
+                        low: 0,
+                        high: 20,
+                        log: false,
+                        step: 1,
+                    },
+                    default: Some(ParamValue::Int(2)),
+                },
+            ],
+        }
+    }
+
+    fn objective() -> Objective {
+        Objective {
+            metric: MetricRef::parse("value"),
+            direction: Direction::Minimize,
+            constraints: vec![],
+            transform: Transform::None,
+        }
+    }
+
+    fn f(c: &Config) -> f64 {
+        let a = c["a"].as_f64().unwrap();
+        let b = c["b"].as_f64().unwrap();
+        (a - 0.7).powi(2) + ((b - 13.0) / 20.0).powi(2)
+    }
+
+    fn ok(v: f64) -> Outcome {
+        Outcome::Ok {
+            value: v,
+            constraint_values: vec![],
+            duration_s: 1.0,
+            reload_s: None,
+        }
+    }
+
+    fn run(seed: u64, n: usize) -> Vec<Trial> {
+        let mut opt = Optimizer::new(space2(), objective(), OptimizerSettings::default(), vec![], seed);
+        let mut out = vec![];
+        for _ in 0..n {
+            let t = opt.ask(&AskContext::default());
+            opt.tell(&t, ok(f(&t.config)));
+            out.push(t);
+        }
+        out
+    }
+
+    #[test]
+    fn baseline_first_then_design_then_model() {
+        let trials = run(1, 12);
+        assert_eq!(trials[0].origin, Origin::Baseline);
+        assert_eq!(trials[0].config["b"], ParamValue::Int(2));
+        assert_eq!(trials[1].origin, Origin::Initial);
+        assert_eq!(trials[11].origin, Origin::Model);
+    }
+
+    #[test]
+    fn deterministic_for_a_seed() {
+        assert_eq!(run(3, 14), run(3, 14));
+        assert_ne!(run(3, 14), run(4, 14));
+    }
+
+    #[test]
+    fn never_measures_a_configuration_twice() {
+        let trials = run(5, 30);
+        let keys: BTreeSet<String> = trials.iter().map(|t| config_key(&t.config)).collect();
+        assert_eq!(keys.len(), trials.len());
+    }
+
+    #[test]
+    fn finds_the_minimum_of_a_smooth_function() {
+        let trials = run(11, 25);
+        let best = trials.iter().map(|t| f(&t.config)).fold(f64::INFINITY, f64::min);
+        assert!(best < 0.005, "best {best}");
+    }
+
+    #[test]
+    fn failed_region_is_learned_and_never_repeated() {
+        let mut opt = Optimizer::new(space2(), objective(), OptimizerSettings::default(), vec![], 2);
+        let mut failed_keys = BTreeSet::new();
+        let mut n_failed_late = 0;
+        for i in 0..30 {
+            let t = opt.ask(&AskContext::default());
+            let key = config_key(&t.config);
+            assert!(!failed_keys.contains(&key), "failed config proposed again");
+            // Everything with b > 10 "runs out of memory", including the true optimum region.
+            if t.config["b"].as_i64().unwrap() > 10 {
+                failed_keys.insert(key);
+                if i >= 15 {
+                    n_failed_late += 1;
+                }
+                opt.tell(&t, Outcome::Failed);
+            } else {
+                opt.tell(&t, ok(f(&t.config)));
+            }
+        }
+        assert!(n_failed_late <= 4, "kept proposing infeasible configs: {n_failed_late}");
+    }
+
+    #[test]
+    fn checkpointed_state_resumes_the_same_sequence() {
+        let full = run(21, 16);
+        let mut opt = Optimizer::new(space2(), objective(), OptimizerSettings::default(), vec![], 21);
+        for t in &full[..10] {
+            let t2 = opt.ask(&AskContext::default());
+            assert_eq!(&t2, t);
+            opt.tell(&t2, ok(f(&t2.config)));
+        }
+        let saved = opt.state().clone();
+        let mut resumed = Optimizer::new(space2(), objective(), OptimizerSettings::default(), vec![], 21);
+        resumed.restore(saved);
+        for t in &full[..10] {
+            resumed.tell(t, ok(f(&t.config)));
+        }
+        for t in &full[10..] {
+            let t2 = resumed.ask(&AskContext::default());
+            assert_eq!(&t2, t);
+            resumed.tell(&t2, ok(f(&t2.config)));
+        }
+    }
+}

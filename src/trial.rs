@@ -1,0 +1,122 @@
+//! Trials and their journaled records: the one data format every other module reads.
+//!
+//! A `TrialRecord` is one line of `trials.jsonl`. Its field names are a stable contract for
+//! reports, scripts and resume; add fields, never rename them.
+
+use crate::space::Config;
+use crate::stats::{Sample, Summary};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Why the optimizer proposed a configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// The study's defaults: what the user runs today.
+    Baseline,
+    /// Quasi-random initial design.
+    Initial,
+    /// Chosen by the GP and the acquisition function.
+    Model,
+    /// Random search (strategy = "random", or a fallback when the model cannot propose).
+    Random,
+}
+
+/// A configuration the optimizer asks to be measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    /// 0-based, in the order trials were asked.
+    pub number: usize,
+    pub config: Config,
+    pub origin: Origin,
+    /// Log expected improvement (with feasibility) of the proposal, when model-based.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acquisition: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Failed,
+}
+
+/// What kind of failure a failed trial was: all of them mark the configuration infeasible.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Out of memory (GPU or host).
+    OutOfMemory,
+    /// The model or server did not load / start with these options.
+    LoadFailed,
+    /// The server or program crashed while measuring.
+    Crashed,
+    /// The trial exceeded its time limit.
+    Timeout,
+    /// The program exited non-zero or printed no usable result.
+    Error,
+}
+
+impl FailureKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FailureKind::OutOfMemory => "out_of_memory",
+            FailureKind::LoadFailed => "load_failed",
+            FailureKind::Crashed => "crashed",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Error => "error",
+        }
+    }
+}
+
+/// A model (re)load paid before a trial's measurements, timed separately from them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadRecord {
+    pub reloaded: bool,
+    pub seconds: f64,
+}
+
+/// One line of the journal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    pub trial: usize,
+    pub origin: Origin,
+    pub params: Config,
+    pub status: Status,
+    /// Objective value (the configured statistic of the objective metric) when ok.
+    pub objective: Option<f64>,
+    /// Whether every outcome constraint held (true when there are none).
+    pub feasible: bool,
+    /// Per-metric summaries over the measured samples.
+    pub metrics: BTreeMap<String, Summary>,
+    /// Raw samples, one per measured request (warm-ups excluded).
+    pub samples: Vec<Sample>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadRecord>,
+    /// Backend facts worth keeping (size_vram, server stderr tail, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub notes: BTreeMap<String, serde_json::Value>,
+    /// RFC 3339 wall-clock times.
+    pub started_at: String,
+    pub finished_at: String,
+    /// Wall time of the whole trial including any reload and warm-up, seconds.
+    pub duration_s: f64,
+    /// Acquisition value at proposal time, when model-based.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acquisition: Option<f64>,
+}
+
+impl TrialRecord {
+    pub fn is_ok(&self) -> bool {
+        self.status == Status::Ok
+    }
+
+    /// Summary of a metric, if measured.
+    pub fn metric(&self, name: &str) -> Option<&Summary> {
+        self.metrics.get(name)
+    }
+}
