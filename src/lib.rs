@@ -17,3 +17,7 @@ pub mod store;
 pub mod sim;
 pub mod report;
 pub mod export;
+pub mod measure;
+pub mod runloop;
+pub mod cli;
+pub mod simctl;

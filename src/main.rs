@@ -1,1 +1,29 @@
-fn main() {}
+//! The `ollama-tuner` binary: parse flags, set up logging, run, map failures to exit codes.
+
+use clap::Parser;
+use ollama_tuner::cli::{dispatch, Cli, LogFormat};
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(dispatch(cli)) {
+        eprintln!("error: {}", e.message);
+        std::process::exit(e.code as i32);
+    }
+}

@@ -724,6 +724,11 @@ fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError> {
 
     // Protocol
     let mut protocol = Protocol::default();
+    if matches!(backend, BackendConfig::Command { .. }) {
+        // A black-box program is usually deterministic or does its own averaging.
+        protocol.repeats = 1;
+        protocol.warmup = 0;
+    }
     if let Some(p) = raw.protocol {
         let p = p.into_inner();
         if let Some(r) = &p.repeats {

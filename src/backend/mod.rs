@@ -10,6 +10,7 @@
 //!   the run stops with the message and hint.
 
 pub mod command;
+pub mod ollama;
 
 use crate::space::{Config, SearchSpace};
 use crate::stats::Sample;
@@ -96,8 +97,55 @@ pub trait Backend: Send {
         BTreeMap::new()
     }
 
+    /// Runner options currently loaded on the server, for reload-aware proposals.
+    fn loaded_runner(&self) -> Option<Config> {
+        None
+    }
+
     /// Release resources (kill child processes, unload). Must be safe to call twice.
     async fn shutdown(&mut self) {}
+}
+
+/// Build the backend a study asks for.
+pub async fn create(study: &crate::study::Study) -> Result<Box<dyn Backend>, BackendError> {
+    use crate::study::BackendConfig;
+    Ok(match &study.backend {
+        BackendConfig::Ollama { url, keep_alive } => Box::new(ollama::OllamaBackend::new(
+            url,
+            &study.model,
+            keep_alive,
+            study.protocol.clone(),
+            study.runner_params.clone(),
+        )?),
+        BackendConfig::Simulator {
+            profile,
+            time_scale,
+            keep_alive,
+        } => Box::new(
+            crate::simctl::SimulatedOllama::start(
+                profile,
+                *time_scale,
+                study.seed,
+                &study.model,
+                keep_alive,
+                study.protocol.clone(),
+                study.runner_params.clone(),
+            )
+            .await?,
+        ),
+        BackendConfig::Command { argv, timeout, env } => Box::new(command::CommandBackend::new(
+            argv.clone(),
+            *timeout,
+            env.clone(),
+            study.protocol.repeats,
+        )),
+        BackendConfig::Llamacpp { .. } => {
+            return Err(BackendError::fatal(
+                "the llamacpp backend is not available in this build",
+                "use the ollama, simulator or command backend",
+            ))
+        }
+    })
 }
 
 /// Classify a server error message: out-of-memory and load failures are properties of the

@@ -1,0 +1,468 @@
+//! Command-line interface: flags parsed by clap, turned into validated options, dispatched.
+//! Every user-facing failure maps to a distinct exit code (see `ExitCode` and README.md).
+
+use crate::backend::{self, Backend};
+use crate::runloop::{self, RunError, RunOptions};
+use crate::store::{RunDir, RunLock, StoreError};
+use crate::study::{load_study, ConfigError, Study};
+use chrono::{DateTime, Local, NaiveTime, TimeZone};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Exit codes, stable for scripts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    Ok = 0,
+    Internal = 1,
+    /// Bad study file or bad flags.
+    BadInput = 2,
+    /// The backend cannot work (server or model missing, binary not found).
+    Backend = 3,
+    /// Another daemon holds the run.
+    Locked = 4,
+    /// Resume refused: the study changed (use --force).
+    Refused = 5,
+    /// The run directory cannot be read or written.
+    State = 6,
+}
+
+/// A failure with the exit code it maps to.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: ExitCode,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn new(code: ExitCode, message: impl Into<String>) -> CliError {
+        CliError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        CliError::new(ExitCode::BadInput, e.to_string())
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Locked { .. } => CliError::new(ExitCode::Locked, e.to_string()),
+            StoreError::NotARun(_) => CliError::new(ExitCode::BadInput, e.to_string()),
+            _ => CliError::new(ExitCode::State, e.to_string()),
+        }
+    }
+}
+
+impl From<RunError> for CliError {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::Config(c) => c.into(),
+            RunError::Store(s) => s.into(),
+            RunError::Fatal { .. } => CliError::new(ExitCode::Backend, e.to_string()),
+            RunError::Refused(m) => CliError::new(ExitCode::Refused, m),
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "ollama-tuner", version, about = "Find the fastest settings for a local LLM server by Bayesian optimization over live measurements.")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace), or a tracing filter.
+    #[arg(long, global = true, default_value = "info", env = "OLLAMA_TUNER_LOG")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BudgetArgs {
+    /// Total trials of the run (overrides budget.trials).
+    #[arg(long)]
+    pub trials: Option<usize>,
+    /// Wall-time budget over the whole run, e.g. 8h or 90m (overrides budget.wall_time).
+    #[arg(long, value_parser = parse_duration)]
+    pub time_budget: Option<Duration>,
+    /// Stop asking for trials at this local time (HH:MM, the next occurrence).
+    #[arg(long, value_parser = parse_until)]
+    pub until: Option<DateTime<Local>>,
+    /// Continue even though the search space or objective changed since the run started.
+    #[arg(long)]
+    pub force: bool,
+    /// How long the trial in flight may finish after SIGINT/SIGTERM.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub grace: Duration,
+    /// Longest continuous server outage to wait out before giving up.
+    #[arg(long, value_parser = parse_duration, default_value = "30m")]
+    pub max_outage: Duration,
+    /// No progress bar even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a study: ask -> measure -> tell until the budget is spent.
+    Run {
+        /// The study file (TOML), e.g. search_spaces/gemma3.toml.
+        #[arg(long)]
+        space: PathBuf,
+        /// Where runs are kept.
+        #[arg(long, default_value = "state")]
+        state_dir: PathBuf,
+        /// Name of the run folder; an existing one is resumed.
+        #[arg(long)]
+        run_id: Option<String>,
+        /// Random seed (overrides study.seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
+    /// Continue a stopped or killed run where it stopped.
+    Resume {
+        /// The run folder, e.g. state/gemma3-20261122-2300.
+        run_dir: PathBuf,
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
+    /// Check study files and print what they define.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Serve the built-in Ollama simulator (numbers are simulated, not measured).
+    Sim {
+        #[arg(long, default_value_t = 11435)]
+        port: u16,
+        #[arg(long, default_value = "gemma3-4b")]
+        profile: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Multiply every simulated delay by this (0.01 = 100x faster).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+    },
+    /// A complete short study against the built-in simulator: no Ollama needed.
+    Demo {
+        #[arg(long, default_value_t = 30)]
+        trials: usize,
+        #[arg(long, default_value = "state")]
+        state_dir: PathBuf,
+        #[arg(long, default_value = "gemma3-4b")]
+        profile: String,
+        #[arg(long, default_value_t = 0.02)]
+        time_scale: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Progress of a run: trials, best so far, time, and whether a daemon works on it.
+    Status { run_dir: PathBuf },
+    /// Print or write the ranked report of a run.
+    Report {
+        run_dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = ReportFormatArg::Md)]
+        format: ReportFormatArg,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Export a configuration of a run (the best by default).
+    Export {
+        run_dir: PathBuf,
+        #[arg(long, value_enum)]
+        format: ExportFormatArg,
+        /// Rank in the report (1 = best).
+        #[arg(long, default_value_t = 1)]
+        rank: usize,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ReportFormatArg {
+    Md,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExportFormatArg {
+    Modelfile,
+    Json,
+    Toml,
+    LlamaServer,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (examples: 90s, 30m, 8h)"))
+}
+
+fn parse_until(s: &str) -> Result<DateTime<Local>, String> {
+    let t = NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| format!("{s:?} is not a time like 07:00"))?;
+    let now = Local::now();
+    let today = now.date_naive().and_time(t);
+    let mut at = Local
+        .from_local_datetime(&today)
+        .earliest()
+        .ok_or_else(|| format!("{s} does not exist today (clock change)"))?;
+    if at <= now {
+        at += chrono::Duration::days(1);
+    }
+    Ok(at)
+}
+
+/// First signal: stop gracefully. Second: exit at once (the journal and checkpoint are
+/// always consistent on disk, so nothing is lost either way).
+pub fn install_signal_handlers() -> watch::Receiver<u32> {
+    let (tx, rx) = watch::channel(0u32);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            // Keep the sender alive so receivers do not see a closed channel.
+            std::future::pending::<()>().await;
+            return;
+        };
+        let mut count = 0u32;
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            count += 1;
+            if count >= 2 {
+                eprintln!("second signal: exiting now; resume with `ollama-tuner resume RUN_DIR`");
+                std::process::exit(130);
+            }
+            eprintln!("stopping after the trial in flight (send the signal again to exit at once)");
+            let _ = tx.send(count);
+        }
+    });
+    rx
+}
+
+fn run_options(state_dir: PathBuf, run_id: Option<String>, seed: Option<u64>, b: &BudgetArgs) -> RunOptions {
+    RunOptions {
+        state_dir,
+        run_id,
+        trials: b.trials,
+        seed,
+        time_budget: b.time_budget,
+        until: b.until,
+        force: b.force,
+        grace: b.grace,
+        max_outage: b.max_outage,
+        progress: !b.no_progress,
+        reports_dir: Some(PathBuf::from("reports")),
+    }
+}
+
+async fn run_study(study: Study, path: &Path, opts: RunOptions) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::new(ExitCode::BadInput, format!("{}: {e}", path.display())))?;
+    let backend: Box<dyn Backend> = backend::create(&study).await.map_err(|e| CliError::new(ExitCode::Backend, e.to_string()))?;
+    let shutdown = install_signal_handlers();
+    let out = runloop::run(study, &text, path, opts, backend, shutdown).await?;
+    print_outcome(&out);
+    Ok(())
+}
+
+pub fn print_outcome(out: &runloop::RunOutcome) {
+    println!();
+    if out.simulated {
+        println!("(SIMULATED: these numbers come from the built-in Ollama simulator, not from real hardware)");
+    }
+    println!("stopped: {} ({})", out.stop.as_str(), out.stop_message);
+    println!("trials:  {}", out.trials);
+    match &out.best {
+        Some(b) => {
+            println!("best:    trial {} with {} = {:.4}", b.trial, out.objective_label, b.objective.unwrap_or(f64::NAN));
+            for (k, v) in &b.params {
+                println!("         {k} = {v}");
+            }
+            if let (Some(base), Some(bv)) = (&out.baseline, b.objective) {
+                if let Some(base_v) = base.objective.filter(|v| *v != 0.0) {
+                    println!("         {:+.1}% against the baseline (trial {})", (bv / base_v - 1.0) * 100.0, base.trial);
+                }
+            }
+        }
+        None => println!("best:    no trial succeeded; see the errors in the report"),
+    }
+    println!("run:     {}", out.run_dir.display());
+    println!("report:  {}", out.run_dir.join("report.md").display());
+    println!(
+        "export:  ollama-tuner export {} --format modelfile",
+        out.run_dir.display()
+    );
+}
+
+/// Execute a parsed command line.
+pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Run {
+            space,
+            state_dir,
+            run_id,
+            seed,
+            budget,
+        } => {
+            let study = load_study(&space)?;
+            run_study(study, &space, run_options(state_dir, run_id, seed, &budget)).await
+        }
+        Command::Resume { run_dir, budget } => {
+            let run = RunDir::open(&run_dir)?;
+            let study_path = run.file(crate::store::STUDY_FILE);
+            let study = load_study(&study_path)?;
+            let state_dir = run_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+            let run_id = run_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .ok_or_else(|| CliError::new(ExitCode::BadInput, format!("{} is not a run folder", run_dir.display())))?;
+            run_study(study, &study_path, run_options(state_dir, Some(run_id), None, &budget)).await
+        }
+        Command::Validate { files } => {
+            let mut failed = None;
+            for f in &files {
+                match load_study(f) {
+                    Ok(s) => {
+                        println!("{}: ok: study {:?}, backend {}, {} parameters, objective {} ({:?}), {} trials",
+                            f.display(), s.name, s.backend.kind(), s.space.dims(), s.objective.metric.label(),
+                            s.objective.direction, s.budget.trials);
+                        for p in &s.space.params {
+                            let d = p.default.as_ref().map(|v| format!(", default {v}")).unwrap_or_default();
+                            println!("  {:<16} {}{d}", p.name, p.domain_text());
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        failed = Some(e);
+                    }
+                }
+            }
+            match failed {
+                Some(e) => Err(CliError::new(ExitCode::BadInput, format!("{} invalid", e.path.display()))),
+                None => Ok(()),
+            }
+        }
+        Command::Sim {
+            port,
+            profile,
+            seed,
+            time_scale,
+        } => crate::simctl::serve(port, &profile, seed, time_scale).await,
+        Command::Demo {
+            trials,
+            state_dir,
+            profile,
+            time_scale,
+            seed,
+        } => crate::simctl::demo(trials, state_dir, &profile, time_scale, seed).await,
+        Command::Status { run_dir } => status(&run_dir),
+        Command::Report { run_dir, format, out } => {
+            let run = RunDir::open(&run_dir)?;
+            let fmt = match format {
+                ReportFormatArg::Md => crate::report::ReportFormat::Markdown,
+                ReportFormatArg::Json => crate::report::ReportFormat::Json,
+                ReportFormatArg::Csv => crate::report::ReportFormat::Csv,
+            };
+            let report = crate::report::analyse(&run).map_err(|e| CliError::new(ExitCode::State, e.to_string()))?;
+            let text = crate::report::render(&report, fmt);
+            write_out(out.as_deref(), &text)
+        }
+        Command::Export {
+            run_dir,
+            format,
+            rank,
+            out,
+        } => {
+            let run = RunDir::open(&run_dir)?;
+            let fmt = match format {
+                ExportFormatArg::Modelfile => crate::export::ExportFormat::Modelfile,
+                ExportFormatArg::Json => crate::export::ExportFormat::Json,
+                ExportFormatArg::Toml => crate::export::ExportFormat::Toml,
+                ExportFormatArg::LlamaServer => crate::export::ExportFormat::LlamaServer,
+            };
+            let text = crate::export::export(&run, fmt, rank).map_err(|e| CliError::new(ExitCode::BadInput, e.to_string()))?;
+            write_out(out.as_deref(), &text)
+        }
+    }
+}
+
+fn write_out(out: Option<&Path>, text: &str) -> Result<(), CliError> {
+    match out {
+        Some(p) => std::fs::write(p, text).map_err(|e| CliError::new(ExitCode::State, format!("{}: {e}", p.display()))),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// `status RUN_DIR`: trials done, best so far, elapsed time, budget left, daemon alive.
+fn status(run_dir: &Path) -> Result<(), CliError> {
+    let run = RunDir::open(run_dir)?;
+    let meta = run.read_meta()?;
+    let journal = run.read_journal()?;
+    let holder = RunLock::holder(&run);
+    let n = journal.records.len();
+    let ok = journal.records.iter().filter(|r| r.is_ok()).count();
+    println!("run:       {}", run.path.display());
+    match &holder {
+        Some(pid) => println!("daemon:    running (pid {pid})"),
+        None => println!("daemon:    not running"),
+    }
+    if let Some(m) = &meta {
+        if m.backend.simulated {
+            println!("backend:   {} (SIMULATED)", m.backend.backend);
+        } else {
+            println!("backend:   {} {}", m.backend.backend, m.backend.server_version.clone().unwrap_or_default());
+        }
+        println!("study:     {} (model {})", m.study_name, m.model);
+        println!("trials:    {n} of {} ({ok} ok, {} failed)", m.budget.trials, n - ok);
+        println!("elapsed:   {}", humantime::format_duration(Duration::from_secs(m.elapsed_seconds as u64)));
+        if let Some(w) = m.budget.wall_time {
+            let left = (w.as_secs_f64() - m.elapsed_seconds).max(0.0);
+            println!("time left: {}", humantime::format_duration(Duration::from_secs(left as u64)));
+        }
+        println!("reloads:   {} ({:.1} s)", m.reloads, m.reload_seconds);
+        let sign = if m.objective.direction == crate::study::Direction::Maximize { 1.0 } else { -1.0 };
+        let best = journal
+            .records
+            .iter()
+            .filter(|r| r.is_ok() && r.feasible)
+            .filter_map(|r| r.objective.map(|v| (r, v)))
+            .max_by(|a, b| (sign * a.1).total_cmp(&(sign * b.1)));
+        match best {
+            Some((r, v)) => {
+                let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("best:      {} = {v:.4} (trial {}: {})", m.objective.metric.label(), r.trial, params.join(" "));
+            }
+            None => println!("best:      none yet"),
+        }
+        match (&m.stop_reason, &m.stop_message) {
+            (Some(r), msg) => println!("stopped:   {} {}", r.as_str(), msg.clone().unwrap_or_default()),
+            (None, _) if holder.is_none() => println!("stopped:   not cleanly (killed?); `ollama-tuner resume {}` continues it", run.path.display()),
+            _ => {}
+        }
+    } else {
+        println!("trials:    {n}");
+    }
+    if !journal.skipped.is_empty() {
+        println!("warning:   {} unreadable journal line(s) skipped", journal.skipped.len());
+    }
+    Ok(())
+}

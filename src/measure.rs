@@ -1,0 +1,290 @@
+//! The measurement protocol shared by the server backends (Ollama, llama-server).
+//!
+//! Per trial: if the runner (load-time) options differ from the loaded ones, load them with an
+//! empty request and time that separately; after a load, send `warmup` requests and discard
+//! them; then send `repeats` measured requests, each prompt prefixed with a unique nonce so no
+//! prefix cache serves it, each with a fixed generation length. The lessons behind each step are
+//! in ollama-api.md ("Lessons from the seed reports") and peers.md (llama-bench PR #21282: warm-up
+//! turned 25231 +- 17262 t/s into 42934 +- 240 t/s).
+
+use crate::backend::{BackendError, Evaluation, Failure};
+use crate::space::Config;
+use crate::stats::Sample;
+use crate::study::{Prompts, Protocol};
+use crate::trial::{FailureKind, LoadRecord};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Failure of one server operation.
+#[derive(Debug)]
+pub enum ServerError {
+    /// The configuration does not work here (out of memory, cannot load).
+    Config(FailureKind, String),
+    /// Not the configuration's fault: outage, 5xx, broken stream, timeout.
+    Transient(String),
+    /// Stop the run.
+    Fatal { message: String, hint: String },
+}
+
+impl From<ServerError> for BackendError {
+    fn from(e: ServerError) -> BackendError {
+        match e {
+            ServerError::Transient(m) => BackendError::Transient(m),
+            ServerError::Fatal { message, hint } => BackendError::Fatal { message, hint },
+            ServerError::Config(k, m) => BackendError::Transient(format!("unexpected {k:?}: {m}")),
+        }
+    }
+}
+
+/// What a load reported.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Seconds the load took, as measured by the client.
+    pub seconds: f64,
+    /// Facts worth keeping in the trial record (size_vram, ...).
+    pub notes: BTreeMap<String, serde_json::Value>,
+}
+
+/// A server that can load runner options and answer one generation request.
+#[async_trait]
+pub trait InferenceServer: Send {
+    /// Load (or restart with) the runner options of `config`.
+    async fn load(&mut self, config: &Config) -> Result<LoadReport, ServerError>;
+    /// One measured generation; returns a sample with at least `decode_tps` and `ttft`.
+    async fn generate(&mut self, config: &Config, prompt: &str, num_predict: u32) -> Result<Sample, ServerError>;
+}
+
+/// Prompts used when the study does not name a file: varied lengths and topics so prefill is
+/// exercised, none so short that the first token arrives before any real work.
+pub const BUILTIN_PROMPTS: &[&str] = &[
+    "Explain how a hash map handles collisions, and compare open addressing with separate chaining in terms of cache behaviour and worst-case cost.",
+    "Write a short story about a lighthouse keeper who discovers that the light has been signalling to something far out at sea.",
+    "Summarize the causes and consequences of the 1929 stock market crash for a high-school student, in three paragraphs.",
+    "List ten practical tips for reducing the memory use of a Python data pipeline that processes large CSV files, with one sentence of explanation each.",
+    "Describe the water cycle, then explain how climate change alters evaporation, precipitation patterns and the frequency of droughts.",
+    "A train leaves a station at 9:00 at 80 km/h; another leaves the same station at 9:30 at 100 km/h on the same track. When and where does the second catch up? Show your reasoning.",
+];
+
+/// The prompt set of a protocol.
+pub fn load_prompts(p: &Prompts) -> Result<Vec<String>, String> {
+    match p {
+        Prompts::Builtin => Ok(BUILTIN_PROMPTS.iter().map(|s| s.to_string()).collect()),
+        Prompts::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let prompts: Vec<String> = text
+                .split("\n\n")
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if prompts.is_empty() {
+                return Err(format!("{}: no prompts (separate prompts with a blank line)", path.display()));
+            }
+            Ok(prompts)
+        }
+    }
+}
+
+static NONCE: AtomicU64 = AtomicU64::new(0);
+
+/// A prefix that makes every prompt unique (Ollama's own bench tool prefixes "[epoch]").
+fn nonce_prefix() -> String {
+    let n = NONCE.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("[{t:x}-{n}] ")
+}
+
+/// Protocol state that lives across trials.
+pub struct Protocolled<S> {
+    pub server: S,
+    pub protocol: Protocol,
+    pub runner_params: Vec<String>,
+    prompts: Vec<String>,
+    next_prompt: usize,
+    /// Runner options currently loaded (None = unknown: load before measuring).
+    pub loaded: Option<Config>,
+    pub reloads: u64,
+    pub reload_seconds: f64,
+}
+
+impl<S: InferenceServer> Protocolled<S> {
+    pub fn new(server: S, protocol: Protocol, runner_params: Vec<String>) -> Result<Self, String> {
+        let prompts = load_prompts(&protocol.prompts)?;
+        Ok(Protocolled {
+            server,
+            protocol,
+            runner_params,
+            prompts,
+            next_prompt: 0,
+            loaded: None,
+            reloads: 0,
+            reload_seconds: 0.0,
+        })
+    }
+
+    pub fn runner_part(&self, config: &Config) -> Config {
+        config
+            .iter()
+            .filter(|(k, _)| self.runner_params.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn next_prompt(&mut self) -> String {
+        let p = &self.prompts[self.next_prompt % self.prompts.len()];
+        self.next_prompt += 1;
+        if self.protocol.nonce {
+            format!("{}{p}", nonce_prefix())
+        } else {
+            p.clone()
+        }
+    }
+
+    /// Measure one configuration following the protocol.
+    pub async fn measure(&mut self, config: &Config) -> Result<Evaluation, BackendError> {
+        let mut eval = Evaluation::default();
+        let runner = self.runner_part(config);
+        let needs_load = self.loaded.as_ref() != Some(&runner);
+        if needs_load {
+            self.loaded = None;
+            match self.server.load(config).await {
+                Ok(report) => {
+                    self.reloads += 1;
+                    self.reload_seconds += report.seconds;
+                    eval.load = Some(LoadRecord {
+                        reloaded: true,
+                        seconds: report.seconds,
+                    });
+                    eval.notes.extend(report.notes);
+                    self.loaded = Some(runner);
+                }
+                Err(ServerError::Config(kind, message)) => {
+                    eval.failure = Some(Failure { kind, message });
+                    return Ok(eval);
+                }
+                Err(e) => return Err(e.into()),
+            }
+            for _ in 0..self.protocol.warmup {
+                let prompt = self.next_prompt();
+                if let Err(f) = self.request(config, &prompt).await? {
+                    eval.failure = Some(f);
+                    return Ok(eval);
+                }
+            }
+        } else {
+            eval.load = Some(LoadRecord {
+                reloaded: false,
+                seconds: 0.0,
+            });
+        }
+        for _ in 0..self.protocol.repeats {
+            let prompt = self.next_prompt();
+            match self.request(config, &prompt).await? {
+                Ok(sample) => eval.samples.push(sample),
+                Err(f) => {
+                    eval.failure = Some(f);
+                    eval.samples.clear();
+                    return Ok(eval);
+                }
+            }
+        }
+        Ok(eval)
+    }
+
+    /// One request; a configuration failure comes back as `Ok(Err(..))`, and the loaded state
+    /// is forgotten whenever the server may have dropped the model.
+    async fn request(&mut self, config: &Config, prompt: &str) -> Result<Result<Sample, Failure>, BackendError> {
+        let n = self.protocol.num_predict;
+        match self.server.generate(config, prompt, n).await {
+            Ok(s) => Ok(Ok(s)),
+            Err(ServerError::Config(kind, message)) => {
+                // After a runtime OOM the server unloads its runners (ollama-api.md, Errors).
+                self.loaded = None;
+                Ok(Err(Failure { kind, message }))
+            }
+            Err(e) => {
+                self.loaded = None;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::ParamValue;
+
+    /// A scripted server: records calls, fails on demand.
+    #[derive(Default)]
+    struct Fake {
+        loads: Vec<Config>,
+        prompts: Vec<String>,
+        oom_on_load: bool,
+    }
+
+    #[async_trait]
+    impl InferenceServer for Fake {
+        async fn load(&mut self, config: &Config) -> Result<LoadReport, ServerError> {
+            self.loads.push(config.clone());
+            if self.oom_on_load {
+                return Err(ServerError::Config(FailureKind::OutOfMemory, "out of memory".into()));
+            }
+            Ok(LoadReport {
+                seconds: 1.5,
+                notes: BTreeMap::new(),
+            })
+        }
+        async fn generate(&mut self, _c: &Config, prompt: &str, _n: u32) -> Result<Sample, ServerError> {
+            self.prompts.push(prompt.to_string());
+            Ok(Sample::from([("decode_tps".to_string(), 50.0)]))
+        }
+    }
+
+    fn cfg(ctx: i64, temp: f64) -> Config {
+        Config::from([
+            ("num_ctx".to_string(), ParamValue::Int(ctx)),
+            ("temperature".to_string(), ParamValue::Float(temp)),
+        ])
+    }
+
+    #[tokio::test]
+    async fn reloads_only_when_runner_options_change() {
+        let proto = Protocol {
+            repeats: 3,
+            warmup: 1,
+            ..Protocol::default()
+        };
+        let mut p = Protocolled::new(Fake::default(), proto, vec!["num_ctx".into()]).unwrap();
+        let e = p.measure(&cfg(2048, 0.2)).await.unwrap();
+        assert_eq!(e.samples.len(), 3);
+        assert_eq!(e.load, Some(LoadRecord { reloaded: true, seconds: 1.5 }));
+        // 1 warm-up + 3 measured requests.
+        assert_eq!(p.server.prompts.len(), 4);
+        let e = p.measure(&cfg(2048, 0.8)).await.unwrap();
+        assert!(!e.load.unwrap().reloaded);
+        assert_eq!(p.server.prompts.len(), 7, "no warm-up without a reload");
+        p.measure(&cfg(4096, 0.8)).await.unwrap();
+        assert_eq!(p.server.loads.len(), 2);
+        assert_eq!(p.reloads, 2);
+        // Every prompt is unique (nonce).
+        let unique: std::collections::BTreeSet<_> = p.server.prompts.iter().collect();
+        assert_eq!(unique.len(), p.server.prompts.len());
+    }
+
+    #[tokio::test]
+    async fn load_oom_is_a_failed_trial() {
+        let fake = Fake {
+            oom_on_load: true,
+            ..Fake::default()
+        };
+        let mut p = Protocolled::new(fake, Protocol::default(), vec!["num_ctx".into()]).unwrap();
+        let e = p.measure(&cfg(2048, 0.2)).await.unwrap();
+        assert_eq!(e.failure.unwrap().kind, FailureKind::OutOfMemory);
+        assert!(e.samples.is_empty());
+        assert!(p.loaded.is_none());
+    }
+}
