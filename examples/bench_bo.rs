@@ -39,6 +39,7 @@ fn gaussian(rng: &mut rand_chacha::ChaCha8Rng) -> f64 {
 fn run(problem: &Problem, strategy: &str, seed: u64, evals: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let settings = OptimizerSettings {
         strategy: strategy.into(),
+        initial_trials: arg("--init", "0").parse().expect("--init N"),
         ..OptimizerSettings::default()
     };
     let mut opt = Optimizer::new(problem.space.clone(), objective(), settings, vec![], seed);
@@ -49,6 +50,10 @@ fn run(problem: &Problem, strategy: &str, seed: u64, evals: usize) -> (Vec<f64>,
         let trial = opt.ask(&AskContext::default());
         times.push(t0.elapsed().as_secs_f64());
         let f = problem.eval(&trial.config);
+        if std::env::var_os("OT_TRACE").is_some() {
+            let xs: Vec<String> = trial.config.values().map(|v| format!("{v}")).collect();
+            eprintln!("{:?} f={f:.4} {}", trial.origin, xs.join(" "));
+        }
         let y = f + problem.noise * gaussian(&mut noise_rng);
         truth.push(f);
         observed.push(y);

@@ -5,10 +5,11 @@
 
 use crate::space::SearchSpace;
 
-/// Number of quasi-random trials before the GP proposes: max(5, d + 1), a little leaner than
-/// Ax's max(5, 2d) because with repeats each trial already costs minutes on a real server.
+/// Number of quasi-random trials before the GP proposes: Optuna's 10 startup trials, growing
+/// as d + 1 past nine dimensions. Fewer (max(5, d + 1)) left multimodal functions such as
+/// Ackley stuck in the first basin found (BENCHMARKS.md).
 pub fn initial_design_size(dims: usize) -> usize {
-    (dims + 1).max(5)
+    (dims + 1).max(10)
 }
 
 /// The `index`-th point of the scrambled Sobol sequence for `seed`, in unit coordinates.

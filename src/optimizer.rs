@@ -81,6 +81,9 @@ pub struct OptimizerState {
     pub sobol_index: u32,
     /// Last fitted GP hyperparameters (warm start of the next fit).
     pub warm_theta: Option<Vec<f64>>,
+    /// Number of GP points at the last hyperparameter fit (see `needs_refit`).
+    #[serde(default)]
+    pub fitted_n: usize,
 }
 
 /// What the run loop knows when it asks: the runner options currently loaded, if any.
@@ -141,6 +144,7 @@ impl Optimizer {
                 n_asked: 0,
                 sobol_index: 0,
                 warm_theta: None,
+                fitted_n: 0,
             },
             observations: Vec::new(),
             measured: BTreeSet::new(),
@@ -330,6 +334,14 @@ impl Optimizer {
         }
     }
 
+    /// Hyperparameters are refitted on every ask up to 100 points, then whenever the data grew
+    /// by 10% since the last fit; in between the GP is only conditioned on the new data with the
+    /// last hyperparameters (which move little once there are hundreds of points). This keeps
+    /// an ask at a few milliseconds of linear algebra on long overnight runs.
+    fn needs_refit(&self, n: usize) -> bool {
+        n <= 100 || n >= self.state.fitted_n + (self.state.fitted_n / 10).max(1)
+    }
+
     /// Indices of the ok observations the objective GP is fitted on.
     fn gp_subset(&self) -> Vec<usize> {
         let ok: Vec<usize> = (0..self.observations.len())
@@ -372,6 +384,9 @@ impl Optimizer {
     /// acquisition value, or None when every candidate is excluded.
     fn propose(&mut self, number: usize, ctx: &AskContext) -> Option<(Config, f64)> {
         let models = self.fit_models()?;
+        if models.refitted {
+            self.state.fitted_n = models.objective.n();
+        }
         self.state.warm_theta = Some(models.objective.theta());
         let mut rng = self.rng(number, 1);
         let d = self.space.dims();
@@ -428,29 +443,18 @@ impl Optimizer {
             }
         }
 
-        // Local refinement of the best distinct starting points: shrinking random perturbations,
-        // integer and categorical steps included (a derivative-free stand-in for Optuna's
-        // alternating L-BFGS-B / discrete line search, optuna/_gp/optim_mixed.py).
+        // Local refinement of the best distinct starting points, alternating gradient ascent on
+        // the continuous dimensions with exhaustive search of each discrete one, as Optuna's
+        // optuna/_gp/optim_mixed.py alternates L-BFGS-B with discrete line searches.
         let starts: Vec<(f64, Vec<f64>)> = pool
             .iter()
             .filter(|(_, _, c)| !self.excluded(&config_key(c)))
-            .take(8)
+            .take(if n_obs > 150 { 4 } else { 8 })
             .map(|(s, x, _)| (*s, x.clone()))
             .collect();
         let mut refined: Vec<(f64, Vec<f64>, Config)> = Vec::new();
-        for (mut best_s, mut best_x) in starts {
-            for sigma in [0.1, 0.04, 0.015, 0.005] {
-                let nb: Vec<Vec<f64>> = (0..24).map(|_| self.perturb(&best_x, sigma, &mut rng)).collect();
-                let nc: Vec<Config> = nb.iter().map(|x| self.space.decode(x)).collect();
-                let nx: Vec<Vec<f64>> = nc.iter().map(|c| self.space.encode(c)).collect();
-                let ns = score(&nx, &nc);
-                for ((s, x), c) in ns.into_iter().zip(nx).zip(nc) {
-                    if s > best_s && !self.excluded(&config_key(&c)) {
-                        best_s = s;
-                        best_x = x;
-                    }
-                }
-            }
+        for (s0, x0) in starts {
+            let (best_s, best_x) = self.local_search(x0, s0, &score);
             let c = self.space.decode(&best_x);
             refined.push((best_s, best_x, c));
         }
@@ -460,6 +464,118 @@ impl Optimizer {
         pool.into_iter()
             .find(|(s, _, c)| s.is_finite() && !self.excluded(&config_key(c)))
             .map(|(s, _, c)| (c, s))
+    }
+
+    /// Alternate (1) projected gradient ascent over the continuous dimensions, with central
+    /// finite-difference gradients and a backtracking step search evaluated as one batch, and
+    /// (2) an exhaustive pass over every value of each discrete dimension (<= 32 values).
+    /// Only configurations that may be proposed (not excluded) can become the result.
+    fn local_search(
+        &self,
+        x0: Vec<f64>,
+        s0: f64,
+        score: &dyn Fn(&[Vec<f64>], &[Config]) -> Vec<f64>,
+    ) -> (f64, Vec<f64>) {
+        let eval = |xs: Vec<Vec<f64>>| -> (Vec<Vec<f64>>, Vec<Config>, Vec<f64>) {
+            let cs: Vec<Config> = xs.iter().map(|x| self.space.decode(x)).collect();
+            let xs: Vec<Vec<f64>> = cs.iter().map(|c| self.space.encode(c)).collect();
+            let s = score(&xs, &cs);
+            (xs, cs, s)
+        };
+        let mut cont: Vec<(usize, f64)> = Vec::new();
+        let mut discrete: Vec<(usize, Vec<f64>)> = Vec::new();
+        for (i, p) in self.space.params.iter().enumerate() {
+            match (p.is_categorical(), p.cardinality()) {
+                (true, _) => discrete.push((i, (0..=p.encoded_upper() as usize).map(|k| k as f64).collect())),
+                (false, Some(card)) if card <= 32 => {
+                    let vals = (0..card).map(|k| p.encode(&p.decode((k as f64 + 0.5) / card as f64)).unwrap_or(0.5)).collect();
+                    discrete.push((i, vals));
+                }
+                (false, Some(card)) => cont.push((i, (1.0 / card as f64).max(1e-3))),
+                (false, None) => cont.push((i, 1e-3)),
+            }
+        }
+        let (mut best_x, mut best_s) = (x0, s0);
+        for _round in 0..3 {
+            let start_s = best_s;
+            // (1) gradient ascent on continuous dimensions
+            for _ in 0..15 {
+                if cont.is_empty() {
+                    break;
+                }
+                let mut probes = Vec::with_capacity(2 * cont.len());
+                for &(i, h) in &cont {
+                    let mut up = best_x.clone();
+                    up[i] = (up[i] + h).min(1.0);
+                    let mut down = best_x.clone();
+                    down[i] = (down[i] - h).max(0.0);
+                    probes.push(up);
+                    probes.push(down);
+                }
+                let (px, _, ps) = eval(probes);
+                let grad: Vec<f64> = cont
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &(i, _))| {
+                        let dx = px[2 * k][i] - px[2 * k + 1][i];
+                        if dx.abs() < 1e-12 || !ps[2 * k].is_finite() || !ps[2 * k + 1].is_finite() {
+                            0.0
+                        } else {
+                            (ps[2 * k] - ps[2 * k + 1]) / dx
+                        }
+                    })
+                    .collect();
+                let norm = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+                if norm <= 0.0 {
+                    break;
+                }
+                let steps = [0.3, 0.1, 0.03, 0.01, 0.003, 0.001];
+                let trial_points: Vec<Vec<f64>> = steps
+                    .iter()
+                    .map(|t| {
+                        let mut x = best_x.clone();
+                        for (k, &(i, _)) in cont.iter().enumerate() {
+                            x[i] = (x[i] + t * grad[k] / norm).clamp(0.0, 1.0);
+                        }
+                        x
+                    })
+                    .collect();
+                let (tx, tc, ts) = eval(trial_points);
+                let mut improved = false;
+                for ((x, c), s) in tx.into_iter().zip(tc).zip(ts) {
+                    if s > best_s + 1e-12 && !self.excluded(&config_key(&c)) {
+                        best_s = s;
+                        best_x = x;
+                        improved = true;
+                    }
+                }
+                if !improved {
+                    break;
+                }
+            }
+            // (2) exhaustive search of each discrete dimension
+            for (i, vals) in &discrete {
+                let pts: Vec<Vec<f64>> = vals
+                    .iter()
+                    .map(|v| {
+                        let mut x = best_x.clone();
+                        x[*i] = *v;
+                        x
+                    })
+                    .collect();
+                let (tx, tc, ts) = eval(pts);
+                for ((x, c), s) in tx.into_iter().zip(tc).zip(ts) {
+                    if s > best_s + 1e-12 && !self.excluded(&config_key(&c)) {
+                        best_s = s;
+                        best_x = x;
+                    }
+                }
+            }
+            if best_s <= start_s + 1e-9 {
+                break;
+            }
+        }
+        (best_s, best_x)
     }
 
     /// A random neighbour of an encoded point.
@@ -528,7 +644,10 @@ impl Optimizer {
         let values: Vec<f64> = subset.iter().map(|&i| self.value(i)).collect();
         let y = self.transform(&values);
         let n = xs.len();
-        let gp = Gp::fit(&xs, &y, &cat, self.state.warm_theta.as_deref(), &self.fit_options(n));
+        let gp = match self.state.warm_theta.as_deref() {
+            Some(theta) if !self.needs_refit(n) => Gp::with_theta(&xs, &y, &cat, theta),
+            warm => Gp::fit(&xs, &y, &cat, warm, &self.fit_options(n)),
+        };
 
         // Observed points that satisfy every constraint: candidates for the incumbent.
         let feasible: Vec<bool> = subset
@@ -557,7 +676,8 @@ impl Optimizer {
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
 
         // Feasibility model: GP regression on +1 (ran) / -1 (failed) labels, used as a probit
-        // classifier: P(feasible) = Phi(mu / sqrt(var + 0.3^2)).
+        // classifier: P(feasible) = Phi(mu / sqrt(var + 0.1^2)); out-of-memory is a near-
+        // deterministic boundary (bayesopt.md), so the link is kept sharp.
         let feasibility = if !self.failed.is_empty() {
             let mut fx = Vec::new();
             let mut fy = Vec::new();
@@ -602,7 +722,9 @@ impl Optimizer {
             constraints.push((g, bound, c.op.clone()));
         }
 
+        let refitted = self.state.warm_theta.is_none() || self.needs_refit(n);
         Some(Models {
+            refitted,
             objective: gp,
             incumbent,
             top_observed: ranked,
@@ -698,6 +820,8 @@ impl Optimizer {
 }
 
 struct Models {
+    /// Whether the objective GP's hyperparameters were fitted (not just reused).
+    refitted: bool,
     objective: Gp,
     /// Best posterior mean (standardized) at a feasible observed point.
     incumbent: Option<f64>,
@@ -723,7 +847,7 @@ impl Models {
         if let Some(f) = &self.feasibility {
             let (m, sd) = f.predict(xs);
             for (si, (m, sd)) in s.iter_mut().zip(m.iter().zip(&sd)) {
-                *si += log_norm_cdf(m / (sd * sd + 0.09).sqrt());
+                *si += log_norm_cdf(m / (sd * sd + 0.01).sqrt());
             }
         }
         for (g, bound, op) in &self.constraints {
