@@ -477,6 +477,12 @@ pub fn log_posterior(x: &[Vec<f64>], y: &[f64], categorical: &[bool], theta: &[f
     log_posterior_and_grad(&dists, &ys, theta)
 }
 
+/// Log marginal likelihood alone (no prior) at theta, for data in original units.
+pub fn log_marginal_likelihood(x: &[Vec<f64>], y: &[f64], categorical: &[bool], theta: &[f64]) -> Option<f64> {
+    let (lp, _) = log_posterior(x, y, categorical, theta)?;
+    Some(lp - log_prior(theta).0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,6 +519,35 @@ mod tests {
                 assert!((fd - g[j]).abs() < 1e-5 * (1.0 + fd.abs()), "d={d} j={j} fd={fd} analytic={}", g[j]);
             }
         }
+    }
+
+    /// Posterior and likelihood against scikit-learn with the same kernel and fixed
+    /// hyperparameters (tests/fixtures/gp_sklearn.json, made by scripts/gp_fixture.py).
+    #[test]
+    fn matches_scikit_learn() {
+        let f: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/fixtures/gp_sklearn.json")).unwrap();
+        let rows = |k: &str| -> Vec<Vec<f64>> { serde_json::from_value(f[k].clone()).unwrap() };
+        let vec = |k: &str| -> Vec<f64> { serde_json::from_value(f[k].clone()).unwrap() };
+        let (x, xs, y) = (rows("x"), rows("xs"), vec("y"));
+        let hyper = Hyperparameters {
+            lengthscales: vec("lengthscales"),
+            signal_variance: f["signal_variance"].as_f64().unwrap(),
+            noise_variance: f["noise_variance"].as_f64().unwrap(),
+        };
+        let cat = vec![false; 3];
+        let gp = Gp::with_hyperparameters(&x, &y, &cat, hyper.clone());
+        let (m, s) = gp.predict(&xs);
+        let (want_m, want_s) = (vec("mean"), vec("std_with_noise"));
+        for i in 0..xs.len() {
+            assert!((m[i] - want_m[i]).abs() < 1e-9, "mean {i}: {} vs {}", m[i], want_m[i]);
+            // sklearn's std includes the white-noise term; ours is the latent function's.
+            let with_noise = (s[i] * s[i] + hyper.noise_variance * gp.y_std * gp.y_std).sqrt();
+            assert!((with_noise - want_s[i]).abs() < 1e-9, "std {i}: {with_noise} vs {}", want_s[i]);
+        }
+        let lml = log_marginal_likelihood(&x, &y, &cat, &hyper.to_theta()).unwrap();
+        let want = f["log_marginal_likelihood"].as_f64().unwrap();
+        assert!((lml - want).abs() < 1e-6, "lml {lml} vs {want}");
     }
 
     #[test]
