@@ -1,1 +1,3 @@
 //! The built-in Ollama simulator (being written).
+pub mod model;
+pub mod options;
