@@ -34,6 +34,8 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedMutexGuard};
 const DEFAULT_ANSWER_TOKENS: u32 = 128;
 /// Ollama's default keep_alive.
 const DEFAULT_KEEP_ALIVE: KeepAlive = KeepAlive::For(Duration::from_secs(300));
+/// Wall-clock pause before cutting a connection, so lines already sent get flushed.
+const CUT_FLUSH_GRACE: Duration = Duration::from_millis(25);
 /// Detokenizing and writing the final answer, in simulated seconds.
 const RESPONSE_OVERHEAD_S: f64 = 0.0003;
 
@@ -843,7 +845,17 @@ impl Emitter {
         Flow::Go
     }
 
+    /// Close the connection abruptly. hyper drops what it has buffered but not yet written
+    /// when the body fails, so first let it drain the lines already sent (a crashed server's
+    /// last writes reach the client too).
     async fn cut(&mut self, why: &str) {
+        for _ in 0..1000 {
+            if self.tx.capacity() == self.tx.max_capacity() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(CUT_FLUSH_GRACE).await;
         let _ = self.tx.send(Err(io::Error::other(why.to_string()))).await;
     }
 
