@@ -79,8 +79,8 @@
 //! 0..1, top_p 0.5..1, top_k 1..100)
 //! - gemma3-4b: full offload (any num_gpu >= 35), num_ctx 512, temperature 0 (greedy):
 //!   105.7 tok/s (+3.3 % over the TR108 configuration's 102.3); num_ctx 2048 gives 105.2,
-//!   num_batch and num_thread (<= 8) do not matter. Without greedy sampling (temperature
-//!   >= 0.1): top_k 1, top_p 1.0, 105.3 tok/s. Auto num_gpu spills from num_ctx ~62k on
+//!   num_batch and num_thread (<= 8) do not matter. Without greedy sampling (temperature at
+//!   least 0.1): top_k 1, top_p 1.0, 105.3 tok/s. Auto num_gpu spills from num_ctx ~62k on
 //!   (65536: 33/35 layers, 35 tok/s); num_gpu 34 (output layer on CPU) gives 40.6 tok/s.
 //! - llama3.1-8b: num_gpu >= 33, num_ctx 512, temperature 0: 79.9 tok/s (79.8 non-greedy);
 //!   num_gpu 32 gives 36 tok/s.

@@ -877,13 +877,11 @@ impl Emitter {
                     return Flow::Stop;
                 }
                 Some(StreamFault::InvalidJson { .. }) => {
-                    if self
-                        .send(b"{\"model\":\"sim\",\"response\":tru".to_vec())
-                        .await
-                        == Flow::Stop
-                    {
-                        return Flow::Stop;
-                    }
+                    let garbage = b"{\"model\":\"sim\",\"response\":tru".to_vec();
+                    return match self.send(garbage).await {
+                        Flow::Stop => Flow::Stop,
+                        Flow::Go => self.send(line).await,
+                    };
                 }
                 None => {}
             }
