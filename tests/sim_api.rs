@@ -564,3 +564,65 @@ async fn same_seed_same_numbers() {
     }
     assert_eq!(run().await, run().await);
 }
+
+#[tokio::test]
+async fn concurrent_requests_queue_and_the_wait_counts_as_load() {
+    let s = start_with(0.01).await;
+    let url = s.url();
+    let body = json!({"model": "gemma3:4b", "prompt": "hi", "stream": false, "options": {"num_predict": 64}});
+    let first = {
+        let (url, body) = (url.clone(), body.clone());
+        tokio::spawn(async move {
+            let r = client()
+                .post(format!("{url}/api/generate"))
+                .json(&body)
+                .send()
+                .await;
+            r.unwrap().json::<Value>().await.unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (_, second) = post(&s, "/api/generate", body).await;
+    let first = first.await.unwrap();
+    let first_load = first["load_duration"].as_f64().unwrap();
+    let second_load = second["load_duration"].as_f64().unwrap();
+    // The first paid the cold load; the second waited for it and for its answer.
+    assert!(first_load > 1.5e9, "{first_load}");
+    assert!(second_load > 1e9, "queue wait must count: {second_load}");
+    assert_eq!(s.control.stats().loads, 1);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn keep_alive_expires_on_the_wall_clock() {
+    let s = start().await;
+    let (st, _) = post(
+        &s,
+        "/api/generate",
+        json!({"model": "gemma3:4b", "prompt": "", "keep_alive": "150ms"}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(s.control.loaded().unwrap().expires_in.is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, ps) = get(&s, "/api/ps").await;
+    assert_eq!(ps, json!({"models": []}));
+
+    // Negative = forever; a bad duration string is a 400 like Go's parser.
+    post(
+        &s,
+        "/api/generate",
+        json!({"model": "gemma3:4b", "prompt": "", "keep_alive": -1}),
+    )
+    .await;
+    assert_eq!(s.control.loaded().unwrap().expires_in, None);
+    let (st, v) = post(
+        &s,
+        "/api/generate",
+        json!({"model": "gemma3:4b", "prompt": "", "keep_alive": "-1"}),
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(v["error"].as_str().unwrap().contains("missing unit"));
+    s.shutdown().await;
+}

@@ -75,7 +75,7 @@ pub struct LoadedInfo {
     pub model: String,
     /// Runner options it was loaded with (after defaults and clamping).
     pub key: RunnerKey,
-    /// Its noise-free performance with the model's default sampling options.
+    /// Its noise-free performance with the sampling options of the request that loaded it.
     pub expected: Expected,
     /// Wall-clock time until it unloads; None = never (keep_alive < 0) or busy.
     pub expires_in: Option<Duration>,

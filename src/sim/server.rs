@@ -29,6 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch, OwnedMutexGuard};
 
+/// Longest answer the simulator writes, whatever num_predict says (bounds its memory).
+const MAX_ANSWER_TOKENS: u32 = 1_000_000;
 /// Tokens generated when num_predict does not limit the answer (the real model would stop at
 /// its end-of-turn token; the simulator always writes this many).
 const DEFAULT_ANSWER_TOKENS: u32 = 128;
@@ -103,19 +105,28 @@ impl App {
         sleep_until(tokio::time::Instant::now() + self.wall(sim_s), kill).await
     }
 
-    /// Wait for the runner slot; returns the guard and the simulated seconds waited.
+    /// Wait for the runner slot; returns it and the simulated seconds waited.
     async fn acquire(
-        &self,
+        self: &Arc<Self>,
+        keep_alive: KeepAlive,
         kill: &mut watch::Receiver<u64>,
-    ) -> Result<(OwnedMutexGuard<()>, f64), Killed> {
-        if let Ok(guard) = self.queue.clone().try_lock_owned() {
-            return Ok((guard, 0.0));
-        }
-        let start = Instant::now();
-        tokio::select! {
-            guard = self.queue.clone().lock_owned() => Ok((guard, self.simulated(start.elapsed()))),
-            _ = kill.changed() => Err(Killed),
-        }
+    ) -> Result<(Slot, f64), Killed> {
+        let (queue, wait_s) = match self.queue.clone().try_lock_owned() {
+            Ok(queue) => (queue, 0.0),
+            Err(_) => {
+                let start = Instant::now();
+                tokio::select! {
+                    queue = self.queue.clone().lock_owned() => (queue, self.simulated(start.elapsed())),
+                    _ = kill.changed() => return Err(Killed),
+                }
+            }
+        };
+        let slot = Slot {
+            app: self.clone(),
+            keep_alive,
+            _queue: queue,
+        };
+        Ok((slot, wait_s))
     }
 
     /// Make sure a runner with `opts`' runner options is loaded (reloading if they differ),
@@ -191,6 +202,21 @@ impl App {
     }
 }
 
+/// The runner slot of one generate request. Dropping it (answer finished, client gone, load
+/// failed or server down) starts the keep-alive clock, like Ollama releasing its runner
+/// reference, and then lets the next request in.
+struct Slot {
+    app: Arc<App>,
+    keep_alive: KeepAlive,
+    _queue: OwnedMutexGuard<()>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.app.finish(self.keep_alive);
+    }
+}
+
 /// The server went down while the request was in flight.
 #[derive(Debug)]
 struct Killed;
@@ -224,9 +250,9 @@ async fn sleep_until(
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/", get(root).head(root))
-        .route("/api/version", get(version).head(version))
-        .route("/api/tags", get(tags).head(tags))
+        .route("/", get(root))
+        .route("/api/version", get(version))
+        .route("/api/tags", get(tags))
         .route("/api/show", post(show))
         .route("/api/ps", get(ps))
         .route("/api/generate", post(generate))
@@ -652,7 +678,7 @@ fn count_prompt(
 /// eval_count and done_reason for the options.
 fn answer_length(opts: &SimOptions, num_ctx: u32, prompt_tokens: u32) -> (u32, &'static str) {
     match opts.num_predict {
-        n if n > 0 => (n.min(u32::MAX as i64) as u32, "length"),
+        n if n > 0 => (n.min(MAX_ANSWER_TOKENS as i64) as u32, "length"),
         -2 => (num_ctx.saturating_sub(prompt_tokens).max(1), "length"),
         _ => (DEFAULT_ANSWER_TOKENS, "stop"),
     }
@@ -668,7 +694,6 @@ struct Plan {
     token_s: f64,
     prompt_count: u32,
     eval_count: u32,
-    keep_alive: KeepAlive,
 }
 
 impl Plan {
@@ -768,8 +793,9 @@ async fn generate(State(app): State<Arc<App>>, body: Bytes) -> Response {
     if let Err(e) = opts.apply(&req.options) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e);
     }
+    let keep_alive = req.keep_alive.unwrap_or(DEFAULT_KEEP_ALIVE);
     let mut kill = app.shared.kill.subscribe();
-    let Ok((guard, wait_s)) = app.acquire(&mut kill).await else {
+    let Ok((slot, wait_s)) = app.acquire(keep_alive, &mut kill).await else {
         return aborted();
     };
     let jitter = app.jitter();
@@ -778,21 +804,20 @@ async fn generate(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Err(LoadError::Oom(oom)) => return error(StatusCode::INTERNAL_SERVER_ERROR, oom.message),
         Err(LoadError::Killed) => return aborted(),
     };
-    let keep_alive = req.keep_alive.unwrap_or(DEFAULT_KEEP_ALIVE);
     if req.prompt.is_empty() {
         // Ollama's load answer carries no metrics: time it on the client.
-        app.finish(keep_alive);
+        drop(slot);
         return json_response(response_json(&req.model, "", "load", Metrics::default()));
     }
-    let plan = plan_answer(&app, &req, &opts, &expected, load_s, &jitter, keep_alive);
+    let plan = plan_answer(&app, &req, &opts, &expected, load_s, &jitter);
     let fault = app.shared.pop_stream_fault();
     if fault.is_some() {
         app.shared.stats(|s| s.faults_fired += 1);
     }
     if req.stream {
-        stream_answer(app, plan, fault, guard, kill)
+        stream_answer(app, plan, fault, slot, kill)
     } else {
-        whole_answer(app, plan, fault, guard, kill).await
+        whole_answer(app, plan, fault, slot, kill).await
     }
 }
 
@@ -803,7 +828,6 @@ fn plan_answer(
     expected: &Expected,
     load_s: f64,
     jitter: &Jitter,
-    keep_alive: KeepAlive,
 ) -> Plan {
     let previous = app.shared.runner().and_then(|r| r.last_prompt);
     let count = count_prompt(app.profile, req, previous.as_deref(), expected.num_ctx);
@@ -818,7 +842,6 @@ fn plan_answer(
         token_s: expected.token_s * jitter.decode,
         prompt_count: count.total,
         eval_count,
-        keep_alive,
     }
 }
 
@@ -894,16 +917,15 @@ fn stream_answer(
     app: Arc<App>,
     plan: Plan,
     fault: Option<StreamFault>,
-    guard: OwnedMutexGuard<()>,
+    slot: Slot,
     mut kill: watch::Receiver<u64>,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(64);
     tokio::spawn(async move {
-        let _slot = guard; // the runner stays busy until the stream ends
+        let _slot = slot; // the runner stays busy until the stream ends
         let mut out = Emitter { tx, sent: 0, fault };
-        match run_stream(&app, &plan, &mut out, &mut kill).await {
-            Ok(()) => app.finish(plan.keep_alive),
-            Err(Killed) => out.cut("simulated server went down").await,
+        if run_stream(&app, &plan, &mut out, &mut kill).await.is_err() {
+            out.cut("simulated server went down").await;
         }
     });
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
@@ -947,7 +969,7 @@ async fn whole_answer(
     app: Arc<App>,
     plan: Plan,
     fault: Option<StreamFault>,
-    guard: OwnedMutexGuard<()>,
+    slot: Slot,
     mut kill: watch::Receiver<u64>,
 ) -> Response {
     if app.sleep(plan.generation_s(), &mut kill).await.is_err() {
@@ -955,8 +977,7 @@ async fn whole_answer(
     }
     let text = app.text_gen().text(plan.eval_count);
     let body = response_json(&plan.model, &text, plan.done_reason, plan.metrics());
-    drop(guard);
-    app.finish(plan.keep_alive);
+    drop(slot);
     match fault {
         None => json_response(body),
         Some(StreamFault::ErrorLine { message, .. }) => {
