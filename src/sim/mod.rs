@@ -11,8 +11,9 @@
 //! `POST /api/generate` (streaming or not; empty prompt = load, with `keep_alive: 0` = unload).
 //!
 //! - [`model`]: profiles and the pure performance model (`SimModel::expected`, `best_decode`).
+//! - [`profiles`]: the simulated models and machines with their calibration figures.
 //! - [`options`]: Ollama's option parsing rules.
-//! - [`server`]: the axum handlers and streaming.
+//! - [`server`]: the axum handlers and streaming; `request` parses their bodies.
 //! - [`control`]: `SimControl`, fault injection and state inspection from Rust.
 //! - [`text`]: filler tokens and the crude prompt tokenizer.
 //!
@@ -22,15 +23,15 @@
 pub mod control;
 pub mod model;
 pub mod options;
+pub mod profiles;
+mod request;
 pub mod server;
 pub mod text;
 
 pub use control::{LoadedInfo, SimControl, SimStats, StreamFault, BUSY_MESSAGE};
-pub use model::{
-    best_decode, profile, Expected, OomKind, Profile, RunnerKey, SearchBox, SimModel, SimOom,
-    PROFILES,
-};
+pub use model::{best_decode, Expected, OomKind, RunnerKey, SearchBox, SimModel, SimOom};
 pub use options::SimOptions;
+pub use profiles::{profile, Profile, PROFILES};
 
 use anyhow::{bail, Context};
 use std::future::Future;
@@ -54,7 +55,7 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
-            profile: model::GEMMA3_4B.name.to_string(),
+            profile: profiles::GEMMA3_4B.name.to_string(),
             seed: 0,
             time_scale: 1.0,
         }
@@ -85,7 +86,7 @@ pub fn profile_names() -> Vec<&'static str> {
 }
 
 fn app_for(config: &SimConfig) -> anyhow::Result<Arc<server::App>> {
-    let Some(profile) = model::profile(&config.profile) else {
+    let Some(profile) = profiles::profile(&config.profile) else {
         bail!(
             "unknown simulator profile {:?}; known profiles: {}",
             config.profile,
