@@ -1,5 +1,5 @@
-//! The simulator's performance model: profiles (one model on one machine) and pure functions
-//! from options to expected decode/prefill speed, memory placement, load time, or out-of-memory.
+//! The simulator's performance model: pure functions from a profile (`profiles`) and options to
+//! expected decode/prefill speed, memory placement, load time, or out-of-memory.
 //! Deterministic; the only randomness is `draw_jitter`, which the server applies per request.
 //!
 //! # Memory (bytes)
@@ -20,7 +20,8 @@
 //! that does not fit fails like a CUDA allocation ("llama runner process has terminated:
 //! cudaMalloc failed: out of memory"); CPU-side bytes above available RAM fail first, before the
 //! runner starts, with Ollama's "model requires more system memory (X GiB) than is available
-//! (Y GiB)". num_ctx is clamped to [4, context_length], num_batch to [1, num_ctx].
+//! (Y GiB)". num_ctx is clamped to [4, context_length], num_batch to [1, num_ctx]. main_gpu
+//! only keys reloads (the machines have one GPU); use_mmap = false slows the load only.
 //!
 //! # Decode (seconds per generated token)
 //! `t = sampling + f_ctx(num_ctx) * (g * T_gpu + c * T_cpu / f_thr(num_thread)) + split + spin`
