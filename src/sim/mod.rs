@@ -1,31 +1,145 @@
-//! The built-in Ollama simulator (stub until the `sim` branch lands).
+//! An Ollama SIMULATOR: a fake Ollama server for offline runs, tests and benchmarks. It is not
+//! Ollama and runs no model; every number it reports comes from the performance model in
+//! [`model`], calibrated to published figures (the TR108 seed report, ollama issue reports).
+//! It says so: `/api/version` answers `0.12.6-sim` and `/api/show` has
+//! `model_info["general.simulated"] = true`.
+//!
+//! It speaks the API subset the tuner uses, with Ollama's field names, units (durations in
+//! nanoseconds, zero metrics omitted), NDJSON streaming, status codes and `{"error": ...}`
+//! bodies (shared/reference/ollama-api.md):
+//! `GET /`, `GET /api/version`, `GET /api/tags`, `POST /api/show`, `GET /api/ps`,
+//! `POST /api/generate` (streaming or not; empty prompt = load, with `keep_alive: 0` = unload).
+//!
+//! - [`model`]: profiles and the pure performance model (`SimModel::expected`, `best_decode`).
+//! - [`profiles`]: the simulated models and machines with their calibration figures.
+//! - [`options`]: Ollama's option parsing rules.
+//! - [`server`]: the axum handlers and streaming; `request` parses their bodies.
+//! - [`control`]: `SimControl`, fault injection and state inspection from Rust.
+//! - [`text`]: filler tokens and the crude prompt tokenizer.
+//!
+//! `time_scale` multiplies every sleep (0.001 makes tests fast); reported durations stay in
+//! simulated seconds, so the numbers look real while a client's wall-clock timings scale.
 
+pub mod control;
+pub mod model;
+pub mod options;
+pub mod profiles;
+mod request;
+pub mod server;
+pub mod text;
+
+pub use control::{LoadedInfo, SimControl, SimStats, StreamFault, BUSY_MESSAGE};
+pub use model::{best_decode, Expected, OomKind, RunnerKey, SearchBox, SimModel, SimOom};
+pub use options::SimOptions;
+pub use profiles::{profile, Profile, PROFILES};
+
+use anyhow::{bail, Context};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The version the simulator reports: parseable as Ollama's, marked as simulated.
+pub const VERSION: &str = "0.12.6-sim";
+
+/// How to run the simulator.
+#[derive(Clone, Debug, PartialEq)]
 pub struct SimConfig {
+    /// Profile name (`profile_names()`), or the model name of one (`gemma3:4b`).
     pub profile: String,
+    /// Seed of the noise and of the generated text.
     pub seed: u64,
+    /// Multiplies every sleep; 0 means no sleeping at all. Reported durations are unscaled.
     pub time_scale: f64,
 }
 
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            profile: profiles::GEMMA3_4B.name.to_string(),
+            seed: 0,
+            time_scale: 1.0,
+        }
+    }
+}
+
+/// A simulator serving in a background task.
 pub struct SimServer {
-    pub addr: std::net::SocketAddr,
+    pub addr: SocketAddr,
+    pub control: SimControl,
 }
 
 impl SimServer {
-    pub async fn shutdown(self) {}
+    /// `http://127.0.0.1:PORT`, for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop serving and wait for the accept loop to end.
+    pub async fn shutdown(self) {
+        self.control.stop_listener().await;
+    }
 }
 
-pub async fn start(_config: SimConfig, _addr: std::net::SocketAddr) -> anyhow::Result<SimServer> {
-    anyhow::bail!("simulator not available yet")
-}
-
-pub async fn serve_until(
-    _config: SimConfig,
-    _listener: tokio::net::TcpListener,
-    _shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    anyhow::bail!("simulator not available yet")
-}
-
+/// The names `SimConfig::profile` accepts, the default first.
 pub fn profile_names() -> Vec<&'static str> {
-    vec![]
+    PROFILES.iter().map(|p| p.name).collect()
+}
+
+fn app_for(config: &SimConfig) -> anyhow::Result<Arc<server::App>> {
+    let Some(profile) = profiles::profile(&config.profile) else {
+        bail!(
+            "unknown simulator profile {:?}; known profiles: {}",
+            config.profile,
+            profile_names().join(", ")
+        );
+    };
+    if !(config.time_scale >= 0.0 && config.time_scale.is_finite()) {
+        bail!(
+            "time scale must be a finite number >= 0, got {}",
+            config.time_scale
+        );
+    }
+    Ok(server::App::new(profile, config.seed, config.time_scale))
+}
+
+/// Bind `addr` (port 0 = any free port) and serve in a tokio task.
+pub async fn start(config: SimConfig, addr: SocketAddr) -> anyhow::Result<SimServer> {
+    let app = app_for(&config)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let addr = listener.local_addr()?;
+    let model = app.profile.model;
+    let shared = app.shared.clone();
+    let router = server::router(app);
+    let running = server::spawn_serve(listener, router.clone());
+    let control = SimControl {
+        model,
+        shared,
+        listener: Arc::new(tokio::sync::Mutex::new(control::ListenerCtl {
+            addr,
+            router,
+            running: Some(running),
+        })),
+    };
+    Ok(SimServer { addr, control })
+}
+
+/// Serve on `listener` until `shutdown` completes (the `ollama-tuner sim` command). Streams in
+/// flight are cut when it does.
+pub async fn serve_until(
+    config: SimConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = app_for(&config)?;
+    let shared = app.shared.clone();
+    let router = server::router(app);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            shared.kill_all();
+        })
+        .await
+        .context("simulator server failed")
 }
