@@ -181,18 +181,14 @@ fn write_all_writes_every_file_and_links_the_plots() {
 #[test]
 fn missing_run_json_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let err = analyse(&RunDir::new(dir.path()))
-        .err()
-        .expect("no run.json");
+    let err = analyse(&RunDir::new(dir.path())).expect_err("no run.json");
     assert!(matches!(err, ReportError::NotARun(_)));
     let msg = err.to_string();
     assert!(
         msg.contains("run.json") && msg.contains("state/<run-id>"),
         "{msg}"
     );
-    let err = report::write_all(&RunDir::new(dir.path().join("nope")))
-        .err()
-        .unwrap();
+    let err = report::write_all(&RunDir::new(dir.path().join("nope"))).unwrap_err();
     assert!(err.to_string().contains("not a run folder"));
 }
 
@@ -206,4 +202,51 @@ fn empty_journal_renders() {
     let _ = render(&r, ReportFormat::Json);
     assert_eq!(render(&r, ReportFormat::Csv).lines().count(), 1);
     report::write_all(&run).unwrap();
+}
+
+#[test]
+fn minimized_objective_ranks_pareto_and_convergence_the_other_way() {
+    // Same journal, objective: minimize the median request time `total` (lower is better).
+    let (mut meta, mut records) = basic_run();
+    meta.objective.metric = ollama_tuner::study::MetricRef::parse("total");
+    meta.objective.direction = ollama_tuner::study::Direction::Minimize;
+    for rec in records.iter_mut() {
+        rec.objective = rec.metrics.get("total").map(|s| s.median);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = write_run(dir.path(), &meta, &records);
+    let r = analyse(&run).unwrap();
+    let feasible: Vec<(usize, f64)> = r
+        .rows
+        .iter()
+        .filter(|x| x.class == RowClass::Feasible)
+        .map(|x| (x.trial(), x.objective.unwrap()))
+        .collect();
+    assert!(
+        feasible.windows(2).all(|w| w[0].1 <= w[1].1),
+        "{feasible:?}"
+    );
+    let best = r.best_row().unwrap();
+    assert_eq!(
+        best.objective,
+        feasible.iter().map(|x| Some(x.1)).next().unwrap()
+    );
+    // Best so far never increases when minimizing.
+    let bests: Vec<f64> = r.convergence.iter().filter_map(|c| c.best_so_far).collect();
+    assert!(bests.windows(2).all(|w| w[1] <= w[0]), "{bests:?}");
+    // On the front: nothing both faster to the first token and quicker overall.
+    let p = r.pareto.as_ref().unwrap();
+    for a in p.front() {
+        assert!(!p.points.iter().any(|b| b.ttft_p50 <= a.ttft_p50
+            && b.objective <= a.objective
+            && (b.ttft_p50 < a.ttft_p50 || b.objective < a.objective)));
+    }
+    let md = render(&r, ReportFormat::Markdown);
+    assert!(
+        md.contains("| total (s) |") && md.contains("minimize total"),
+        "{md}"
+    );
+    assert!(report::plots::convergence_svg(&r)
+        .unwrap()
+        .contains("lower is better"));
 }
