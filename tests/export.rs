@@ -1,0 +1,335 @@
+//! Export tests: the Modelfile parsed back and checked against Ollama's rules, the JSON and TOML
+//! read back, the llama-server command line from llama.cpp and Ollama runs, and rank errors.
+
+mod common;
+
+use common::{basic_run, fixture, llamacpp_run, nofeasible_run, write_run};
+use ollama_tuner::export::{export, ExportError, ExportFormat};
+use ollama_tuner::store::RunDir;
+
+const INT_OPTIONS: &[&str] = &[
+    "num_ctx",
+    "num_batch",
+    "num_gpu",
+    "main_gpu",
+    "num_thread",
+    "num_keep",
+    "seed",
+    "num_predict",
+    "top_k",
+    "repeat_last_n",
+];
+const FLOAT_OPTIONS: &[&str] = &[
+    "top_p",
+    "min_p",
+    "typical_p",
+    "temperature",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+];
+const BOOL_OPTIONS: &[&str] = &["use_mmap"];
+
+/// A Modelfile as `ollama create` reads it: the FROM line and the PARAMETER lines.
+#[derive(Debug)]
+struct Modelfile {
+    from: String,
+    params: Vec<(String, String)>,
+}
+
+/// A small Modelfile parser with Ollama's rules: `#` comments and blank lines are ignored,
+/// the first instruction must be FROM, every other instruction here must be PARAMETER with a
+/// name and a value, and every name must be a valid option of its type.
+fn parse_modelfile(text: &str) -> Result<Modelfile, String> {
+    let mut from = None;
+    let mut params = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (cmd, rest) = line
+            .split_once(' ')
+            .ok_or(format!("line {}: no argument: {line}", i + 1))?;
+        match cmd.to_ascii_uppercase().as_str() {
+            "FROM" if from.is_none() => from = Some(rest.trim().to_string()),
+            "FROM" => return Err(format!("line {}: second FROM", i + 1)),
+            _ if from.is_none() => return Err(format!("line {}: {cmd} before FROM", i + 1)),
+            "PARAMETER" => {
+                let (name, value) = rest
+                    .trim()
+                    .split_once(' ')
+                    .ok_or(format!("line {}: PARAMETER without value", i + 1))?;
+                let value = value.trim();
+                if INT_OPTIONS.contains(&name) {
+                    value
+                        .parse::<i64>()
+                        .map_err(|e| format!("{name} {value}: not an integer: {e}"))?;
+                } else if FLOAT_OPTIONS.contains(&name) {
+                    value
+                        .parse::<f64>()
+                        .map_err(|e| format!("{name} {value}: not a float: {e}"))?;
+                } else if BOOL_OPTIONS.contains(&name) {
+                    value
+                        .parse::<bool>()
+                        .map_err(|e| format!("{name} {value}: not a bool: {e}"))?;
+                } else if name == "stop" {
+                    if !(value.starts_with('"') && value.ends_with('"') && value.len() >= 2) {
+                        return Err(format!("stop {value}: not quoted"));
+                    }
+                } else {
+                    return Err(format!("unknown parameter {name}"));
+                }
+                params.push((name.to_string(), value.to_string()));
+            }
+            other => return Err(format!("line {}: unexpected instruction {other}", i + 1)),
+        }
+    }
+    Ok(Modelfile {
+        from: from.ok_or("no FROM line")?,
+        params,
+    })
+}
+
+fn basic() -> RunDir {
+    RunDir::new(fixture("run_basic"))
+}
+
+#[test]
+fn modelfile_round_trips_through_ollamas_rules() {
+    for rank in 1..=6 {
+        let text = export(&basic(), ExportFormat::Modelfile, rank).unwrap();
+        let first = text
+            .lines()
+            .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .unwrap();
+        assert!(first.starts_with("FROM "), "{text}");
+        let mf = parse_modelfile(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(mf.from, "gemma3:4b");
+        let names: Vec<&str> = mf.params.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["num_ctx", "num_gpu", "num_batch", "temperature"]);
+    }
+    let text = export(&basic(), ExportFormat::Modelfile, 1).unwrap();
+    let mf = parse_modelfile(&text).unwrap();
+    assert_eq!(
+        mf.params,
+        [
+            ("num_ctx".to_string(), "4096".to_string()),
+            ("num_gpu".to_string(), "35".to_string()),
+            ("num_batch".to_string(), "512".to_string()),
+            ("temperature".to_string(), "0.4".to_string()),
+        ]
+    );
+    assert!(text.contains("# Build it with: ollama create NAME -f Modelfile"));
+    assert!(text.contains("rank 1 of 6: trial #4"));
+    assert!(text.contains("statistically tied with trial #3"));
+    insta::assert_snapshot!("modelfile_rank1", text);
+}
+
+#[test]
+fn modelfile_from_a_llamacpp_run_maps_names_and_explains_the_rest() {
+    let (meta, records) = llamacpp_run();
+    let dir = tempfile::tempdir().unwrap();
+    let run = write_run(dir.path(), &meta, &records);
+    let text = export(&run, ExportFormat::Modelfile, 1).unwrap();
+    let mf = parse_modelfile(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(mf.from, "/models/gemma 3/gemma-3-270m-q4_k_m.gguf");
+    let names: Vec<&str> = mf.params.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["num_ctx", "num_thread", "num_batch", "temperature"]);
+    assert!(text.contains("# flash_attn=true left out: server-wide in Ollama, not per model: set OLLAMA_FLASH_ATTENTION=1"), "{text}");
+    assert!(text.contains("OLLAMA_KV_CACHE_TYPE=q8_0"), "{text}");
+}
+
+#[test]
+fn invalid_and_untyped_options_become_comments() {
+    let (mut meta, mut records) = basic_run();
+    meta.space.params.push(ollama_tuner::space::Param {
+        name: "keep_alive_min".into(),
+        kind: ollama_tuner::space::ParamKind::Int {
+            low: 1,
+            high: 60,
+            log: false,
+            step: 1,
+        },
+        default: None,
+    });
+    for r in records.iter_mut() {
+        r.params.insert(
+            "keep_alive_min".into(),
+            ollama_tuner::space::ParamValue::Int(5),
+        );
+        r.params.insert(
+            "use_mmap".into(),
+            ollama_tuner::space::ParamValue::Str("false".into()),
+        );
+        r.params.insert(
+            "stop".into(),
+            ollama_tuner::space::ParamValue::Str("<end \"of\" turn>".into()),
+        );
+        // A float where Ollama wants an integer: refused by `ollama create`, so left out.
+        r.params
+            .insert("top_k".into(), ollama_tuner::space::ParamValue::Float(40.5));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = write_run(dir.path(), &meta, &records);
+    let text = export(&run, ExportFormat::Modelfile, 1).unwrap();
+    let mf = parse_modelfile(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(
+        mf.params.contains(&("use_mmap".into(), "false".into())),
+        "{text}"
+    );
+    assert!(
+        mf.params
+            .contains(&("stop".into(), r#""<end \"of\" turn>""#.into())),
+        "{text}"
+    );
+    assert!(
+        !mf.params
+            .iter()
+            .any(|(n, _)| n == "keep_alive_min" || n == "top_k"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# keep_alive_min=5 left out: not an Ollama option"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# top_k=40.5 left out: 40.5 is not an integer"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&export(&run, ExportFormat::Json, 1).unwrap()).unwrap();
+    assert_eq!(json["use_mmap"], false);
+    assert_eq!(json["stop"], serde_json::json!(["<end \"of\" turn>"]));
+    assert!(json.get("keep_alive_min").is_none() && json.get("top_k").is_none());
+}
+
+#[test]
+fn json_and_toml_are_typed_options() {
+    let text = export(&basic(), ExportFormat::Json, 1).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"num_ctx": 4096, "num_gpu": 35, "num_batch": 512, "temperature": 0.4})
+    );
+    assert!(v["num_ctx"].is_i64() && v["temperature"].is_f64());
+    insta::assert_snapshot!("json_rank1", text);
+
+    let text = export(&basic(), ExportFormat::Toml, 2).unwrap();
+    let t: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let o = t["options"].as_table().unwrap();
+    assert_eq!(o["num_ctx"].as_integer(), Some(4096));
+    assert_eq!(o["num_batch"].as_integer(), Some(256));
+    assert_eq!(o["temperature"].as_float(), Some(0.5));
+    insta::assert_snapshot!("toml_rank2", text);
+}
+
+#[test]
+fn llama_server_command_from_a_llamacpp_run() {
+    let (meta, records) = llamacpp_run();
+    let dir = tempfile::tempdir().unwrap();
+    let run = write_run(dir.path(), &meta, &records);
+    let text = export(&run, ExportFormat::LlamaServer, 1).unwrap();
+    let cmd = text.lines().find(|l| !l.starts_with('#')).unwrap();
+    assert_eq!(
+        cmd,
+        "llama-server -m '/models/gemma 3/gemma-3-270m-q4_k_m.gguf' -c 4096 -t 2 -tb 2 -b 512 -ub 512 -fa on \
+         -ctk f16 -ctv q8_0 -ngl auto -np 1 --temp 0.4"
+    );
+    insta::assert_snapshot!("llama_server_llamacpp_rank1", text);
+}
+
+#[test]
+fn llama_server_command_from_an_ollama_run() {
+    let text = export(&basic(), ExportFormat::LlamaServer, 1).unwrap();
+    let cmd = text.lines().find(|l| !l.starts_with('#')).unwrap();
+    assert_eq!(
+        cmd,
+        "llama-server -m MODEL.gguf -c 4096 -t -1 -tb -1 -b 512 -ub 512 -fa auto -ctk f16 -ctv f16 -ngl 35 -np 1 --temp 0.4"
+    );
+    assert!(
+        text.contains("`ollama show --modelfile gemma3:4b`"),
+        "{text}"
+    );
+    // Every load-time flag is set explicitly.
+    for flag in [
+        "-c", "-t", "-tb", "-b", "-ub", "-fa", "-ctk", "-ctv", "-ngl", "-np",
+    ] {
+        assert!(cmd.split(' ').any(|w| w == flag), "{flag} missing: {cmd}");
+    }
+    insta::assert_snapshot!("llama_server_ollama_rank1", text);
+}
+
+#[test]
+fn infeasible_rank_exports_with_a_warning() {
+    let text = export(&basic(), ExportFormat::Modelfile, 6).unwrap();
+    assert!(
+        text.contains(
+            "# WARNING: this configuration violated the run's constraints: ttft_p95 1.01 > 0.5"
+        ),
+        "{text}"
+    );
+    parse_modelfile(&text).unwrap();
+}
+
+#[test]
+fn rank_out_of_range_is_a_clear_error() {
+    let err = export(&basic(), ExportFormat::Modelfile, 7).unwrap_err();
+    assert!(matches!(
+        err,
+        ExportError::RankOutOfRange {
+            rank: 7,
+            available: 6,
+            ..
+        }
+    ));
+    assert_eq!(
+        err.to_string(),
+        "there is no rank 7: this run has 6 ranked configuration(s) (trials that ran and produced decode_tps); \
+         pick a rank from 1 to 6, as listed in report.md"
+    );
+    assert!(matches!(
+        export(&basic(), ExportFormat::Json, 0),
+        Err(ExportError::RankOutOfRange { rank: 0, .. })
+    ));
+    let err = export(
+        &RunDir::new(fixture("run_nofeasible")),
+        ExportFormat::Toml,
+        1,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "nothing to export: none of the 4 trial(s) of this run produced value (see the Failures section of report.md)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let err = export(&RunDir::new(dir.path()), ExportFormat::Toml, 1).unwrap_err();
+    assert!(err.to_string().contains("not a run folder"), "{err}");
+}
+
+#[test]
+fn command_runs_export_their_own_parameter_names() {
+    let (meta, mut records) = nofeasible_run();
+    // Make one trial succeed.
+    let r = &mut records[1];
+    r.status = ollama_tuner::trial::Status::Ok;
+    r.failure = None;
+    r.error = None;
+    r.objective = Some(1.5);
+    r.feasible = true;
+    r.samples = vec![ollama_tuner::stats::Sample::from([(
+        "value".to_string(),
+        1.5,
+    )])];
+    r.metrics = ollama_tuner::stats::summarize(&r.samples);
+    let dir = tempfile::tempdir().unwrap();
+    let run = write_run(dir.path(), &meta, &records);
+    let v: serde_json::Value =
+        serde_json::from_str(&export(&run, ExportFormat::Json, 1).unwrap()).unwrap();
+    assert_eq!(v, serde_json::json!({"x": 7.5, "mode": "fast"}));
+    let text = export(&run, ExportFormat::Modelfile, 1).unwrap();
+    assert!(
+        text.contains("FROM MODEL") && text.contains("# x=7.5 left out: not an Ollama option"),
+        "{text}"
+    );
+}
