@@ -36,7 +36,12 @@ fn gaussian(rng: &mut rand_chacha::ChaCha8Rng) -> f64 {
 }
 
 /// One optimization run; returns (true values, observed values, seconds per ask).
-fn run(problem: &Problem, strategy: &str, seed: u64, evals: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+fn run(
+    problem: &Problem,
+    strategy: &str,
+    seed: u64,
+    evals: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let settings = OptimizerSettings {
         strategy: strategy.into(),
         initial_trials: arg("--init", "0").parse().expect("--init N"),
@@ -72,10 +77,18 @@ fn run(problem: &Problem, strategy: &str, seed: u64, evals: usize) -> (Vec<f64>,
 
 /// Median time of `ask` after `n` random observations (cold = first ask, warm = later ones).
 fn ask_time(problem: &Problem, n: usize) -> (f64, f64) {
-    let mut opt = Optimizer::new(problem.space.clone(), objective(), OptimizerSettings::default(), vec![], 99);
+    let mut opt = Optimizer::new(
+        problem.space.clone(),
+        objective(),
+        OptimizerSettings::default(),
+        vec![],
+        99,
+    );
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     for _ in 0..n {
-        let u: Vec<f64> = (0..problem.space.dims()).map(|_| rng.random::<f64>()).collect();
+        let u: Vec<f64> = (0..problem.space.dims())
+            .map(|_| rng.random::<f64>())
+            .collect();
         let config: Config = problem.space.decode(&u);
         let y = problem.eval(&config);
         let t = ollama_tuner::trial::Trial {
@@ -134,21 +147,37 @@ fn main() {
             let t0 = Instant::now();
             for seed in 0..seeds {
                 let (truth, observed, times) = run(&problem, strategy, seed, evals);
-                let method = if strategy == "gp" { "ollama-tuner" } else { "random" };
+                let method = if strategy == "gp" {
+                    "ollama-tuner"
+                } else {
+                    "random"
+                };
                 let line = serde_json::json!({
                     "method": method, "problem": problem.name, "seed": seed,
                     "optimum": problem.optimum, "truth": truth, "observed": observed, "ask_seconds": times,
                 });
                 writeln!(file, "{line}").expect("write");
             }
-            eprintln!("{:<16} {:<13} {seeds} seeds in {:.1} s", problem.name, strategy, t0.elapsed().as_secs_f64());
+            eprintln!(
+                "{:<16} {:<13} {seeds} seeds in {:.1} s",
+                problem.name,
+                strategy,
+                t0.elapsed().as_secs_f64()
+            );
         }
     }
     if !timing.is_empty() {
-        let h6 = suite().into_iter().find(|p| p.name == "hartmann6").expect("hartmann6");
+        let h6 = suite()
+            .into_iter()
+            .find(|p| p.name == "hartmann6")
+            .expect("hartmann6");
         for n in timing.split(',').filter_map(|s| s.parse::<usize>().ok()) {
             let (cold, warm) = ask_time(&h6, n);
-            eprintln!("ask at {n} observations: cold {:.1} ms, warm {:.1} ms", cold * 1e3, warm * 1e3);
+            eprintln!(
+                "ask at {n} observations: cold {:.1} ms, warm {:.1} ms",
+                cold * 1e3,
+                warm * 1e3
+            );
             let line = serde_json::json!({"timing": true, "method": "ollama-tuner", "observations": n, "cold_s": cold, "warm_s": warm});
             writeln!(file, "{line}").expect("write");
         }

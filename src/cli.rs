@@ -72,7 +72,11 @@ impl From<RunError> for CliError {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "ollama-tuner", version, about = "Find the fastest settings for a local LLM server by Bayesian optimization over live measurements.")]
+#[command(
+    name = "ollama-tuner",
+    version,
+    about = "Find the fastest settings for a local LLM server by Bayesian optimization over live measurements."
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
@@ -214,7 +218,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_until(s: &str) -> Result<DateTime<Local>, String> {
-    let t = NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| format!("{s:?} is not a time like 07:00"))?;
+    let t = NaiveTime::parse_from_str(s.trim(), "%H:%M")
+        .map_err(|_| format!("{s:?} is not a time like 07:00"))?;
     let now = Local::now();
     let today = now.date_naive().and_time(t);
     let mut at = Local
@@ -233,7 +238,10 @@ pub fn install_signal_handlers() -> watch::Receiver<u32> {
     let (tx, rx) = watch::channel(0u32);
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             // Keep the sender alive so receivers do not see a closed channel.
             std::future::pending::<()>().await;
             return;
@@ -256,7 +264,12 @@ pub fn install_signal_handlers() -> watch::Receiver<u32> {
     rx
 }
 
-fn run_options(state_dir: PathBuf, run_id: Option<String>, seed: Option<u64>, b: &BudgetArgs) -> RunOptions {
+fn run_options(
+    state_dir: PathBuf,
+    run_id: Option<String>,
+    seed: Option<u64>,
+    b: &BudgetArgs,
+) -> RunOptions {
     RunOptions {
         state_dir,
         run_id,
@@ -273,8 +286,11 @@ fn run_options(state_dir: PathBuf, run_id: Option<String>, seed: Option<u64>, b:
 }
 
 async fn run_study(study: Study, path: &Path, opts: RunOptions) -> Result<(), CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::new(ExitCode::BadInput, format!("{}: {e}", path.display())))?;
-    let backend: Box<dyn Backend> = backend::create(&study).await.map_err(|e| CliError::new(ExitCode::Backend, e.to_string()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::new(ExitCode::BadInput, format!("{}: {e}", path.display())))?;
+    let backend: Box<dyn Backend> = backend::create(&study)
+        .await
+        .map_err(|e| CliError::new(ExitCode::Backend, e.to_string()))?;
     let shutdown = install_signal_handlers();
     let out = runloop::run(study, &text, path, opts, backend, shutdown).await?;
     print_outcome(&out);
@@ -290,13 +306,22 @@ pub fn print_outcome(out: &runloop::RunOutcome) {
     println!("trials:  {}", out.trials);
     match &out.best {
         Some(b) => {
-            println!("best:    trial {} with {} = {:.4}", b.trial, out.objective_label, b.objective.unwrap_or(f64::NAN));
+            println!(
+                "best:    trial {} with {} = {:.4}",
+                b.trial,
+                out.objective_label,
+                b.objective.unwrap_or(f64::NAN)
+            );
             for (k, v) in &b.params {
                 println!("         {k} = {v}");
             }
             if let (Some(base), Some(bv)) = (&out.baseline, b.objective) {
                 if let Some(base_v) = base.objective.filter(|v| *v != 0.0) {
-                    println!("         {:+.1}% against the baseline (trial {})", (bv / base_v - 1.0) * 100.0, base.trial);
+                    println!(
+                        "         {:+.1}% against the baseline (trial {})",
+                        (bv / base_v - 1.0) * 100.0,
+                        base.trial
+                    );
                 }
             }
         }
@@ -327,12 +352,25 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             let run = RunDir::open(&run_dir)?;
             let study_path = run.file(crate::store::STUDY_FILE);
             let study = load_study(&study_path)?;
-            let state_dir = run_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+            let state_dir = run_dir
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
             let run_id = run_dir
                 .file_name()
                 .map(|n| n.to_string_lossy().to_string())
-                .ok_or_else(|| CliError::new(ExitCode::BadInput, format!("{} is not a run folder", run_dir.display())))?;
-            run_study(study, &study_path, run_options(state_dir, Some(run_id), None, &budget)).await
+                .ok_or_else(|| {
+                    CliError::new(
+                        ExitCode::BadInput,
+                        format!("{} is not a run folder", run_dir.display()),
+                    )
+                })?;
+            run_study(
+                study,
+                &study_path,
+                run_options(state_dir, Some(run_id), None, &budget),
+            )
+            .await
         }
         Command::Validate { files } => {
             let mut failed = None;
@@ -343,7 +381,11 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
                             f.display(), s.name, s.backend.kind(), s.space.dims(), s.objective.metric.label(),
                             s.objective.direction, s.budget.trials);
                         for p in &s.space.params {
-                            let d = p.default.as_ref().map(|v| format!(", default {v}")).unwrap_or_default();
+                            let d = p
+                                .default
+                                .as_ref()
+                                .map(|v| format!(", default {v}"))
+                                .unwrap_or_default();
                             println!("  {:<16} {}{d}", p.name, p.domain_text());
                         }
                     }
@@ -354,7 +396,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
                 }
             }
             match failed {
-                Some(e) => Err(CliError::new(ExitCode::BadInput, format!("{} invalid", e.path.display()))),
+                Some(e) => Err(CliError::new(
+                    ExitCode::BadInput,
+                    format!("{} invalid", e.path.display()),
+                )),
                 None => Ok(()),
             }
         }
@@ -372,14 +417,19 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             seed,
         } => crate::simctl::demo(trials, state_dir, &profile, time_scale, seed).await,
         Command::Status { run_dir } => status(&run_dir),
-        Command::Report { run_dir, format, out } => {
+        Command::Report {
+            run_dir,
+            format,
+            out,
+        } => {
             let run = RunDir::open(&run_dir)?;
             let fmt = match format {
                 ReportFormatArg::Md => crate::report::ReportFormat::Markdown,
                 ReportFormatArg::Json => crate::report::ReportFormat::Json,
                 ReportFormatArg::Csv => crate::report::ReportFormat::Csv,
             };
-            let report = crate::report::analyse(&run).map_err(|e| CliError::new(ExitCode::State, e.to_string()))?;
+            let report = crate::report::analyse(&run)
+                .map_err(|e| CliError::new(ExitCode::State, e.to_string()))?;
             let text = crate::report::render(&report, fmt);
             write_out(out.as_deref(), &text)
         }
@@ -396,7 +446,8 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
                 ExportFormatArg::Toml => crate::export::ExportFormat::Toml,
                 ExportFormatArg::LlamaServer => crate::export::ExportFormat::LlamaServer,
             };
-            let text = crate::export::export(&run, fmt, rank).map_err(|e| CliError::new(ExitCode::BadInput, e.to_string()))?;
+            let text = crate::export::export(&run, fmt, rank)
+                .map_err(|e| CliError::new(ExitCode::BadInput, e.to_string()))?;
             write_out(out.as_deref(), &text)
         }
     }
@@ -404,7 +455,8 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
 
 fn write_out(out: Option<&Path>, text: &str) -> Result<(), CliError> {
     match out {
-        Some(p) => std::fs::write(p, text).map_err(|e| CliError::new(ExitCode::State, format!("{}: {e}", p.display()))),
+        Some(p) => std::fs::write(p, text)
+            .map_err(|e| CliError::new(ExitCode::State, format!("{}: {e}", p.display()))),
         None => {
             print!("{text}");
             Ok(())
@@ -429,17 +481,35 @@ fn status(run_dir: &Path) -> Result<(), CliError> {
         if m.backend.simulated {
             println!("backend:   {} (SIMULATED)", m.backend.backend);
         } else {
-            println!("backend:   {} {}", m.backend.backend, m.backend.server_version.clone().unwrap_or_default());
+            println!(
+                "backend:   {} {}",
+                m.backend.backend,
+                m.backend.server_version.clone().unwrap_or_default()
+            );
         }
         println!("study:     {} (model {})", m.study_name, m.model);
-        println!("trials:    {n} of {} ({ok} ok, {} failed)", m.budget.trials, n - ok);
-        println!("elapsed:   {}", humantime::format_duration(Duration::from_secs(m.elapsed_seconds as u64)));
+        println!(
+            "trials:    {n} of {} ({ok} ok, {} failed)",
+            m.budget.trials,
+            n - ok
+        );
+        println!(
+            "elapsed:   {}",
+            humantime::format_duration(Duration::from_secs(m.elapsed_seconds as u64))
+        );
         if let Some(w) = m.budget.wall_time {
             let left = (w.as_secs_f64() - m.elapsed_seconds).max(0.0);
-            println!("time left: {}", humantime::format_duration(Duration::from_secs(left as u64)));
+            println!(
+                "time left: {}",
+                humantime::format_duration(Duration::from_secs(left as u64))
+            );
         }
         println!("reloads:   {} ({:.1} s)", m.reloads, m.reload_seconds);
-        let sign = if m.objective.direction == crate::study::Direction::Maximize { 1.0 } else { -1.0 };
+        let sign = if m.objective.direction == crate::study::Direction::Maximize {
+            1.0
+        } else {
+            -1.0
+        };
         let best = journal
             .records
             .iter()
@@ -448,21 +518,37 @@ fn status(run_dir: &Path) -> Result<(), CliError> {
             .max_by(|a, b| (sign * a.1).total_cmp(&(sign * b.1)));
         match best {
             Some((r, v)) => {
-                let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!("best:      {} = {v:.4} (trial {}: {})", m.objective.metric.label(), r.trial, params.join(" "));
+                let params: Vec<String> =
+                    r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!(
+                    "best:      {} = {v:.4} (trial {}: {})",
+                    m.objective.metric.label(),
+                    r.trial,
+                    params.join(" ")
+                );
             }
             None => println!("best:      none yet"),
         }
         match (&m.stop_reason, &m.stop_message) {
-            (Some(r), msg) => println!("stopped:   {} {}", r.as_str(), msg.clone().unwrap_or_default()),
-            (None, _) if holder.is_none() => println!("stopped:   not cleanly (killed?); `ollama-tuner resume {}` continues it", run.path.display()),
+            (Some(r), msg) => println!(
+                "stopped:   {} {}",
+                r.as_str(),
+                msg.clone().unwrap_or_default()
+            ),
+            (None, _) if holder.is_none() => println!(
+                "stopped:   not cleanly (killed?); `ollama-tuner resume {}` continues it",
+                run.path.display()
+            ),
             _ => {}
         }
     } else {
         println!("trials:    {n}");
     }
     if !journal.skipped.is_empty() {
-        println!("warning:   {} unreadable journal line(s) skipped", journal.skipped.len());
+        println!(
+            "warning:   {} unreadable journal line(s) skipped",
+            journal.skipped.len()
+        );
     }
     Ok(())
 }

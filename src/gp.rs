@@ -120,20 +120,21 @@ fn pair_distance(a: f64, b: f64, categorical: bool) -> f64 {
     }
 }
 
+/// (theta, cost, gradient) of the last evaluation.
+type CachedEval = (Vec<f64>, f64, Vec<f64>);
+
 /// Negative log posterior of the hyperparameters (the function L-BFGS minimizes).
 struct Objective<'a> {
     dists: &'a Distances,
     y: &'a [f64],
     /// Last evaluation, since argmin asks for cost and gradient separately.
-    cache: RefCell<Option<(Vec<f64>, f64, Vec<f64>)>>,
+    cache: RefCell<Option<CachedEval>>,
 }
 
 /// Log prior of theta and its gradient.
 pub fn log_prior(theta: &[f64]) -> (f64, Vec<f64>) {
     let d = theta.len() - 2;
     let mut g = vec![0.0; theta.len()];
-    let mu = std::f64::consts::SQRT_2 + (d.max(1) as f64).ln() / 2.0;
-    let var = 3.0;
     let mut lp = 0.0;
     // Optuna's lengthscale prior, written for u = 1/l^2 = exp(-2 t): -(0.1/u + 0.1 u), which
     // peaks at l = 1 (the width of the unit box) and keeps l within about [0.1, 10].
@@ -340,7 +341,15 @@ impl Gp {
             }
         }
         let (cost, theta) = best.expect("at least one start");
-        Gp::condition(x, &ys, y_mean, y_std, categorical, Hyperparameters::from_theta(&theta), -cost)
+        Gp::condition(
+            x,
+            &ys,
+            y_mean,
+            y_std,
+            categorical,
+            Hyperparameters::from_theta(&theta),
+            -cost,
+        )
     }
 
     /// Condition on data with hyperparameters given as theta (no fitting).
@@ -417,11 +426,17 @@ impl Gp {
             return (vec![], vec![]);
         }
         // Kxs^T: n x m
-        let mut v = Mat::<f64>::from_fn(n, m, |i, j| kernel(&self.x[i], &xs[j], &self.categorical, &self.hyper));
+        let mut v = Mat::<f64>::from_fn(n, m, |i, j| {
+            kernel(&self.x[i], &xs[j], &self.categorical, &self.hyper)
+        });
         let mean: Vec<f64> = (0..m)
             .map(|j| (0..n).map(|i| v[(i, j)] * self.alpha[i]).sum())
             .collect();
-        faer::linalg::triangular_solve::solve_lower_triangular_in_place(self.l.as_ref(), v.as_mut(), faer::Par::Seq);
+        faer::linalg::triangular_solve::solve_lower_triangular_in_place(
+            self.l.as_ref(),
+            v.as_mut(),
+            faer::Par::Seq,
+        );
         let var: Vec<f64> = (0..m)
             .map(|j| {
                 let q: f64 = (0..n).map(|i| v[(i, j)] * v[(i, j)]).sum();
@@ -461,7 +476,11 @@ pub fn standardize(y: &[f64]) -> (Vec<f64>, f64, f64) {
 
 fn minimize(problem: &Objective, start: Vec<f64>, max_iters: u64) -> Option<Vec<f64>> {
     let ls = MoreThuenteLineSearch::new();
-    let solver = LBFGS::new(ls, 7).with_tolerance_grad(1e-5).ok()?.with_tolerance_cost(1e-10).ok()?;
+    let solver = LBFGS::new(ls, 7)
+        .with_tolerance_grad(1e-5)
+        .ok()?
+        .with_tolerance_cost(1e-10)
+        .ok()?;
     let res = Executor::new(problem, solver)
         .configure(|s| s.param(Array1::from(start)).max_iters(max_iters))
         .run()
@@ -471,14 +490,24 @@ fn minimize(problem: &Objective, start: Vec<f64>, max_iters: u64) -> Option<Vec<
 }
 
 /// Log marginal likelihood + log prior at theta for data in original units (tests, diagnostics).
-pub fn log_posterior(x: &[Vec<f64>], y: &[f64], categorical: &[bool], theta: &[f64]) -> Option<(f64, Vec<f64>)> {
+pub fn log_posterior(
+    x: &[Vec<f64>],
+    y: &[f64],
+    categorical: &[bool],
+    theta: &[f64],
+) -> Option<(f64, Vec<f64>)> {
     let (ys, _, _) = standardize(y);
     let dists = Distances::new(x, categorical);
     log_posterior_and_grad(&dists, &ys, theta)
 }
 
 /// Log marginal likelihood alone (no prior) at theta, for data in original units.
-pub fn log_marginal_likelihood(x: &[Vec<f64>], y: &[f64], categorical: &[bool], theta: &[f64]) -> Option<f64> {
+pub fn log_marginal_likelihood(
+    x: &[Vec<f64>],
+    y: &[f64],
+    categorical: &[bool],
+    theta: &[f64],
+) -> Option<f64> {
     let (lp, _) = log_posterior(x, y, categorical, theta)?;
     Some(lp - log_prior(theta).0)
 }
@@ -490,10 +519,16 @@ mod tests {
 
     fn data(n: usize, d: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let x: Vec<Vec<f64>> = (0..n).map(|_| (0..d).map(|_| rng.random::<f64>()).collect()).collect();
+        let x: Vec<Vec<f64>> = (0..n)
+            .map(|_| (0..d).map(|_| rng.random::<f64>()).collect())
+            .collect();
         let y = x
             .iter()
-            .map(|p| (3.0 * p[0]).sin() + p.iter().skip(1).map(|v| v * v).sum::<f64>() + 0.05 * rng.random::<f64>())
+            .map(|p| {
+                (3.0 * p[0]).sin()
+                    + p.iter().skip(1).map(|v| v * v).sum::<f64>()
+                    + 0.05 * rng.random::<f64>()
+            })
             .collect();
         (x, y)
     }
@@ -507,7 +542,10 @@ mod tests {
                     p[1] = (p[1] * 3.0).floor();
                 }
             }
-            let theta: Vec<f64> = (0..d).map(|i| -0.7 + 0.3 * i as f64).chain([0.2, -3.0]).collect();
+            let theta: Vec<f64> = (0..d)
+                .map(|i| -0.7 + 0.3 * i as f64)
+                .chain([0.2, -3.0])
+                .collect();
             let (_, g) = log_posterior(&x, &y, &cat, &theta).unwrap();
             for j in 0..theta.len() {
                 let h = 1e-5;
@@ -515,8 +553,14 @@ mod tests {
                 tp[j] += h;
                 let mut tm = theta.clone();
                 tm[j] -= h;
-                let fd = (log_posterior(&x, &y, &cat, &tp).unwrap().0 - log_posterior(&x, &y, &cat, &tm).unwrap().0) / (2.0 * h);
-                assert!((fd - g[j]).abs() < 1e-5 * (1.0 + fd.abs()), "d={d} j={j} fd={fd} analytic={}", g[j]);
+                let fd = (log_posterior(&x, &y, &cat, &tp).unwrap().0
+                    - log_posterior(&x, &y, &cat, &tm).unwrap().0)
+                    / (2.0 * h);
+                assert!(
+                    (fd - g[j]).abs() < 1e-5 * (1.0 + fd.abs()),
+                    "d={d} j={j} fd={fd} analytic={}",
+                    g[j]
+                );
             }
         }
     }
@@ -540,10 +584,19 @@ mod tests {
         let (m, s) = gp.predict(&xs);
         let (want_m, want_s) = (vec("mean"), vec("std_with_noise"));
         for i in 0..xs.len() {
-            assert!((m[i] - want_m[i]).abs() < 1e-9, "mean {i}: {} vs {}", m[i], want_m[i]);
+            assert!(
+                (m[i] - want_m[i]).abs() < 1e-9,
+                "mean {i}: {} vs {}",
+                m[i],
+                want_m[i]
+            );
             // sklearn's std includes the white-noise term; ours is the latent function's.
             let with_noise = (s[i] * s[i] + hyper.noise_variance * gp.y_std * gp.y_std).sqrt();
-            assert!((with_noise - want_s[i]).abs() < 1e-9, "std {i}: {with_noise} vs {}", want_s[i]);
+            assert!(
+                (with_noise - want_s[i]).abs() < 1e-9,
+                "std {i}: {with_noise} vs {}",
+                want_s[i]
+            );
         }
         let lml = log_marginal_likelihood(&x, &y, &cat, &hyper.to_theta()).unwrap();
         let want = f["log_marginal_likelihood"].as_f64().unwrap();
@@ -569,7 +622,9 @@ mod tests {
         // Pure noise around a constant: the fit must attribute it to noise, not wiggles.
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         let x: Vec<Vec<f64>> = (0..30).map(|_| vec![rng.random::<f64>()]).collect();
-        let y: Vec<f64> = (0..30).map(|_| 1.0 + 0.1 * (rng.random::<f64>() - 0.5)).collect();
+        let y: Vec<f64> = (0..30)
+            .map(|_| 1.0 + 0.1 * (rng.random::<f64>() - 0.5))
+            .collect();
         let gp = Gp::fit(&x, &y, &[false], None, &FitOptions::default());
         assert!(gp.hyper.noise_variance > 0.3, "noise {:?}", gp.hyper);
     }

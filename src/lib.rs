@@ -4,21 +4,21 @@
 //! acquisition -> optimizer (ask/tell, no I/O) <- run loop (tokio) -> backends -> store ->
 //! report / export.
 
-pub mod space;
-pub mod study;
-pub mod stats;
-pub mod trial;
-pub mod backend;
-pub mod design;
-pub mod gp;
 pub mod acquisition;
-pub mod optimizer;
-pub mod store;
-pub mod sim;
-pub mod report;
-pub mod export;
-pub mod measure;
-pub mod runloop;
+pub mod backend;
 pub mod cli;
+pub mod design;
+pub mod export;
+pub mod gp;
+pub mod measure;
+pub mod optimizer;
+pub mod report;
+pub mod runloop;
+pub mod sim;
 pub mod simctl;
+pub mod space;
+pub mod stats;
+pub mod store;
+pub mod study;
 pub mod testfunctions;
+pub mod trial;

@@ -52,7 +52,12 @@ pub trait InferenceServer: Send {
     /// Load (or restart with) the runner options of `config`.
     async fn load(&mut self, config: &Config) -> Result<LoadReport, ServerError>;
     /// One measured generation; returns a sample with at least `decode_tps` and `ttft`.
-    async fn generate(&mut self, config: &Config, prompt: &str, num_predict: u32) -> Result<Sample, ServerError>;
+    async fn generate(
+        &mut self,
+        config: &Config,
+        prompt: &str,
+        num_predict: u32,
+    ) -> Result<Sample, ServerError>;
 }
 
 /// Prompts used when the study does not name a file: varied lengths and topics so prefill is
@@ -71,14 +76,18 @@ pub fn load_prompts(p: &Prompts) -> Result<Vec<String>, String> {
     match p {
         Prompts::Builtin => Ok(BUILTIN_PROMPTS.iter().map(|s| s.to_string()).collect()),
         Prompts::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             let prompts: Vec<String> = text
                 .split("\n\n")
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect();
             if prompts.is_empty() {
-                return Err(format!("{}: no prompts (separate prompts with a blank line)", path.display()));
+                return Err(format!(
+                    "{}: no prompts (separate prompts with a blank line)",
+                    path.display()
+                ));
             }
             Ok(prompts)
         }
@@ -196,7 +205,11 @@ impl<S: InferenceServer> Protocolled<S> {
 
     /// One request; a configuration failure comes back as `Ok(Err(..))`, and the loaded state
     /// is forgotten whenever the server may have dropped the model.
-    async fn request(&mut self, config: &Config, prompt: &str) -> Result<Result<Sample, Failure>, BackendError> {
+    async fn request(
+        &mut self,
+        config: &Config,
+        prompt: &str,
+    ) -> Result<Result<Sample, Failure>, BackendError> {
         let n = self.protocol.num_predict;
         match self.server.generate(config, prompt, n).await {
             Ok(s) => Ok(Ok(s)),
@@ -231,14 +244,22 @@ mod tests {
         async fn load(&mut self, config: &Config) -> Result<LoadReport, ServerError> {
             self.loads.push(config.clone());
             if self.oom_on_load {
-                return Err(ServerError::Config(FailureKind::OutOfMemory, "out of memory".into()));
+                return Err(ServerError::Config(
+                    FailureKind::OutOfMemory,
+                    "out of memory".into(),
+                ));
             }
             Ok(LoadReport {
                 seconds: 1.5,
                 notes: BTreeMap::new(),
             })
         }
-        async fn generate(&mut self, _c: &Config, prompt: &str, _n: u32) -> Result<Sample, ServerError> {
+        async fn generate(
+            &mut self,
+            _c: &Config,
+            prompt: &str,
+            _n: u32,
+        ) -> Result<Sample, ServerError> {
             self.prompts.push(prompt.to_string());
             Ok(Sample::from([("decode_tps".to_string(), 50.0)]))
         }
@@ -261,7 +282,13 @@ mod tests {
         let mut p = Protocolled::new(Fake::default(), proto, vec!["num_ctx".into()]).unwrap();
         let e = p.measure(&cfg(2048, 0.2)).await.unwrap();
         assert_eq!(e.samples.len(), 3);
-        assert_eq!(e.load, Some(LoadRecord { reloaded: true, seconds: 1.5 }));
+        assert_eq!(
+            e.load,
+            Some(LoadRecord {
+                reloaded: true,
+                seconds: 1.5
+            })
+        );
         // 1 warm-up + 3 measured requests.
         assert_eq!(p.server.prompts.len(), 4);
         let e = p.measure(&cfg(2048, 0.8)).await.unwrap();

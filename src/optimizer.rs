@@ -116,6 +116,9 @@ pub struct Optimizer {
     failed: BTreeSet<String>,
 }
 
+/// Acquisition of encoded points (with their decoded configurations).
+type ScoreFn<'a> = dyn Fn(&[Vec<f64>], &[Config]) -> Vec<f64> + 'a;
+
 /// splitmix64: decorrelates nearby seeds (Steele, Lea, Flood 2014).
 fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -203,7 +206,11 @@ impl Optimizer {
         } else {
             initial_design_size(d)
         };
-        let n_ok = self.observations.iter().filter(|o| matches!(o.outcome, Outcome::Ok { .. })).count();
+        let n_ok = self
+            .observations
+            .iter()
+            .filter(|o| matches!(o.outcome, Outcome::Ok { .. }))
+            .count();
         let random = self.settings.strategy == "random";
 
         // 2. Quasi-random initial design (also while fewer than two points ran successfully).
@@ -219,7 +226,11 @@ impl Optimizer {
                 self.state.sobol_index += 1;
                 let config = self.space.decode(&unit_to_encoded(&self.space, &u));
                 if !self.excluded(&config_key(&config)) {
-                    let origin = if random { Origin::Random } else { Origin::Initial };
+                    let origin = if random {
+                        Origin::Random
+                    } else {
+                        Origin::Initial
+                    };
                     return Trial {
                         number,
                         config,
@@ -354,7 +365,10 @@ impl Optimizer {
         let y = self.transform(&values);
         let mut by_value: Vec<usize> = (0..ok.len()).collect();
         by_value.sort_by(|a, b| y[*b].total_cmp(&y[*a]).then(a.cmp(b)));
-        let mut keep: BTreeSet<usize> = by_value[..MAX_GP_POINTS / 2].iter().map(|&j| ok[j]).collect();
+        let mut keep: BTreeSet<usize> = by_value[..MAX_GP_POINTS / 2]
+            .iter()
+            .map(|&j| ok[j])
+            .collect();
         for &i in ok.iter().rev() {
             if keep.len() >= MAX_GP_POINTS {
                 break;
@@ -470,12 +484,7 @@ impl Optimizer {
     /// finite-difference gradients and a backtracking step search evaluated as one batch, and
     /// (2) an exhaustive pass over every value of each discrete dimension (<= 32 values).
     /// Only configurations that may be proposed (not excluded) can become the result.
-    fn local_search(
-        &self,
-        x0: Vec<f64>,
-        s0: f64,
-        score: &dyn Fn(&[Vec<f64>], &[Config]) -> Vec<f64>,
-    ) -> (f64, Vec<f64>) {
+    fn local_search(&self, x0: Vec<f64>, s0: f64, score: &ScoreFn) -> (f64, Vec<f64>) {
         let eval = |xs: Vec<Vec<f64>>| -> (Vec<Vec<f64>>, Vec<Config>, Vec<f64>) {
             let cs: Vec<Config> = xs.iter().map(|x| self.space.decode(x)).collect();
             let xs: Vec<Vec<f64>> = cs.iter().map(|c| self.space.encode(c)).collect();
@@ -486,9 +495,17 @@ impl Optimizer {
         let mut discrete: Vec<(usize, Vec<f64>)> = Vec::new();
         for (i, p) in self.space.params.iter().enumerate() {
             match (p.is_categorical(), p.cardinality()) {
-                (true, _) => discrete.push((i, (0..=p.encoded_upper() as usize).map(|k| k as f64).collect())),
+                (true, _) => discrete.push((
+                    i,
+                    (0..=p.encoded_upper() as usize).map(|k| k as f64).collect(),
+                )),
                 (false, Some(card)) if card <= 32 => {
-                    let vals = (0..card).map(|k| p.encode(&p.decode((k as f64 + 0.5) / card as f64)).unwrap_or(0.5)).collect();
+                    let vals = (0..card)
+                        .map(|k| {
+                            p.encode(&p.decode((k as f64 + 0.5) / card as f64))
+                                .unwrap_or(0.5)
+                        })
+                        .collect();
                     discrete.push((i, vals));
                 }
                 (false, Some(card)) => cont.push((i, (1.0 / card as f64).max(1e-3))),
@@ -518,7 +535,8 @@ impl Optimizer {
                     .enumerate()
                     .map(|(k, &(i, _))| {
                         let dx = px[2 * k][i] - px[2 * k + 1][i];
-                        if dx.abs() < 1e-12 || !ps[2 * k].is_finite() || !ps[2 * k + 1].is_finite() {
+                        if dx.abs() < 1e-12 || !ps[2 * k].is_finite() || !ps[2 * k + 1].is_finite()
+                        {
                             0.0
                         } else {
                             (ps[2 * k] - ps[2 * k + 1]) / dx
@@ -618,7 +636,9 @@ impl Optimizer {
         let mut reload = Vec::new();
         for o in &self.observations {
             if let Outcome::Ok {
-                duration_s, reload_s, ..
+                duration_s,
+                reload_s,
+                ..
             } = &o.outcome
             {
                 let r = reload_s.unwrap_or(0.0);
@@ -631,7 +651,11 @@ impl Optimizer {
         if measure.is_empty() || reload.is_empty() {
             return None;
         }
-        Some((self.runner_key(loaded), quantile(&measure, 0.5), quantile(&reload, 0.5)))
+        Some((
+            self.runner_key(loaded),
+            quantile(&measure, 0.5),
+            quantile(&reload, 0.5),
+        ))
     }
 
     fn fit_models(&self) -> Option<Models> {
@@ -640,7 +664,10 @@ impl Optimizer {
             return None;
         }
         let cat = self.space.categorical_mask();
-        let xs: Vec<Vec<f64>> = subset.iter().map(|&i| self.observations[i].x.clone()).collect();
+        let xs: Vec<Vec<f64>> = subset
+            .iter()
+            .map(|&i| self.observations[i].x.clone())
+            .collect();
         let values: Vec<f64> = subset.iter().map(|&i| self.value(i)).collect();
         let y = self.transform(&values);
         let n = xs.len();
@@ -671,8 +698,11 @@ impl Optimizer {
             .zip(&feasible)
             .filter(|(_, f)| **f)
             .map(|(m, _)| *m)
-            .fold(None, |acc: Option<f64>, m| Some(acc.map_or(m, |a| a.max(m))));
-        let mut ranked: Vec<(Vec<f64>, f64)> = xs.iter().cloned().zip(mu_obs.iter().copied()).collect();
+            .fold(None, |acc: Option<f64>, m| {
+                Some(acc.map_or(m, |a| a.max(m)))
+            });
+        let mut ranked: Vec<(Vec<f64>, f64)> =
+            xs.iter().cloned().zip(mu_obs.iter().copied()).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
 
         // Feasibility model: GP regression on +1 (ran) / -1 (failed) labels, used as a probit
@@ -690,7 +720,16 @@ impl Optimizer {
                     fy.push(if failed { -1.0 } else { 1.0 });
                 }
             }
-            Some(Gp::fit(&fx, &fy, &cat, None, &FitOptions { restarts: 1, max_iters: 30 }))
+            Some(Gp::fit(
+                &fx,
+                &fy,
+                &cat,
+                None,
+                &FitOptions {
+                    restarts: 1,
+                    max_iters: 30,
+                },
+            ))
         } else {
             None
         };
@@ -715,10 +754,21 @@ impl Optimizer {
             if cx.len() < 2 {
                 continue;
             }
-            let log = is_positive_metric(&c.metric.metric) && cy.iter().all(|v| *v > 0.0) && c.bound > 0.0;
+            let log = is_positive_metric(&c.metric.metric)
+                && cy.iter().all(|v| *v > 0.0)
+                && c.bound > 0.0;
             let ty: Vec<f64> = cy.iter().map(|v| if log { v.ln() } else { *v }).collect();
             let bound = if log { c.bound.ln() } else { c.bound };
-            let g = Gp::fit(&cx, &ty, &cat, None, &FitOptions { restarts: 1, max_iters: 40 });
+            let g = Gp::fit(
+                &cx,
+                &ty,
+                &cat,
+                None,
+                &FitOptions {
+                    restarts: 1,
+                    max_iters: 40,
+                },
+            );
             constraints.push((g, bound, c.op.clone()));
         }
 
@@ -800,7 +850,11 @@ impl Optimizer {
                     })
                     .collect();
                 let (m, _) = gp.predict(&pts);
-                let vals: Vec<f64> = m.iter().map(|t| sign * t).map(|t| if log { t.exp() } else { t }).collect();
+                let vals: Vec<f64> = m
+                    .iter()
+                    .map(|t| sign * t)
+                    .map(|t| if log { t.exp() } else { t })
+                    .collect();
                 let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
                 let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 ParamEffect {
@@ -930,7 +984,13 @@ mod tests {
     }
 
     fn run(seed: u64, n: usize) -> Vec<Trial> {
-        let mut opt = Optimizer::new(space2(), objective(), OptimizerSettings::default(), vec![], seed);
+        let mut opt = Optimizer::new(
+            space2(),
+            objective(),
+            OptimizerSettings::default(),
+            vec![],
+            seed,
+        );
         let mut out = vec![];
         for _ in 0..n {
             let t = opt.ask(&AskContext::default());
@@ -965,13 +1025,22 @@ mod tests {
     #[test]
     fn finds_the_minimum_of_a_smooth_function() {
         let trials = run(11, 25);
-        let best = trials.iter().map(|t| f(&t.config)).fold(f64::INFINITY, f64::min);
+        let best = trials
+            .iter()
+            .map(|t| f(&t.config))
+            .fold(f64::INFINITY, f64::min);
         assert!(best < 0.005, "best {best}");
     }
 
     #[test]
     fn failed_region_is_learned_and_never_repeated() {
-        let mut opt = Optimizer::new(space2(), objective(), OptimizerSettings::default(), vec![], 2);
+        let mut opt = Optimizer::new(
+            space2(),
+            objective(),
+            OptimizerSettings::default(),
+            vec![],
+            2,
+        );
         let mut failed_keys = BTreeSet::new();
         let mut n_failed_late = 0;
         for i in 0..30 {
@@ -989,20 +1058,35 @@ mod tests {
                 opt.tell(&t, ok(f(&t.config)));
             }
         }
-        assert!(n_failed_late <= 4, "kept proposing infeasible configs: {n_failed_late}");
+        assert!(
+            n_failed_late <= 4,
+            "kept proposing infeasible configs: {n_failed_late}"
+        );
     }
 
     #[test]
     fn checkpointed_state_resumes_the_same_sequence() {
         let full = run(21, 16);
-        let mut opt = Optimizer::new(space2(), objective(), OptimizerSettings::default(), vec![], 21);
+        let mut opt = Optimizer::new(
+            space2(),
+            objective(),
+            OptimizerSettings::default(),
+            vec![],
+            21,
+        );
         for t in &full[..10] {
             let t2 = opt.ask(&AskContext::default());
             assert_eq!(&t2, t);
             opt.tell(&t2, ok(f(&t2.config)));
         }
         let saved = opt.state().clone();
-        let mut resumed = Optimizer::new(space2(), objective(), OptimizerSettings::default(), vec![], 21);
+        let mut resumed = Optimizer::new(
+            space2(),
+            objective(),
+            OptimizerSettings::default(),
+            vec![],
+            21,
+        );
         resumed.restore(saved);
         for t in &full[..10] {
             resumed.tell(t, ok(f(&t.config)));

@@ -104,7 +104,13 @@ pub fn default_run_id(study: &Study) -> String {
     let name: String = study
         .name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("{name}-{}", Local::now().format("%Y%m%d-%H%M%S"))
 }
@@ -216,8 +222,10 @@ impl Progress {
         let bar = if enabled && std::io::stderr().is_terminal() {
             let b = indicatif::ProgressBar::new(total as u64);
             b.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} trials  {msg}  eta {eta}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} trials  {msg}  eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             b
         } else {
@@ -240,7 +248,10 @@ pub async fn run(
     if let Some(seed) = opts.seed {
         study.seed = seed;
     }
-    let run_id = opts.run_id.clone().unwrap_or_else(|| default_run_id(&study));
+    let run_id = opts
+        .run_id
+        .clone()
+        .unwrap_or_else(|| default_run_id(&study));
     let run = RunDir::new(opts.state_dir.join(&run_id));
     let resuming = run.exists();
     run.create_dir()?;
@@ -288,7 +299,9 @@ pub async fn run(
                     space = s;
                     break info;
                 }
-                Err(BackendError::Fatal { message, hint }) => return Err(RunError::Fatal { message, hint }),
+                Err(BackendError::Fatal { message, hint }) => {
+                    return Err(RunError::Fatal { message, hint })
+                }
                 Err(BackendError::Transient(m)) => {
                     if t0.elapsed() >= opts.max_outage {
                         return Err(RunError::Fatal {
@@ -335,7 +348,11 @@ pub async fn run(
         pending = c.pending.filter(|p| !done_numbers.contains(&p.number));
     }
     if resuming {
-        info!(trials = records.len(), pending = pending.is_some(), "resuming run");
+        info!(
+            trials = records.len(),
+            pending = pending.is_some(),
+            "resuming run"
+        );
     }
 
     let started = Instant::now();
@@ -397,12 +414,18 @@ pub async fn run(
         }
         if let Some(w) = wall_budget {
             if elapsed_total >= w.as_secs_f64() {
-                break (StopReason::WallTime, format!("wall-time budget of {} used", humantime::format_duration(w)));
+                break (
+                    StopReason::WallTime,
+                    format!("wall-time budget of {} used", humantime::format_duration(w)),
+                );
             }
         }
         if let Some(u) = opts.until {
             if Local::now() >= u {
-                break (StopReason::Deadline, format!("deadline {} reached", u.format("%Y-%m-%d %H:%M")));
+                break (
+                    StopReason::Deadline,
+                    format!("deadline {} reached", u.format("%Y-%m-%d %H:%M")),
+                );
             }
         }
         if consecutive_failures >= study.budget.max_consecutive_failures {
@@ -439,7 +462,15 @@ pub async fn run(
         let started_at = now_rfc3339();
         let t0 = Instant::now();
         let outage0 = meta.outage_seconds;
-        let eval = match measure_with_grace(&mut backend, &trial, &mut shutdown, &opts, &mut meta.outage_seconds).await {
+        let eval = match measure_with_grace(
+            &mut backend,
+            &trial,
+            &mut shutdown,
+            &opts,
+            &mut meta.outage_seconds,
+        )
+        .await
+        {
             Measured::Done(e) => e,
             Measured::Fatal(message, hint) => {
                 meta.stop_reason = Some(StopReason::Fatal);
@@ -450,8 +481,19 @@ pub async fn run(
                 backend.shutdown().await;
                 return Err(RunError::Fatal { message, hint });
             }
-            Measured::Outage(m) => break (StopReason::TooManyFailures, format!("the backend stayed unreachable: {m}")),
-            Measured::Abandoned => break (StopReason::Interrupted, "stopped by a signal; the trial in flight will be measured again on resume".to_string()),
+            Measured::Outage(m) => {
+                break (
+                    StopReason::TooManyFailures,
+                    format!("the backend stayed unreachable: {m}"),
+                )
+            }
+            Measured::Abandoned => {
+                break (
+                    StopReason::Interrupted,
+                    "stopped by a signal; the trial in flight will be measured again on resume"
+                        .to_string(),
+                )
+            }
         };
         // Outage time is not the configuration's: leave it out of the trial's duration.
         let duration = (t0.elapsed().as_secs_f64() - (meta.outage_seconds - outage0)).max(0.0);
@@ -468,7 +510,12 @@ pub async fn run(
             warn!(trial = rec.trial, failure = ?rec.failure, error = ?rec.error, "trial failed");
         }
         match (rec.objective, &rec.error) {
-            (Some(v), _) => info!(trial = rec.trial, objective = v, feasible = rec.feasible, "trial done"),
+            (Some(v), _) => info!(
+                trial = rec.trial,
+                objective = v,
+                feasible = rec.feasible,
+                "trial done"
+            ),
             (None, Some(e)) => info!(trial = rec.trial, error = %e, "trial failed"),
             _ => {}
         }
@@ -482,14 +529,19 @@ pub async fn run(
         })?;
         let counters = backend.counters();
         meta.reloads = reloads_before.0 + counters.get("reloads").copied().unwrap_or(0.0) as u64;
-        meta.reload_seconds = reloads_before.1 + counters.get("reload_seconds").copied().unwrap_or(0.0);
+        meta.reload_seconds =
+            reloads_before.1 + counters.get("reload_seconds").copied().unwrap_or(0.0);
         meta.updated_at = now_rfc3339();
         meta.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
         run.write_meta(&meta)?;
         refresh_reports(&run);
         progress.bar.set_position(records.len() as u64);
         if let Some(b) = best_record(&study, &records) {
-            progress.bar.set_message(format!("best {} = {:.4}", study.objective.metric.label(), b.objective.unwrap_or(f64::NAN)));
+            progress.bar.set_message(format!(
+                "best {} = {:.4}",
+                study.objective.metric.label(),
+                b.objective.unwrap_or(f64::NAN)
+            ));
         }
     };
     progress.bar.finish_and_clear();
@@ -510,7 +562,10 @@ pub async fn run(
         }
     }
     let best = best_record(&study, &records).cloned();
-    let baseline = records.iter().find(|r| r.origin == crate::trial::Origin::Baseline).cloned();
+    let baseline = records
+        .iter()
+        .find(|r| r.origin == crate::trial::Origin::Baseline)
+        .cloned();
     Ok(RunOutcome {
         run_dir: run.path.clone(),
         stop,

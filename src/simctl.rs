@@ -19,6 +19,10 @@ pub const DEMO_STUDY: &str = include_str!("../search_spaces/demo-simulator.toml"
 pub struct SimulatedOllama {
     sim: Option<SimServer>,
     inner: OllamaBackend,
+    /// The simulator sleeps `time_scale` times the simulated durations; client-side timings
+    /// (TTFT, end-to-end, load) are divided by it so they read in simulated seconds, like the
+    /// server-side metrics, and the cost model sees realistic reload times.
+    time_scale: f64,
 }
 
 impl SimulatedOllama {
@@ -46,7 +50,11 @@ impl SimulatedOllama {
             })?;
         let url = format!("http://{}", sim.addr);
         let inner = OllamaBackend::new(&url, model, keep_alive, protocol, runner_params)?;
-        Ok(SimulatedOllama { sim: Some(sim), inner })
+        Ok(SimulatedOllama {
+            sim: Some(sim),
+            inner,
+            time_scale,
+        })
     }
 }
 
@@ -60,11 +68,27 @@ impl Backend for SimulatedOllama {
     }
 
     async fn evaluate(&mut self, config: &Config) -> Result<Evaluation, BackendError> {
-        self.inner.evaluate(config).await
+        let mut e = self.inner.evaluate(config).await?;
+        let k = 1.0 / self.time_scale;
+        for s in &mut e.samples {
+            for key in ["ttft", "e2e"] {
+                if let Some(v) = s.get_mut(key) {
+                    *v *= k;
+                }
+            }
+        }
+        if let Some(l) = &mut e.load {
+            l.seconds *= k;
+        }
+        Ok(e)
     }
 
     fn counters(&self) -> BTreeMap<String, f64> {
-        self.inner.counters()
+        let mut c = self.inner.counters();
+        if let Some(v) = c.get_mut("reload_seconds") {
+            *v /= self.time_scale;
+        }
+        c
     }
 
     fn loaded_runner(&self) -> Option<Config> {
@@ -84,16 +108,25 @@ pub async fn serve(port: u16, profile: &str, seed: u64, time_scale: f64) -> Resu
     if !crate::sim::profile_names().contains(&profile) {
         return Err(CliError::new(
             ExitCode::BadInput,
-            format!("unknown profile {profile:?}; profiles: {}", crate::sim::profile_names().join(", ")),
+            format!(
+                "unknown profile {profile:?}; profiles: {}",
+                crate::sim::profile_names().join(", ")
+            ),
         ));
     }
-    if !(time_scale > 0.0) {
-        return Err(CliError::new(ExitCode::BadInput, "--time-scale must be > 0"));
+    if time_scale.is_nan() || time_scale <= 0.0 {
+        return Err(CliError::new(
+            ExitCode::BadInput,
+            "--time-scale must be > 0",
+        ));
     }
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| CliError::new(ExitCode::BadInput, format!("cannot listen on {addr}: {e} (pick another --port)")))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        CliError::new(
+            ExitCode::BadInput,
+            format!("cannot listen on {addr}: {e} (pick another --port)"),
+        )
+    })?;
     eprintln!(
         "SIMULATED Ollama API ({profile}, seed {seed}, time scale {time_scale}) on http://{}; Ctrl-C stops it",
         listener.local_addr().unwrap_or(addr)
@@ -113,7 +146,11 @@ pub async fn serve(port: u16, profile: &str, seed: u64, time_scale: f64) -> Resu
 
 /// The demo study text with the command line's values filled in.
 pub fn demo_study_text(trials: usize, profile: &str, time_scale: f64, seed: u64) -> String {
+    let model = crate::sim::profile(profile)
+        .map(|p| p.model)
+        .unwrap_or("gemma3:4b");
     DEMO_STUDY
+        .replace("{MODEL}", model)
         .replace("{TRIALS}", &trials.to_string())
         .replace("{PROFILE}", profile)
         .replace("{TIME_SCALE}", &format!("{time_scale}"))
@@ -121,27 +158,42 @@ pub fn demo_study_text(trials: usize, profile: &str, time_scale: f64, seed: u64)
 }
 
 /// `ollama-tuner demo`: a short study on the simulator through the real Ollama backend.
-pub async fn demo(trials: usize, state_dir: PathBuf, profile: &str, time_scale: f64, seed: u64) -> Result<(), CliError> {
+pub async fn demo(
+    trials: usize,
+    state_dir: PathBuf,
+    profile: &str,
+    time_scale: f64,
+    seed: u64,
+) -> Result<(), CliError> {
     if !crate::sim::profile_names().contains(&profile) {
         return Err(CliError::new(
             ExitCode::BadInput,
-            format!("unknown profile {profile:?}; profiles: {}", crate::sim::profile_names().join(", ")),
+            format!(
+                "unknown profile {profile:?}; profiles: {}",
+                crate::sim::profile_names().join(", ")
+            ),
         ));
     }
     std::fs::create_dir_all(&state_dir)
         .map_err(|e| CliError::new(ExitCode::State, format!("{}: {e}", state_dir.display())))?;
     let text = demo_study_text(trials, profile, time_scale, seed);
     let path = state_dir.join(format!("demo-{profile}.toml"));
-    std::fs::write(&path, &text).map_err(|e| CliError::new(ExitCode::State, format!("{}: {e}", path.display())))?;
+    std::fs::write(&path, &text)
+        .map_err(|e| CliError::new(ExitCode::State, format!("{}: {e}", path.display())))?;
     eprintln!("demo: tuning the SIMULATED {profile} Ollama server ({trials} trials, time scale {time_scale}); study file {}", path.display());
     let study = crate::study::load_study(&path)?;
     let opts = crate::runloop::RunOptions {
         state_dir,
-        run_id: Some(format!("demo-{profile}-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"))),
+        run_id: Some(format!(
+            "demo-{profile}-{}",
+            chrono::Local::now().format("%Y%m%d-%H%M%S")
+        )),
         reports_dir: Some(PathBuf::from("reports")),
         ..Default::default()
     };
-    let backend = crate::backend::create(&study).await.map_err(|e| CliError::new(ExitCode::Backend, e.to_string()))?;
+    let backend = crate::backend::create(&study)
+        .await
+        .map_err(|e| CliError::new(ExitCode::Backend, e.to_string()))?;
     let shutdown = crate::cli::install_signal_handlers();
     let out = crate::runloop::run(study, &text, &path, opts, backend, shutdown).await?;
     crate::cli::print_outcome(&out);

@@ -128,7 +128,9 @@ impl Param {
     /// Number of distinct values, when finite and small enough to matter.
     pub fn cardinality(&self) -> Option<u64> {
         match &self.kind {
-            ParamKind::Int { low, high, step, .. } => Some(((high - low) / step + 1) as u64),
+            ParamKind::Int {
+                low, high, step, ..
+            } => Some(((high - low) / step + 1) as u64),
             ParamKind::Float {
                 low,
                 high,
@@ -460,7 +462,10 @@ mod tests {
         let p = Param {
             name: "kv".into(),
             kind: ParamKind::Categorical {
-                choices: vec![ParamValue::Str("f16".into()), ParamValue::Str("q8_0".into())],
+                choices: vec![
+                    ParamValue::Str("f16".into()),
+                    ParamValue::Str("q8_0".into()),
+                ],
             },
             default: None,
         };
@@ -492,10 +497,19 @@ mod tests {
     fn arb_param() -> impl Strategy<Value = Param> {
         prop_oneof![
             (-50i64..50, 0i64..200, 1i64..5, any::<bool>()).prop_map(|(lo, span, step, log)| {
-                let (lo, log) = if log { (lo.abs() + 1, true) } else { (lo, false) };
+                let (lo, log) = if log {
+                    (lo.abs() + 1, true)
+                } else {
+                    (lo, false)
+                };
                 int(lo, lo + span * step, log, step)
             }),
-            (-5.0f64..5.0, 0.01f64..10.0, any::<bool>(), proptest::option::of(0.01f64..1.0))
+            (
+                -5.0f64..5.0,
+                0.01f64..10.0,
+                any::<bool>(),
+                proptest::option::of(0.01f64..1.0)
+            )
                 .prop_map(|(lo, span, log, step)| {
                     let lo = if log { lo.abs() + 0.01 } else { lo };
                     Param {

@@ -185,7 +185,11 @@ impl RunDir {
             message: e.to_string(),
         })?;
         line.push('\n');
-        let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
         // A torn previous write (power loss) leaves a line without newline: start on a new one
         // so the good record is not glued to the broken one.
         let len = f.metadata().map_err(io(&path))?.len();
@@ -282,13 +286,18 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Sto
     write_atomic(path, &bytes)
 }
 
-fn read_json_opt<T: for<'de> Deserialize<'de>>(path: &Path, what: &'static str) -> Result<Option<T>, StoreError> {
+fn read_json_opt<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    what: &'static str,
+) -> Result<Option<T>, StoreError> {
     match fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            what,
-            message: e.to_string(),
-        }),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                what,
+                message: e.to_string(),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(path)(e)),
     }
@@ -315,8 +324,14 @@ impl RunLock {
         match f.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                let pid = fs::read_to_string(&path).unwrap_or_default().trim().to_string();
-                return Err(StoreError::Locked { path: run.path.clone(), pid });
+                let pid = fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                return Err(StoreError::Locked {
+                    path: run.path.clone(),
+                    pid,
+                });
             }
             Err(fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
         }
@@ -335,7 +350,12 @@ impl RunLock {
                 let _ = f.unlock();
                 None
             }
-            _ => Some(fs::read_to_string(&path).unwrap_or_default().trim().to_string()),
+            _ => Some(
+                fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            ),
         }
     }
 }
@@ -374,7 +394,10 @@ mod tests {
         run.append_trial(&rec(0)).unwrap();
         run.append_trial(&rec(1)).unwrap();
         // Simulate power loss in the middle of writing trial 2.
-        let mut f = OpenOptions::new().append(true).open(run.file(JOURNAL_FILE)).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(run.file(JOURNAL_FILE))
+            .unwrap();
         f.write_all(br#"{"trial":2,"origin":"ini"#).unwrap();
         drop(f);
         let j = run.read_journal().unwrap();
@@ -383,7 +406,10 @@ mod tests {
         assert_eq!(j.skipped[0].0, 3);
         run.append_trial(&rec(2)).unwrap();
         let j = run.read_journal().unwrap();
-        assert_eq!(j.records.iter().map(|r| r.trial).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            j.records.iter().map(|r| r.trial).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
     }
 
     #[test]
@@ -391,7 +417,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::new(dir.path());
         let l = RunLock::acquire(&run).unwrap();
-        assert!(matches!(RunLock::acquire(&run), Err(StoreError::Locked { .. })));
+        assert!(matches!(
+            RunLock::acquire(&run),
+            Err(StoreError::Locked { .. })
+        ));
         assert_eq!(RunLock::holder(&run), Some(std::process::id().to_string()));
         drop(l);
         assert!(RunLock::holder(&run).is_none());
@@ -406,6 +435,10 @@ mod tests {
         write_json_atomic(&p, &vec![3]).unwrap();
         let v: Vec<i32> = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
         assert_eq!(v, [3]);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 }

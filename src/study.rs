@@ -138,8 +138,12 @@ impl Constraint {
         if lhs.is_empty() || !lhs.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("constraint {text:?}: {lhs:?} is not a metric name"));
         }
-        let bound = parse_quantity(rhs.trim())
-            .ok_or_else(|| format!("constraint {text:?}: {:?} is not a number (units allowed: s, ms, us)", rhs.trim()))?;
+        let bound = parse_quantity(rhs.trim()).ok_or_else(|| {
+            format!(
+                "constraint {text:?}: {:?} is not a number (units allowed: s, ms, us)",
+                rhs.trim()
+            )
+        })?;
         Ok(Constraint {
             metric: MetricRef::parse(lhs),
             op,
@@ -169,7 +173,11 @@ pub fn parse_quantity(text: &str) -> Option<f64> {
     } else {
         (t, 1.0)
     };
-    num.trim().parse::<f64>().ok().filter(|x| x.is_finite()).map(|x| x * scale)
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite())
+        .map(|x| x * scale)
 }
 
 /// How the GP sees the objective.
@@ -207,7 +215,10 @@ impl Objective {
 pub fn is_positive_metric(name: &str) -> bool {
     name.ends_with("_tps")
         || name.ends_with("_s")
-        || matches!(name, "ttft" | "load" | "total" | "latency" | "tps" | "throughput")
+        || matches!(
+            name,
+            "ttft" | "load" | "total" | "latency" | "tps" | "throughput"
+        )
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -478,7 +489,12 @@ struct Locator<'a> {
 }
 
 impl Locator<'_> {
-    fn err(&self, span: std::ops::Range<usize>, field: &str, message: impl Into<String>) -> ConfigError {
+    fn err(
+        &self,
+        span: std::ops::Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let (line, column) = line_col(self.text, span.start);
         ConfigError {
             path: self.path.to_path_buf(),
@@ -536,9 +552,18 @@ fn field_from_message(msg: &str) -> String {
     msg.split('`').nth(1).unwrap_or("").to_string()
 }
 
-fn positive_int(loc: &Locator, v: &Spanned<i64>, field: &str, min: i64) -> Result<usize, ConfigError> {
+fn positive_int(
+    loc: &Locator,
+    v: &Spanned<i64>,
+    field: &str,
+    min: i64,
+) -> Result<usize, ConfigError> {
     if *v.get_ref() < min {
-        return Err(loc.err(v.span(), field, format!("must be at least {min}, got {}", v.get_ref())));
+        return Err(loc.err(
+            v.span(),
+            field,
+            format!("must be at least {min}, got {}", v.get_ref()),
+        ));
     }
     Ok(*v.get_ref() as usize)
 }
@@ -556,7 +581,11 @@ fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError> {
         Some(s) => *s.get_ref() as u64,
         None => 0,
     };
-    let model = rs.model.as_ref().map(|m| m.get_ref().clone()).unwrap_or_default();
+    let model = rs
+        .model
+        .as_ref()
+        .map(|m| m.get_ref().clone())
+        .unwrap_or_default();
 
     // Backend
     let Some(rb) = raw.backend else {
@@ -564,11 +593,18 @@ fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError> {
     };
     let rb = rb.into_inner();
     let kind = rb.kind.get_ref().as_str();
-    let dur = |v: &Option<Spanned<toml::Value>>, field: &str, default: u64| -> Result<Duration, ConfigError> {
+    let dur = |v: &Option<Spanned<toml::Value>>,
+               field: &str,
+               default: u64|
+     -> Result<Duration, ConfigError> {
         match v {
             None => Ok(Duration::from_secs(default)),
             Some(s) => duration_value(s.get_ref()).ok_or_else(|| {
-                loc.err(s.span(), field, "must be a duration such as 30, \"90s\" or \"2m\"")
+                loc.err(
+                    s.span(),
+                    field,
+                    "must be a duration such as 30, \"90s\" or \"2m\"",
+                )
             }),
         }
     };
@@ -585,7 +621,7 @@ fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError> {
         "simulator" => {
             runner_params = OLLAMA_RUNNER_OPTIONS.iter().map(|s| s.to_string()).collect();
             let time_scale = rb.time_scale.as_ref().map(|t| *t.get_ref()).unwrap_or(1.0);
-            if !(time_scale > 0.0) {
+            if time_scale.is_nan() || time_scale <= 0.0 {
                 let sp = rb.time_scale.as_ref().map(|t| t.span()).unwrap_or(0..0);
                 return Err(loc.err(sp, "backend.time_scale", "must be > 0"));
             }
@@ -631,15 +667,39 @@ fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError> {
     }
     // Fields that belong to another backend kind are mistakes worth reporting.
     let foreign: [(&str, bool, Option<std::ops::Range<usize>>); 5] = [
-        ("url", matches!(backend, BackendConfig::Ollama { .. }), rb.url.as_ref().map(|x| x.span())),
-        ("profile", matches!(backend, BackendConfig::Simulator { .. }), rb.profile.as_ref().map(|x| x.span())),
-        ("argv", matches!(backend, BackendConfig::Command { .. }), rb.argv.as_ref().map(|x| x.span())),
-        ("model_path", matches!(backend, BackendConfig::Llamacpp { .. }), rb.model_path.as_ref().map(|x| x.span())),
-        ("server", matches!(backend, BackendConfig::Llamacpp { .. }), rb.server.as_ref().map(|x| x.span())),
+        (
+            "url",
+            matches!(backend, BackendConfig::Ollama { .. }),
+            rb.url.as_ref().map(|x| x.span()),
+        ),
+        (
+            "profile",
+            matches!(backend, BackendConfig::Simulator { .. }),
+            rb.profile.as_ref().map(|x| x.span()),
+        ),
+        (
+            "argv",
+            matches!(backend, BackendConfig::Command { .. }),
+            rb.argv.as_ref().map(|x| x.span()),
+        ),
+        (
+            "model_path",
+            matches!(backend, BackendConfig::Llamacpp { .. }),
+            rb.model_path.as_ref().map(|x| x.span()),
+        ),
+        (
+            "server",
+            matches!(backend, BackendConfig::Llamacpp { .. }),
+            rb.server.as_ref().map(|x| x.span()),
+        ),
     ];
     for (field, ok, span) in foreign {
         if let (false, Some(sp)) = (ok, span) {
-            return Err(loc.err(sp, &format!("backend.{field}"), format!("not a setting of the {kind} backend")));
+            return Err(loc.err(
+                sp,
+                &format!("backend.{field}"),
+                format!("not a setting of the {kind} backend"),
+            ));
         }
     }
 
@@ -654,7 +714,11 @@ fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError> {
             };
             let wall = match &b.wall_time {
                 Some(w) => Some(duration_value(w.get_ref()).ok_or_else(|| {
-                    loc.err(w.span(), "budget.wall_time", "must be a duration such as \"8h\" or \"90m\"")
+                    loc.err(
+                        w.span(),
+                        "budget.wall_time",
+                        "must be a duration such as \"8h\" or \"90m\"",
+                    )
                 })?),
                 None => None,
             };
@@ -682,7 +746,11 @@ fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError> {
             let o = o.into_inner();
             let m = o.metric.get_ref().trim();
             if m.is_empty() || !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(loc.err(o.metric.span(), "objective.metric", "must be a metric name such as \"decode_tps\""));
+                return Err(loc.err(
+                    o.metric.span(),
+                    "objective.metric",
+                    "must be a metric name such as \"decode_tps\"",
+                ));
             }
             let direction = match o.direction.as_ref().map(|d| d.get_ref().as_str()) {
                 None | Some("maximize") | Some("max") => Direction::Maximize,
@@ -698,7 +766,8 @@ fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError> {
             let mut constraints = vec![];
             for c in &o.constraints {
                 constraints.push(
-                    Constraint::parse(c.get_ref()).map_err(|m| loc.err(c.span(), "objective.constraints", m))?,
+                    Constraint::parse(c.get_ref())
+                        .map_err(|m| loc.err(c.span(), "objective.constraints", m))?,
                 );
             }
             let transform = match o.transform.as_ref().map(|t| t.get_ref().as_str()) {
@@ -785,14 +854,24 @@ fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError> {
         if let Some(s) = &o.strategy {
             match s.get_ref().as_str() {
                 "gp" | "random" => optimizer.strategy = s.get_ref().clone(),
-                other => return Err(loc.err(s.span(), "optimizer.strategy", format!("{other:?} is not \"gp\" or \"random\""))),
+                other => {
+                    return Err(loc.err(
+                        s.span(),
+                        "optimizer.strategy",
+                        format!("{other:?} is not \"gp\" or \"random\""),
+                    ))
+                }
             }
         }
     }
 
     // Parameters
     if raw.params.is_empty() {
-        return Err(loc.err(study_span, "params", "no parameters: add at least one [params.NAME] table"));
+        return Err(loc.err(
+            study_span,
+            "params",
+            "no parameters: add at least one [params.NAME] table",
+        ));
     }
     let mut params = Vec::new();
     // Keep the order of the file, not the alphabetical order of the map.
@@ -830,10 +909,16 @@ fn validate_param(
 ) -> Result<Param, ConfigError> {
     let f = |field: &str| format!("params.{name}.{field}");
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(loc.err(span, &format!("params.{name}"), "parameter names use letters, digits and _ only"));
+        return Err(loc.err(
+            span,
+            &format!("params.{name}"),
+            "parameter names use letters, digits and _ only",
+        ));
     }
     let kind_text = rp.kind.get_ref().as_str();
-    let not_for = |field: &str, present: Option<std::ops::Range<usize>>| -> Result<(), ConfigError> {
+    let not_for = |field: &str,
+                   present: Option<std::ops::Range<usize>>|
+     -> Result<(), ConfigError> {
         match present {
             Some(sp) => Err(loc.err(sp, &f(field), format!("not allowed for type {kind_text:?}"))),
             None => Ok(()),
@@ -846,7 +931,11 @@ fn validate_param(
             other => Err(loc.err(
                 v.span(),
                 &f(field),
-                format!("must be {}, got {}", if want_int { "an integer" } else { "a number" }, other.type_str()),
+                format!(
+                    "must be {}, got {}",
+                    if want_int { "an integer" } else { "a number" },
+                    other.type_str()
+                ),
             )),
         }
     };
@@ -855,16 +944,28 @@ fn validate_param(
             not_for("choices", rp.choices.as_ref().map(|c| c.span()))?;
             let want_int = kind_text == "int";
             let (Some(lo), Some(hi)) = (&rp.low, &rp.high) else {
-                return Err(loc.err(rp.kind.span(), &f("low"), "numeric parameters need both low and high"));
+                return Err(loc.err(
+                    rp.kind.span(),
+                    &f("low"),
+                    "numeric parameters need both low and high",
+                ));
             };
             let low = num(lo, "low", want_int)?;
             let high = num(hi, "high", want_int)?;
             if low > high {
-                return Err(loc.err(hi.span(), &f("high"), format!("low ({low}) is greater than high ({high})")));
+                return Err(loc.err(
+                    hi.span(),
+                    &f("high"),
+                    format!("low ({low}) is greater than high ({high})"),
+                ));
             }
             let log = rp.log.as_ref().map(|l| *l.get_ref()).unwrap_or(false);
             if log && low <= 0.0 {
-                return Err(loc.err(lo.span(), &f("low"), format!("a log-scale parameter needs low > 0, got {low}")));
+                return Err(loc.err(
+                    lo.span(),
+                    &f("low"),
+                    format!("a log-scale parameter needs low > 0, got {low}"),
+                ));
             }
             let step = match &rp.step {
                 Some(s) => {
@@ -884,7 +985,12 @@ fn validate_param(
                     step: step.map(|s| s as i64).unwrap_or(1),
                 }
             } else {
-                ParamKind::Float { low, high, log, step }
+                ParamKind::Float {
+                    low,
+                    high,
+                    log,
+                    step,
+                }
             }
         }
         "categorical" => {
@@ -897,7 +1003,11 @@ fn validate_param(
                 not_for(field, sp)?;
             }
             let Some(ch) = &rp.choices else {
-                return Err(loc.err(rp.kind.span(), &f("choices"), "a categorical parameter needs choices = [...]"));
+                return Err(loc.err(
+                    rp.kind.span(),
+                    &f("choices"),
+                    "a categorical parameter needs choices = [...]",
+                ));
             };
             if ch.get_ref().is_empty() {
                 return Err(loc.err(ch.span(), &f("choices"), "must list at least one choice"));
@@ -905,10 +1015,21 @@ fn validate_param(
             let mut choices = Vec::new();
             for v in ch.get_ref() {
                 let pv = toml_to_param(v).ok_or_else(|| {
-                    loc.err(ch.span(), &f("choices"), format!("choices must be strings, numbers or booleans, got {}", v.type_str()))
+                    loc.err(
+                        ch.span(),
+                        &f("choices"),
+                        format!(
+                            "choices must be strings, numbers or booleans, got {}",
+                            v.type_str()
+                        ),
+                    )
                 })?;
                 if choices.contains(&pv) {
-                    return Err(loc.err(ch.span(), &f("choices"), format!("choice {pv} is listed twice")));
+                    return Err(loc.err(
+                        ch.span(),
+                        &f("choices"),
+                        format!("choice {pv} is listed twice"),
+                    ));
                 }
                 choices.push(pv);
             }
@@ -930,7 +1051,9 @@ fn validate_param(
             return Err(loc.err(
                 rp.kind.span(),
                 &f("type"),
-                format!("unknown type {other:?}; use \"int\", \"float\", \"categorical\" or \"bool\""),
+                format!(
+                    "unknown type {other:?}; use \"int\", \"float\", \"categorical\" or \"bool\""
+                ),
             ))
         }
     };
@@ -943,7 +1066,9 @@ fn validate_param(
         let v = toml_to_param(d.get_ref());
         let v = match (&param.kind, v) {
             // A whole-number default of a float parameter is a float.
-            (ParamKind::Float { .. }, Some(ParamValue::Int(i))) => Some(ParamValue::Float(i as f64)),
+            (ParamKind::Float { .. }, Some(ParamValue::Int(i))) => {
+                Some(ParamValue::Float(i as f64))
+            }
             (_, v) => v,
         };
         match v {
@@ -955,7 +1080,13 @@ fn validate_param(
                     format!("default {v} is not a legal value ({})", param.domain_text()),
                 ))
             }
-            None => return Err(loc.err(d.span(), &f("default"), "must be a string, number or boolean")),
+            None => {
+                return Err(loc.err(
+                    d.span(),
+                    &f("default"),
+                    "must be a string, number or boolean",
+                ))
+            }
         }
     }
     Ok(param)
@@ -1105,7 +1236,10 @@ choices = ["f16", "q8_0"]
     fn bad_constraint_and_direction() {
         let e = err(&GOOD.replace("ttft_p95 <= 500ms", "ttft_p95 < 1"));
         assert_eq!(e.field, "objective.constraints");
-        let e = err(&GOOD.replace("metric = \"decode_tps\"", "metric = \"decode_tps\"\ndirection = \"up\""));
+        let e = err(&GOOD.replace(
+            "metric = \"decode_tps\"",
+            "metric = \"decode_tps\"\ndirection = \"up\"",
+        ));
         assert_eq!(e.field, "objective.direction");
     }
 

@@ -81,7 +81,11 @@ pub fn hartmann6(x: &[f64]) -> f64 {
 pub fn ackley(x: &[f64]) -> f64 {
     let d = x.len() as f64;
     let sq = x.iter().map(|v| v * v).sum::<f64>() / d;
-    let cs = x.iter().map(|v| (2.0 * std::f64::consts::PI * v).cos()).sum::<f64>() / d;
+    let cs = x
+        .iter()
+        .map(|v| (2.0 * std::f64::consts::PI * v).cos())
+        .sum::<f64>()
+        / d;
     -20.0 * (-0.2 * sq.sqrt()).exp() - cs.exp() + 20.0 + std::f64::consts::E
 }
 

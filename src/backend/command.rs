@@ -29,7 +29,12 @@ pub struct CommandBackend {
 }
 
 impl CommandBackend {
-    pub fn new(argv: Vec<String>, timeout: Duration, env: BTreeMap<String, String>, repeats: usize) -> Self {
+    pub fn new(
+        argv: Vec<String>,
+        timeout: Duration,
+        env: BTreeMap<String, String>,
+        repeats: usize,
+    ) -> Self {
         CommandBackend {
             argv,
             timeout,
@@ -38,7 +43,10 @@ impl CommandBackend {
         }
     }
 
-    async fn run_once(&self, config: &Config) -> Result<Result<Sample, (FailureKind, String)>, BackendError> {
+    async fn run_once(
+        &self,
+        config: &Config,
+    ) -> Result<Result<Sample, (FailureKind, String)>, BackendError> {
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..])
             .stdin(Stdio::piped())
@@ -65,12 +73,19 @@ impl CommandBackend {
         }
         let output = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
             Ok(Ok(o)) => o,
-            Ok(Err(e)) => return Err(BackendError::Transient(format!("waiting for the program failed: {e}"))),
+            Ok(Err(e)) => {
+                return Err(BackendError::Transient(format!(
+                    "waiting for the program failed: {e}"
+                )))
+            }
             Err(_) => {
                 // kill_on_drop reaps the child when the future is dropped.
                 return Ok(Err((
                     FailureKind::Timeout,
-                    format!("no result within {:.0} s (backend.timeout)", self.timeout.as_secs_f64()),
+                    format!(
+                        "no result within {:.0} s (backend.timeout)",
+                        self.timeout.as_secs_f64()
+                    ),
                 )));
             }
         };
@@ -79,10 +94,22 @@ impl CommandBackend {
         match output.status.code() {
             Some(0) => {}
             Some(EXIT_TEMPFAIL) => {
-                return Err(BackendError::Transient(format!("program asked for a retry (exit 75): {tail}")))
+                return Err(BackendError::Transient(format!(
+                    "program asked for a retry (exit 75): {tail}"
+                )))
             }
-            Some(c) => return Ok(Err((FailureKind::Error, format!("exit status {c}: {tail}")))),
-            None => return Ok(Err((FailureKind::Crashed, format!("killed by a signal: {tail}")))),
+            Some(c) => {
+                return Ok(Err((
+                    FailureKind::Error,
+                    format!("exit status {c}: {tail}"),
+                )))
+            }
+            None => {
+                return Ok(Err((
+                    FailureKind::Crashed,
+                    format!("killed by a signal: {tail}"),
+                )))
+            }
         }
         let stdout = String::from_utf8_lossy(&output.stdout);
         Ok(parse_result(&stdout).map_err(|m| (FailureKind::Error, m)))
@@ -105,7 +132,10 @@ pub fn tail(text: &str, max: usize) -> String {
 /// Parse the program's result from its stdout: the last non-empty line.
 pub fn parse_result(stdout: &str) -> Result<Sample, String> {
     let Some(line) = stdout.lines().map(str::trim).rfind(|l| !l.is_empty()) else {
-        return Err("the program printed nothing; its last stdout line must be a number or a JSON object".into());
+        return Err(
+            "the program printed nothing; its last stdout line must be a number or a JSON object"
+                .into(),
+        );
     };
     if let Ok(v) = line.parse::<f64>() {
         if v.is_finite() {
@@ -147,7 +177,9 @@ impl Backend for CommandBackend {
             let t0 = Instant::now();
             match self.run_once(config).await? {
                 Ok(mut sample) => {
-                    sample.entry("wall_s".to_string()).or_insert(t0.elapsed().as_secs_f64());
+                    sample
+                        .entry("wall_s".to_string())
+                        .or_insert(t0.elapsed().as_secs_f64());
                     eval.samples.push(sample);
                 }
                 Err((kind, message)) => return Ok(Evaluation::failed(kind, message)),
@@ -202,13 +234,24 @@ mod tests {
         let e = b.evaluate(&cfg()).await.unwrap();
         assert_eq!(e.failure.unwrap().kind, FailureKind::Timeout);
         let mut b = sh("exit 75");
-        assert!(matches!(b.evaluate(&cfg()).await, Err(BackendError::Transient(_))));
+        assert!(matches!(
+            b.evaluate(&cfg()).await,
+            Err(BackendError::Transient(_))
+        ));
     }
 
     #[tokio::test]
     async fn missing_program_is_fatal() {
-        let mut b = CommandBackend::new(vec!["/nonexistent/prog".into()], Duration::from_secs(1), BTreeMap::new(), 1);
-        assert!(matches!(b.evaluate(&cfg()).await, Err(BackendError::Fatal { .. })));
+        let mut b = CommandBackend::new(
+            vec!["/nonexistent/prog".into()],
+            Duration::from_secs(1),
+            BTreeMap::new(),
+            1,
+        );
+        assert!(matches!(
+            b.evaluate(&cfg()).await,
+            Err(BackendError::Fatal { .. })
+        ));
     }
 
     #[test]

@@ -28,7 +28,13 @@ pub struct OllamaServer {
 }
 
 impl OllamaServer {
-    pub fn new(base: &str, model: &str, keep_alive: &str, timeout: Duration, runner_params: Vec<String>) -> Self {
+    pub fn new(
+        base: &str,
+        model: &str,
+        keep_alive: &str,
+        timeout: Duration,
+        runner_params: Vec<String>,
+    ) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
@@ -73,7 +79,10 @@ impl OllamaServer {
             .await
             .map_err(|e| ServerError::Transient(format!("GET {path}: invalid JSON: {e}")))?;
         if !status.is_success() {
-            return Err(ServerError::Transient(format!("GET {path}: HTTP {status}: {}", error_text(&body))));
+            return Err(ServerError::Transient(format!(
+                "GET {path}: HTTP {status}: {}",
+                error_text(&body)
+            )));
         }
         Ok(body)
     }
@@ -93,7 +102,10 @@ impl OllamaServer {
         if status == reqwest::StatusCode::NOT_FOUND && message.contains("not found") {
             return ServerError::Fatal {
                 message: format!("Ollama says: {message}"),
-                hint: format!("pull the model first: `ollama pull {}` (or fix study.model)", self.model),
+                hint: format!(
+                    "pull the model first: `ollama pull {}` (or fix study.model)",
+                    self.model
+                ),
             };
         }
         if let Some(kind) = classify_failure(message) {
@@ -102,7 +114,9 @@ impl OllamaServer {
         if status == reqwest::StatusCode::BAD_REQUEST || message.contains("must be of type") {
             return ServerError::Fatal {
                 message: format!("Ollama rejected the request: {message}"),
-                hint: "check the parameter names and types in the study file against Ollama's options".into(),
+                hint:
+                    "check the parameter names and types in the study file against Ollama's options"
+                        .into(),
             };
         }
         ServerError::Transient(format!("HTTP {status}: {message}"))
@@ -111,10 +125,10 @@ impl OllamaServer {
     async fn ps_notes(&self) -> BTreeMap<String, Value> {
         let mut notes = BTreeMap::new();
         if let Ok(ps) = self.get_json("/api/ps").await {
-            if let Some(m) = ps["models"]
-                .as_array()
-                .and_then(|a| a.iter().find(|m| m["name"] == self.model.as_str() || m["model"] == self.model.as_str()))
-            {
+            if let Some(m) = ps["models"].as_array().and_then(|a| {
+                a.iter()
+                    .find(|m| m["name"] == self.model.as_str() || m["model"] == self.model.as_str())
+            }) {
                 let size = m["size"].as_f64().unwrap_or(0.0);
                 let vram = m["size_vram"].as_f64().unwrap_or(0.0);
                 notes.insert("size".into(), json!(size));
@@ -132,7 +146,9 @@ impl OllamaServer {
     /// num_ctx <= context_length).
     pub async fn describe(&self, space: &mut SearchSpace) -> Result<BackendInfo, ServerError> {
         let version = self.get_json("/api/version").await?;
-        let resp = self.post("/api/show", &json!({ "model": self.model })).await?;
+        let resp = self
+            .post("/api/show", &json!({ "model": self.model }))
+            .await?;
         let status = resp.status();
         let show: Value = resp
             .json()
@@ -148,19 +164,24 @@ impl OllamaServer {
             ..Default::default()
         };
         info.details.insert("url".into(), json!(self.base));
-        info.details.insert("model_details".into(), show["details"].clone());
+        info.details
+            .insert("model_details".into(), show["details"].clone());
         let model_info = &show["model_info"];
         if model_info["general.simulated"].as_bool() == Some(true) {
             info.simulated = true;
         }
-        let arch = model_info["general.architecture"].as_str().unwrap_or("").to_string();
+        let arch = model_info["general.architecture"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let block_count = model_info[format!("{arch}.block_count")].as_i64();
         let ctx_len = model_info[format!("{arch}.context_length")].as_i64();
         if let Some(bc) = block_count {
             info.details.insert("block_count".into(), json!(bc));
             // Every num_gpu >= block_count+1 means full offload: one point, not hundreds.
             if space.cap_int_upper("num_gpu", bc + 1) {
-                info.details.insert("num_gpu_capped_at".into(), json!(bc + 1));
+                info.details
+                    .insert("num_gpu_capped_at".into(), json!(bc + 1));
             }
         }
         if let Some(cl) = ctx_len {
@@ -170,10 +191,10 @@ impl OllamaServer {
             }
         }
         if let Ok(tags) = self.get_json("/api/tags").await {
-            if let Some(m) = tags["models"]
-                .as_array()
-                .and_then(|a| a.iter().find(|m| m["name"] == self.model.as_str() || m["model"] == self.model.as_str()))
-            {
+            if let Some(m) = tags["models"].as_array().and_then(|a| {
+                a.iter()
+                    .find(|m| m["name"] == self.model.as_str() || m["model"] == self.model.as_str())
+            }) {
                 info.model_digest = m["digest"].as_str().map(String::from);
                 info.details.insert("model_size".into(), m["size"].clone());
             }
@@ -184,9 +205,13 @@ impl OllamaServer {
 
 fn transport(base: &str, e: reqwest::Error) -> ServerError {
     if e.is_timeout() {
-        ServerError::Transient(format!("request to {base} timed out (protocol.request_timeout)"))
+        ServerError::Transient(format!(
+            "request to {base} timed out (protocol.request_timeout)"
+        ))
     } else if e.is_connect() {
-        ServerError::Transient(format!("cannot connect to Ollama at {base}: is `ollama serve` running?"))
+        ServerError::Transient(format!(
+            "cannot connect to Ollama at {base}: is `ollama serve` running?"
+        ))
     } else {
         ServerError::Transient(format!("request to {base} failed: {e}"))
     }
@@ -250,7 +275,12 @@ impl InferenceServer for OllamaServer {
         Ok(LoadReport { seconds, notes })
     }
 
-    async fn generate(&mut self, config: &Config, prompt: &str, num_predict: u32) -> Result<Sample, ServerError> {
+    async fn generate(
+        &mut self,
+        config: &Config,
+        prompt: &str,
+        num_predict: u32,
+    ) -> Result<Sample, ServerError> {
         let body = json!({
             "model": self.model,
             "prompt": prompt,
@@ -273,9 +303,19 @@ impl InferenceServer for OllamaServer {
         let mut ttft: Option<f64> = None;
         loop {
             let chunk = match tokio::time::timeout(self.timeout, stream.next()).await {
-                Err(_) => return Err(ServerError::Transient("stream stalled past protocol.request_timeout".into())),
-                Ok(None) => return Err(ServerError::Transient("stream ended before the final `done` line".into())),
-                Ok(Some(Err(e))) => return Err(ServerError::Transient(format!("stream broke: {e}"))),
+                Err(_) => {
+                    return Err(ServerError::Transient(
+                        "stream stalled past protocol.request_timeout".into(),
+                    ))
+                }
+                Ok(None) => {
+                    return Err(ServerError::Transient(
+                        "stream ended before the final `done` line".into(),
+                    ))
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(ServerError::Transient(format!("stream broke: {e}")))
+                }
                 Ok(Some(Ok(c))) => c,
             };
             buf.extend_from_slice(&chunk);
@@ -286,10 +326,14 @@ impl InferenceServer for OllamaServer {
                 if text.is_empty() {
                     continue;
                 }
-                let v: Value = serde_json::from_str(text)
-                    .map_err(|e| ServerError::Transient(format!("invalid JSON line in stream: {e}")))?;
+                let v: Value = serde_json::from_str(text).map_err(|e| {
+                    ServerError::Transient(format!("invalid JSON line in stream: {e}"))
+                })?;
                 if let Some(err) = v.get("error") {
-                    let msg = err.as_str().map(String::from).unwrap_or_else(|| err.to_string());
+                    let msg = err
+                        .as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| err.to_string());
                     return Err(match classify_failure(&msg) {
                         Some(kind) => ServerError::Config(kind, msg),
                         None => ServerError::Transient(format!("error mid-stream: {msg}")),
@@ -306,7 +350,9 @@ impl InferenceServer for OllamaServer {
                         s.insert("ttft".into(), t);
                     }
                     if !s.contains_key("decode_tps") {
-                        return Err(ServerError::Transient("final line carries no eval_count/eval_duration".into()));
+                        return Err(ServerError::Transient(
+                            "final line carries no eval_count/eval_duration".into(),
+                        ));
                     }
                     return Ok(s);
                 }
@@ -328,7 +374,13 @@ impl OllamaBackend {
         protocol: Protocol,
         runner_params: Vec<String>,
     ) -> Result<Self, BackendError> {
-        let server = OllamaServer::new(url, model, keep_alive, protocol.request_timeout, runner_params.clone());
+        let server = OllamaServer::new(
+            url,
+            model,
+            keep_alive,
+            protocol.request_timeout,
+            runner_params.clone(),
+        );
         let inner = Protocolled::new(server, protocol, runner_params)
             .map_err(|m| BackendError::fatal(m, "fix protocol.prompts in the study file"))?;
         Ok(OllamaBackend { inner })

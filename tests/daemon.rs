@@ -1,0 +1,286 @@
+//! The overnight daemon under abuse: SIGKILL at random points and resume, SIGTERM, a torn journal
+//! line, a second daemon on the same run, and the server going down mid-run.
+
+use ollama_tuner::backend::ollama::OllamaBackend;
+use ollama_tuner::runloop::{self, RunOptions};
+use ollama_tuner::sim::{self, SimConfig};
+use ollama_tuner::store::{RunDir, StopReason};
+use ollama_tuner::study::parse_study;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ollama-tuner");
+
+/// A study on the in-process simulator, fast enough to run dozens of trials in seconds.
+fn sim_study(trials: usize, time_scale: f64) -> String {
+    format!(
+        r#"
+[study]
+name = "daemon-test"
+model = "gemma3:4b"
+seed = 3
+
+[backend]
+kind = "simulator"
+profile = "gemma3-4b"
+time_scale = {time_scale}
+
+[budget]
+trials = {trials}
+max_consecutive_failures = 50
+
+[protocol]
+repeats = 2
+warmup = 1
+num_predict = 32
+
+[params.num_gpu]
+type = "int"
+low = 0
+high = 999
+default = 999
+
+[params.num_ctx]
+type = "int"
+low = 512
+high = 131072
+log = true
+default = 4096
+
+[params.temperature]
+type = "float"
+low = 0.0
+high = 1.5
+default = 0.8
+"#
+    )
+}
+
+fn write_study(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("study.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn tuner(args: &[&str], cwd: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .current_dir(cwd)
+        .env("OLLAMA_TUNER_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn journal_numbers(run: &Path) -> (Vec<usize>, usize) {
+    let j = RunDir::new(run).read_journal().unwrap();
+    (j.records.iter().map(|r| r.trial).collect(), j.skipped.len())
+}
+
+#[test]
+fn sigkill_at_random_points_loses_and_duplicates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = write_study(tmp.path(), &sim_study(40, 0.002));
+    let run = tmp.path().join("state").join("k");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
+    let mut kills = 0;
+    let mut attempts = 0;
+    let start = Instant::now();
+    while kills < 25 && attempts < 80 {
+        attempts += 1;
+        let args = ["run", "--space", study.to_str().unwrap(), "--state-dir", "state", "--run-id", "k", "--no-progress"];
+        let mut child = tuner(&args, tmp.path()).spawn().unwrap();
+        let delay = Duration::from_millis(rng.random_range(150..1500));
+        std::thread::sleep(delay);
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                assert!(status.success(), "run exited with {status}");
+                break;
+            }
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+            }
+        }
+        // State must be readable after every kill.
+        if run.join("checkpoint.json").exists() {
+            let c: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).unwrap())
+                .expect("checkpoint.json readable");
+            assert!(c["optimizer"].is_object());
+        }
+        if run.join("run.json").exists() {
+            let _: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).expect("run.json readable");
+        }
+    }
+    // Finish the budget.
+    let out = tuner(&["resume", run.to_str().unwrap(), "--no-progress"], tmp.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (numbers, skipped) = journal_numbers(&run);
+    let unique: BTreeSet<usize> = numbers.iter().copied().collect();
+    eprintln!(
+        "{kills} SIGKILLs in {:.1} s; journal: {} trials, {} unique, {skipped} unreadable line(s)",
+        start.elapsed().as_secs_f64(),
+        numbers.len(),
+        unique.len()
+    );
+    assert!(kills >= 25, "only {kills} kills landed mid-run");
+    assert_eq!(numbers.len(), 40, "budget completed");
+    assert_eq!(unique.len(), numbers.len(), "no trial journaled twice: {numbers:?}");
+    assert_eq!(unique, (0..40).collect::<BTreeSet<_>>(), "no trial lost");
+    assert_eq!(skipped, 0, "no unreadable journal line");
+    let meta = RunDir::new(&run).read_meta().unwrap().unwrap();
+    assert_eq!(meta.stop_reason, Some(StopReason::Budget));
+}
+
+#[test]
+fn sigterm_exits_cleanly_with_checkpoint_and_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = write_study(tmp.path(), &sim_study(500, 0.01));
+    let args = ["run", "--space", study.to_str().unwrap(), "--state-dir", "state", "--run-id", "t", "--no-progress"];
+    let mut child = tuner(&args, tmp.path()).spawn().unwrap();
+    let run = tmp.path().join("state").join("t");
+    // Wait until at least two trials are journaled.
+    let t0 = Instant::now();
+    while journal_numbers(&run).0.len() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no trials within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM should exit 0, got {status}");
+    let rd = RunDir::new(&run);
+    let meta = rd.read_meta().unwrap().unwrap();
+    assert_eq!(meta.stop_reason, Some(StopReason::Interrupted));
+    assert!(rd.read_checkpoint().unwrap().is_some());
+    assert!(run.join("report.md").exists());
+    let (numbers, _) = journal_numbers(&run);
+    assert!(numbers.len() < 500);
+    // The lock is released: status says no daemon.
+    let out = Command::new(BIN).args(["status", run.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not running"), "{text}");
+    assert!(text.contains("interrupted"), "{text}");
+}
+
+#[test]
+fn torn_last_journal_line_is_reported_and_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = write_study(tmp.path(), &sim_study(4, 0.001));
+    let args = ["run", "--space", study.to_str().unwrap(), "--state-dir", "state", "--run-id", "j", "--no-progress"];
+    assert!(tuner(&args, tmp.path()).status().unwrap().success());
+    let run = tmp.path().join("state").join("j");
+    // Power loss while writing trial 4.
+    let mut text = std::fs::read_to_string(run.join("trials.jsonl")).unwrap();
+    text.push_str(r#"{"trial":4,"origin":"model","params":{"num_"#);
+    std::fs::write(run.join("trials.jsonl"), text).unwrap();
+    let out = tuner(&["resume", run.to_str().unwrap(), "--trials", "6", "--no-progress"], tmp.path())
+        .env("OLLAMA_TUNER_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("unreadable journal line"), "{stderr}");
+    let (numbers, skipped) = journal_numbers(&run);
+    assert_eq!(numbers, vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(skipped, 1);
+}
+
+#[test]
+fn a_second_daemon_on_the_same_run_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = write_study(tmp.path(), &sim_study(500, 0.01));
+    let args = ["run", "--space", study.to_str().unwrap(), "--state-dir", "state", "--run-id", "l", "--no-progress"];
+    let mut first = tuner(&args, tmp.path()).spawn().unwrap();
+    let run = tmp.path().join("state").join("l");
+    let t0 = Instant::now();
+    while !run.join("run.json").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = tuner(&args, tmp.path()).output().unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another"));
+}
+
+#[test]
+fn resuming_a_changed_study_is_refused_unless_forced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = write_study(tmp.path(), &sim_study(3, 0.001));
+    let args = ["run", "--space", study.to_str().unwrap(), "--state-dir", "state", "--run-id", "c", "--no-progress"];
+    assert!(tuner(&args, tmp.path()).status().unwrap().success());
+    std::fs::write(&study, sim_study(5, 0.001).replace("high = 1.5", "high = 1.2")).unwrap();
+    let out = tuner(&args, tmp.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut forced: Vec<&str> = args.to_vec();
+    forced.push("--force");
+    assert!(tuner(&forced, tmp.path()).status().unwrap().success());
+    assert_eq!(journal_numbers(&tmp.path().join("state").join("c")).0.len(), 5);
+}
+
+/// The server goes away for a while in the middle of a run: the run waits, comes back by itself,
+/// and no trial is recorded as failed because of the outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_outage_mid_run_is_waited_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = sim::start(
+        SimConfig {
+            profile: "gemma3-4b".into(),
+            seed: 1,
+            time_scale: 0.005,
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let text = sim_study(12, 0.005).replace("kind = \"simulator\"\nprofile = \"gemma3-4b\"\ntime_scale = 0.005", &format!("kind = \"ollama\"\nurl = \"{}\"", server.url()));
+    let path = write_study(tmp.path(), &text);
+    let study = parse_study(&path, &text).unwrap();
+    let backend = OllamaBackend::new(&server.url(), &study.model, "30m", study.protocol.clone(), study.runner_params.clone()).unwrap();
+    let control = server.control.clone();
+    let run_dir = tmp.path().join("state").join("o");
+    let watch_dir = run_dir.clone();
+    // Take the server down after the fourth trial, for two seconds.
+    let outage = tokio::spawn(async move {
+        loop {
+            let n = RunDir::new(&watch_dir).read_journal().map(|j| j.records.len()).unwrap_or(0);
+            if n >= 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        control.stop_listener().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        control.restart_listener().await.unwrap();
+    });
+    let (_tx, rx) = tokio::sync::watch::channel(0u32);
+    let opts = RunOptions {
+        state_dir: tmp.path().join("state"),
+        run_id: Some("o".into()),
+        progress: false,
+        ..RunOptions::default()
+    };
+    let out = runloop::run(study, &text, &path, opts, Box::new(backend), rx).await.unwrap();
+    outage.await.unwrap();
+    assert_eq!(out.stop, StopReason::Budget);
+    let j = RunDir::new(&run_dir).read_journal().unwrap();
+    assert_eq!(j.records.len(), 12);
+    let failed: Vec<_> = j.records.iter().filter(|r| !r.is_ok()).map(|r| (r.trial, r.error.clone())).collect();
+    // Out-of-memory configurations are legitimately failed; nothing may fail for the outage.
+    for (t, e) in &failed {
+        let e = e.clone().unwrap_or_default();
+        assert!(!e.contains("connect") && !e.contains("stream"), "trial {t} blamed for the outage: {e}");
+    }
+    let meta = RunDir::new(&run_dir).read_meta().unwrap().unwrap();
+    assert!(meta.outage_seconds > 0.5, "outage not accounted: {}", meta.outage_seconds);
+    server.shutdown().await;
+}
