@@ -84,7 +84,7 @@ fn journal_numbers(run: &Path) -> (Vec<usize>, usize) {
 #[test]
 fn sigkill_at_random_points_loses_and_duplicates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let study = write_study(tmp.path(), &sim_study(40, 0.002));
+    let study = write_study(tmp.path(), &sim_study(120, 0.002));
     let run = tmp.path().join("state").join("k");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
     let mut kills = 0;
@@ -92,9 +92,18 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
     let start = Instant::now();
     while kills < 25 && attempts < 80 {
         attempts += 1;
-        let args = ["run", "--space", study.to_str().unwrap(), "--state-dir", "state", "--run-id", "k", "--no-progress"];
+        let args = [
+            "run",
+            "--space",
+            study.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--run-id",
+            "k",
+            "--no-progress",
+        ];
         let mut child = tuner(&args, tmp.path()).spawn().unwrap();
-        let delay = Duration::from_millis(rng.random_range(150..1500));
+        let delay = Duration::from_millis(rng.random_range(100..800));
         std::thread::sleep(delay);
         match child.try_wait().unwrap() {
             Some(status) => {
@@ -109,18 +118,29 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         }
         // State must be readable after every kill.
         if run.join("checkpoint.json").exists() {
-            let c: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).unwrap())
-                .expect("checkpoint.json readable");
+            let c: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).unwrap())
+                    .expect("checkpoint.json readable");
             assert!(c["optimizer"].is_object());
         }
         if run.join("run.json").exists() {
             let _: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).expect("run.json readable");
+                serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap())
+                    .expect("run.json readable");
         }
     }
     // Finish the budget.
-    let out = tuner(&["resume", run.to_str().unwrap(), "--no-progress"], tmp.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tuner(
+        &["resume", run.to_str().unwrap(), "--no-progress"],
+        tmp.path(),
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (numbers, skipped) = journal_numbers(&run);
     let unique: BTreeSet<usize> = numbers.iter().copied().collect();
     eprintln!(
@@ -130,9 +150,13 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         unique.len()
     );
     assert!(kills >= 25, "only {kills} kills landed mid-run");
-    assert_eq!(numbers.len(), 40, "budget completed");
-    assert_eq!(unique.len(), numbers.len(), "no trial journaled twice: {numbers:?}");
-    assert_eq!(unique, (0..40).collect::<BTreeSet<_>>(), "no trial lost");
+    assert_eq!(numbers.len(), 120, "budget completed");
+    assert_eq!(
+        unique.len(),
+        numbers.len(),
+        "no trial journaled twice: {numbers:?}"
+    );
+    assert_eq!(unique, (0..120).collect::<BTreeSet<_>>(), "no trial lost");
     assert_eq!(skipped, 0, "no unreadable journal line");
     let meta = RunDir::new(&run).read_meta().unwrap().unwrap();
     assert_eq!(meta.stop_reason, Some(StopReason::Budget));
@@ -142,13 +166,25 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
 fn sigterm_exits_cleanly_with_checkpoint_and_report() {
     let tmp = tempfile::tempdir().unwrap();
     let study = write_study(tmp.path(), &sim_study(500, 0.01));
-    let args = ["run", "--space", study.to_str().unwrap(), "--state-dir", "state", "--run-id", "t", "--no-progress"];
+    let args = [
+        "run",
+        "--space",
+        study.to_str().unwrap(),
+        "--state-dir",
+        "state",
+        "--run-id",
+        "t",
+        "--no-progress",
+    ];
     let mut child = tuner(&args, tmp.path()).spawn().unwrap();
     let run = tmp.path().join("state").join("t");
     // Wait until at least two trials are journaled.
     let t0 = Instant::now();
     while journal_numbers(&run).0.len() < 2 {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no trials within 60 s");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no trials within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     unsafe {
@@ -164,7 +200,10 @@ fn sigterm_exits_cleanly_with_checkpoint_and_report() {
     let (numbers, _) = journal_numbers(&run);
     assert!(numbers.len() < 500);
     // The lock is released: status says no daemon.
-    let out = Command::new(BIN).args(["status", run.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["status", run.to_str().unwrap()])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("not running"), "{text}");
     assert!(text.contains("interrupted"), "{text}");
@@ -174,17 +213,35 @@ fn sigterm_exits_cleanly_with_checkpoint_and_report() {
 fn torn_last_journal_line_is_reported_and_skipped() {
     let tmp = tempfile::tempdir().unwrap();
     let study = write_study(tmp.path(), &sim_study(4, 0.001));
-    let args = ["run", "--space", study.to_str().unwrap(), "--state-dir", "state", "--run-id", "j", "--no-progress"];
+    let args = [
+        "run",
+        "--space",
+        study.to_str().unwrap(),
+        "--state-dir",
+        "state",
+        "--run-id",
+        "j",
+        "--no-progress",
+    ];
     assert!(tuner(&args, tmp.path()).status().unwrap().success());
     let run = tmp.path().join("state").join("j");
     // Power loss while writing trial 4.
     let mut text = std::fs::read_to_string(run.join("trials.jsonl")).unwrap();
     text.push_str(r#"{"trial":4,"origin":"model","params":{"num_"#);
     std::fs::write(run.join("trials.jsonl"), text).unwrap();
-    let out = tuner(&["resume", run.to_str().unwrap(), "--trials", "6", "--no-progress"], tmp.path())
-        .env("OLLAMA_TUNER_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = tuner(
+        &[
+            "resume",
+            run.to_str().unwrap(),
+            "--trials",
+            "6",
+            "--no-progress",
+        ],
+        tmp.path(),
+    )
+    .env("OLLAMA_TUNER_LOG", "warn")
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("unreadable journal line"), "{stderr}");
@@ -197,7 +254,16 @@ fn torn_last_journal_line_is_reported_and_skipped() {
 fn a_second_daemon_on_the_same_run_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let study = write_study(tmp.path(), &sim_study(500, 0.01));
-    let args = ["run", "--space", study.to_str().unwrap(), "--state-dir", "state", "--run-id", "l", "--no-progress"];
+    let args = [
+        "run",
+        "--space",
+        study.to_str().unwrap(),
+        "--state-dir",
+        "state",
+        "--run-id",
+        "l",
+        "--no-progress",
+    ];
     let mut first = tuner(&args, tmp.path()).spawn().unwrap();
     let run = tmp.path().join("state").join("l");
     let t0 = Instant::now();
@@ -208,7 +274,12 @@ fn a_second_daemon_on_the_same_run_is_refused() {
     let out = tuner(&args, tmp.path()).output().unwrap();
     first.kill().unwrap();
     first.wait().unwrap();
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another"));
 }
 
@@ -216,15 +287,36 @@ fn a_second_daemon_on_the_same_run_is_refused() {
 fn resuming_a_changed_study_is_refused_unless_forced() {
     let tmp = tempfile::tempdir().unwrap();
     let study = write_study(tmp.path(), &sim_study(3, 0.001));
-    let args = ["run", "--space", study.to_str().unwrap(), "--state-dir", "state", "--run-id", "c", "--no-progress"];
+    let args = [
+        "run",
+        "--space",
+        study.to_str().unwrap(),
+        "--state-dir",
+        "state",
+        "--run-id",
+        "c",
+        "--no-progress",
+    ];
     assert!(tuner(&args, tmp.path()).status().unwrap().success());
-    std::fs::write(&study, sim_study(5, 0.001).replace("high = 1.5", "high = 1.2")).unwrap();
+    std::fs::write(
+        &study,
+        sim_study(5, 0.001).replace("high = 1.5", "high = 1.2"),
+    )
+    .unwrap();
     let out = tuner(&args, tmp.path()).output().unwrap();
-    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut forced: Vec<&str> = args.to_vec();
     forced.push("--force");
     assert!(tuner(&forced, tmp.path()).status().unwrap().success());
-    assert_eq!(journal_numbers(&tmp.path().join("state").join("c")).0.len(), 5);
+    assert_eq!(
+        journal_numbers(&tmp.path().join("state").join("c")).0.len(),
+        5
+    );
 }
 
 /// The server goes away for a while in the middle of a run: the run waits, comes back by itself,
@@ -242,17 +334,30 @@ async fn server_outage_mid_run_is_waited_out() {
     )
     .await
     .unwrap();
-    let text = sim_study(12, 0.005).replace("kind = \"simulator\"\nprofile = \"gemma3-4b\"\ntime_scale = 0.005", &format!("kind = \"ollama\"\nurl = \"{}\"", server.url()));
+    let text = sim_study(12, 0.005).replace(
+        "kind = \"simulator\"\nprofile = \"gemma3-4b\"\ntime_scale = 0.005",
+        &format!("kind = \"ollama\"\nurl = \"{}\"", server.url()),
+    );
     let path = write_study(tmp.path(), &text);
     let study = parse_study(&path, &text).unwrap();
-    let backend = OllamaBackend::new(&server.url(), &study.model, "30m", study.protocol.clone(), study.runner_params.clone()).unwrap();
+    let backend = OllamaBackend::new(
+        &server.url(),
+        &study.model,
+        "30m",
+        study.protocol.clone(),
+        study.runner_params.clone(),
+    )
+    .unwrap();
     let control = server.control.clone();
     let run_dir = tmp.path().join("state").join("o");
     let watch_dir = run_dir.clone();
     // Take the server down after the fourth trial, for two seconds.
     let outage = tokio::spawn(async move {
         loop {
-            let n = RunDir::new(&watch_dir).read_journal().map(|j| j.records.len()).unwrap_or(0);
+            let n = RunDir::new(&watch_dir)
+                .read_journal()
+                .map(|j| j.records.len())
+                .unwrap_or(0);
             if n >= 4 {
                 break;
             }
@@ -269,18 +374,32 @@ async fn server_outage_mid_run_is_waited_out() {
         progress: false,
         ..RunOptions::default()
     };
-    let out = runloop::run(study, &text, &path, opts, Box::new(backend), rx).await.unwrap();
+    let out = runloop::run(study, &text, &path, opts, Box::new(backend), rx)
+        .await
+        .unwrap();
     outage.await.unwrap();
     assert_eq!(out.stop, StopReason::Budget);
     let j = RunDir::new(&run_dir).read_journal().unwrap();
     assert_eq!(j.records.len(), 12);
-    let failed: Vec<_> = j.records.iter().filter(|r| !r.is_ok()).map(|r| (r.trial, r.error.clone())).collect();
+    let failed: Vec<_> = j
+        .records
+        .iter()
+        .filter(|r| !r.is_ok())
+        .map(|r| (r.trial, r.error.clone()))
+        .collect();
     // Out-of-memory configurations are legitimately failed; nothing may fail for the outage.
     for (t, e) in &failed {
         let e = e.clone().unwrap_or_default();
-        assert!(!e.contains("connect") && !e.contains("stream"), "trial {t} blamed for the outage: {e}");
+        assert!(
+            !e.contains("connect") && !e.contains("stream"),
+            "trial {t} blamed for the outage: {e}"
+        );
     }
     let meta = RunDir::new(&run_dir).read_meta().unwrap().unwrap();
-    assert!(meta.outage_seconds > 0.5, "outage not accounted: {}", meta.outage_seconds);
+    assert!(
+        meta.outage_seconds > 0.5,
+        "outage not accounted: {}",
+        meta.outage_seconds
+    );
     server.shutdown().await;
 }
