@@ -122,8 +122,11 @@ struct Objective<'a> {
     dists: &'a Distances,
     y: &'a [f64],
     /// Last evaluation, since argmin asks for cost and gradient separately.
-    cache: RefCell<Option<(Vec<f64>, f64, Vec<f64>)>>,
+    cache: RefCell<Option<CachedEval>>,
 }
+
+/// (theta, cost, gradient) of the last evaluation.
+type CachedEval = (Vec<f64>, f64, Vec<f64>);
 
 /// Log prior of theta and its gradient.
 pub fn log_prior(theta: &[f64]) -> (f64, Vec<f64>) {

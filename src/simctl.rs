@@ -87,7 +87,7 @@ pub async fn serve(port: u16, profile: &str, seed: u64, time_scale: f64) -> Resu
             format!("unknown profile {profile:?}; profiles: {}", crate::sim::profile_names().join(", ")),
         ));
     }
-    if !(time_scale > 0.0) {
+    if time_scale.is_nan() || time_scale <= 0.0 {
         return Err(CliError::new(ExitCode::BadInput, "--time-scale must be > 0"));
     }
     let addr = SocketAddr::from(([127, 0, 0, 1], port));

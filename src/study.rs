@@ -585,7 +585,7 @@ fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError> {
         "simulator" => {
             runner_params = OLLAMA_RUNNER_OPTIONS.iter().map(|s| s.to_string()).collect();
             let time_scale = rb.time_scale.as_ref().map(|t| *t.get_ref()).unwrap_or(1.0);
-            if !(time_scale > 0.0) {
+            if time_scale.is_nan() || time_scale <= 0.0 {
                 let sp = rb.time_scale.as_ref().map(|t| t.span()).unwrap_or(0..0);
                 return Err(loc.err(sp, "backend.time_scale", "must be > 0"));
             }
