@@ -75,34 +75,13 @@ const OLLAMA_NAMES: &[(&str, &str)] = &[
 ];
 /// Flags the backend sets itself; `backend.extra_args` must not repeat them (the last one wins
 /// in llama.cpp's parser, which would silently override the tuned value).
+#[rustfmt::skip]
 const MANAGED_FLAGS: &[&str] = &[
-    "-m",
-    "--model",
-    "--host",
-    "--port",
-    "-c",
-    "--ctx-size",
-    "-t",
-    "--threads",
-    "-tb",
-    "--threads-batch",
-    "-b",
-    "--batch-size",
-    "-ub",
-    "--ubatch-size",
-    "-fa",
-    "--flash-attn",
-    "-ctk",
-    "--cache-type-k",
-    "-ctv",
-    "--cache-type-v",
-    "-ngl",
-    "--gpu-layers",
-    "--n-gpu-layers",
-    "-np",
-    "--parallel",
-    "-fit",
-    "--fit",
+    "-m", "--model", "--host", "--port",
+    "-c", "--ctx-size", "-t", "--threads", "-tb", "--threads-batch",
+    "-b", "--batch-size", "-ub", "--ubatch-size", "-fa", "--flash-attn",
+    "-ctk", "--cache-type-k", "-ctv", "--cache-type-v",
+    "-ngl", "--gpu-layers", "--n-gpu-layers", "-np", "--parallel", "-fit", "--fit",
 ];
 
 /// Lines of server output kept for error messages.
@@ -114,7 +93,8 @@ pub const TAIL_CHARS: usize = 2500;
 const HEALTH_POLL: Duration = Duration::from_millis(100);
 /// SIGTERM -> SIGKILL grace at shutdown (llama-server exits 2-4 s after SIGTERM here).
 const STOP_GRACE: Duration = Duration::from_secs(5);
-/// A second hang in a row on the same server options is the configuration's fault.
+/// A second hang in a row of the same configuration is the configuration's fault (a single hang
+/// is retried: they happen now and then on a busy machine, llama-server.md).
 const HANG_LIMIT: u32 = 2;
 /// Attempts to start on a fresh port when another process took the one picked.
 const PORT_ATTEMPTS: usize = 3;
@@ -283,29 +263,20 @@ pub fn load_args(config: &Config, host: &HostDefaults) -> Result<LoadArgs, Strin
         None => host.n_gpu_layers.to_string(),
     };
     let np = int("parallel", DEFAULT_PARALLEL, 1, "at least one slot")?;
+    // Flag/value pairs, one per line.
+    #[rustfmt::skip]
     let args = [
-        "-c",
-        &ctx.to_string(),
-        "-t",
-        &threads.to_string(),
-        "-tb",
-        &threads_batch.to_string(),
-        "-b",
-        &batch.to_string(),
-        "-ub",
-        &ubatch.to_string(),
-        "-fa",
-        fa,
-        "-ctk",
-        &ctk,
-        "-ctv",
-        &ctv,
-        "-ngl",
-        &ngl,
-        "-np",
-        &np.to_string(),
-        "--fit",
-        "off",
+        "-c", &ctx.to_string(),
+        "-t", &threads.to_string(),
+        "-tb", &threads_batch.to_string(),
+        "-b", &batch.to_string(),
+        "-ub", &ubatch.to_string(),
+        "-fa", fa,
+        "-ctk", &ctk,
+        "-ctv", &ctv,
+        "-ngl", &ngl,
+        "-np", &np.to_string(),
+        "--fit", "off",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -607,6 +578,32 @@ pub fn classify_start_failure(log: &str) -> FailureKind {
     }
 }
 
+/// ": <the first error line>" of a server's output, for the first line of a failure message
+/// (llama.cpp marks errors with " E " after the timestamp; "error"/"failed" catch the rest).
+pub fn headline(log: &str) -> String {
+    let line = log.lines().find(|l| l.contains(" E ")).or_else(|| {
+        log.lines().find(|l| {
+            let l = l.to_lowercase();
+            !l.starts_with("warning")
+                && (l.contains("error") || l.contains("failed") || l.contains("assert"))
+        })
+    });
+    match line {
+        Some(l) => {
+            // Drop llama.cpp's "0.00.785.498 E " prefix (timestamp and level).
+            let l = l.trim();
+            let text = match l.split_once(" E ") {
+                Some((ts, rest)) if ts.chars().all(|c| c.is_ascii_digit() || c == '.') => {
+                    rest.trim()
+                }
+                _ => l,
+            };
+            format!(": {text}")
+        }
+        None => String::new(),
+    }
+}
+
 /// The server could not listen on the port it was given (server-http.cpp: "couldn't bind HTTP
 /// server socket"): another process took it between our check and its bind.
 pub fn port_was_taken(log: &str) -> bool {
@@ -760,7 +757,8 @@ pub struct LlamaServer {
     /// Extra load options of the study (backend.runner_params) kept out of requests.
     load_options: Vec<String>,
     running: Option<Running>,
-    consecutive_hangs: u32,
+    /// The configuration that hung last and how many times in a row.
+    hangs: Option<(String, u32)>,
     pub restarts_after_hang: u64,
     pub crashes: u64,
 }
@@ -779,7 +777,7 @@ impl LlamaServer {
             defaults: HostDefaults::detect(),
             load_options,
             running: None,
-            consecutive_hangs: 0,
+            hangs: None,
             restarts_after_hang: 0,
             crashes: 0,
         }
@@ -902,8 +900,9 @@ impl LlamaServer {
                 return Err(Some(ServerError::Config(
                     kind,
                     format!(
-                        "llama-server exited ({status}) {:.1} s after start, before it was ready; its output ends with:\n{tail}",
-                        t0.elapsed().as_secs_f64()
+                        "llama-server exited ({status}) {:.1} s after start, before it was ready{}\n--- its output ends with:\n{tail}",
+                        t0.elapsed().as_secs_f64(),
+                        headline(&tail)
                     ),
                 )));
             }
@@ -918,8 +917,9 @@ impl LlamaServer {
                 return Err(Some(ServerError::Config(
                     classify_start_failure(&tail),
                     format!(
-                        "llama-server was not ready within {:.0} s (backend.startup_timeout); its output ends with:\n{tail}",
-                        startup_timeout.as_secs_f64()
+                        "llama-server was not ready within {:.0} s (backend.startup_timeout){}\n--- its output ends with:\n{tail}",
+                        startup_timeout.as_secs_f64(),
+                        headline(&tail)
                     ),
                 )));
             }
@@ -1008,7 +1008,8 @@ impl LlamaServer {
                 self.running = None;
                 self.crashes += 1;
                 return Some(format!(
-                    "llama-server exited ({status}) while measuring; its output ends with:\n{tail}"
+                    "llama-server exited ({status}) while measuring{}\n--- its output ends with:\n{tail}",
+                    headline(&tail)
                 ));
             }
             if t0.elapsed() > Duration::from_millis(500) {
@@ -1067,7 +1068,7 @@ impl InferenceServer for LlamaServer {
             tokio::time::timeout(self.request_timeout, self.completion(&base, &body)).await;
         let err = match result {
             Ok(Ok(sample)) => {
-                self.consecutive_hangs = 0;
+                self.hangs = None;
                 return Ok(sample);
             }
             Ok(Err(e)) => e,
@@ -1085,10 +1086,15 @@ impl InferenceServer for LlamaServer {
                     r.kill().await;
                 }
                 self.restarts_after_hang += 1;
-                self.consecutive_hangs += 1;
+                let key = crate::space::config_key(config);
+                let count = match &self.hangs {
+                    Some((k, n)) if *k == key => n + 1,
+                    _ => 1,
+                };
+                self.hangs = Some((key, count));
                 let msg = format!("no answer within {secs:.0} s (protocol.request_timeout); llama-server was killed");
-                if self.consecutive_hangs >= HANG_LIMIT {
-                    self.consecutive_hangs = 0;
+                if count >= HANG_LIMIT {
+                    self.hangs = None;
                     return Err(ServerError::Config(
                         FailureKind::Timeout,
                         format!("{msg} after {HANG_LIMIT} hangs in a row with these options; its output ends with:\n{tail}"),
@@ -2057,7 +2063,18 @@ mod tests {
     #[test]
     fn stderr_tail_classification() {
         // What -fa off -ctv q8_0 printed here before exiting with status 1.
-        let log = "srv    load_model: loading model '/m.gguf'\nllama_init_from_model: quantized V cache requires flash_attn to be enabled\nsrv    load_model: failed to load model, '/m.gguf'\nsrv  llama_server: exiting due to model loading error";
+        let log = "warning: no usable GPU found, --gpu-layers option will be ignored
+0.00.009.454 I srv    load_model: loading model '/m.gguf'
+0.00.785.498 E llama_init_from_model: quantized V cache requires flash_attn to be enabled
+0.00.785.564 E cmn  common_init_: failed to create context with model '/m.gguf'
+0.00.785.609 E srv    load_model: failed to create_context with model '/m.gguf'
+0.00.786.550 E srv  llama_server: exiting due to model loading error";
+        assert_eq!(
+            headline(log),
+            ": llama_init_from_model: quantized V cache requires flash_attn to be enabled"
+        );
+        assert_eq!(headline("GGML_ASSERT(x) failed"), ": GGML_ASSERT(x) failed");
+        assert_eq!(headline("warning: no usable GPU found\nall good"), "");
         assert_eq!(classify_start_failure(log), FailureKind::LoadFailed);
         assert_eq!(
             classify_start_failure("ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 9000000000"),
@@ -2234,6 +2251,123 @@ mod tests {
             vec![],
         );
         assert!(matches!(e, Err(BackendError::Fatal { .. })));
+    }
+
+    /// A fake llama-server in Python: /health says ok; /completion streams, hangs or crashes
+    /// depending on `--fake-mode`.
+    const FAKE_SERVER: &str = r#"#!/usr/bin/env python3
+import http.server, os, sys, time
+a = sys.argv
+port, mode = int(a[a.index("--port") + 1]), a[a.index("--fake-mode") + 1]
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args): pass
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+        self.wfile.write(b'{"status":"ok"}')
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if mode == "crash":
+            sys.stderr.write("GGML_ASSERT(fake) failed\n"); sys.stderr.flush(); os._exit(134)
+        if mode == "hang":
+            time.sleep(3600)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.write(b'data: {"content":"hi","stop":false}\n\n')
+        self.wfile.flush()
+        time.sleep(0.05)
+        self.wfile.write(b': ping\n\ndata: {"content":"","stop":true,"timings":{"cache_n":0,"prompt_n":3,"prompt_ms":10,"prompt_per_second":300,"predicted_n":4,"predicted_ms":80,"predicted_per_second":50}}\n\n')
+sys.stderr.write("fake llama-server on %d\n" % port); sys.stderr.flush()
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
+
+    fn fake_server(dir: &Path, mode: &str, timeout: Duration) -> Option<LlamaServer> {
+        if std::process::Command::new("python3")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipped: python3 is needed for the fake llama-server");
+            return None;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let bin = dir.join("llama-server");
+        std::fs::write(&bin, FAKE_SERVER).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let model = dir.join("m.gguf");
+        std::fs::write(&model, gguf_bytes()).unwrap();
+        Some(LlamaServer::new(
+            Mode::Managed {
+                binary: bin,
+                model,
+                startup_timeout: Duration::from_secs(30),
+                extra_args: vec!["--fake-mode".into(), mode.into()],
+            },
+            timeout,
+            vec![],
+        ))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streamed_sample_from_a_fake_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mut s) = fake_server(dir.path(), "ok", Duration::from_secs(20)) else {
+            return;
+        };
+        let r = s.load(&Config::new()).await.unwrap();
+        assert!(r.seconds > 0.0);
+        let sample = s.generate(&Config::new(), "hello", 4).await.unwrap();
+        assert_eq!(sample["decode_tps"], 50.0);
+        assert_eq!(sample["prefill_tps"], 300.0);
+        assert!(
+            sample["ttft"] > 0.0 && sample["e2e"] >= sample["ttft"],
+            "{sample:?}"
+        );
+        s.stop().await;
+        assert!(s.child().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hang_restarts_the_server_and_a_second_one_fails_the_trial() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mut s) = fake_server(dir.path(), "hang", Duration::from_millis(1500)) else {
+            return;
+        };
+        let c = Config::from([("temperature".to_string(), ParamValue::Float(0.5))]);
+        s.load(&c).await.unwrap();
+        match s.generate(&c, "x", 4).await {
+            Err(ServerError::Transient(m)) => assert!(m.contains("request_timeout"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(s.child().is_none(), "the hung server is killed");
+        assert_eq!(s.restarts_after_hang, 1);
+        s.load(&c).await.unwrap();
+        match s.generate(&c, "x", 4).await {
+            Err(ServerError::Config(FailureKind::Timeout, m)) => {
+                assert!(m.contains("2 hangs"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(s.child().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_mid_request_is_a_crashed_trial_with_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mut s) = fake_server(dir.path(), "crash", Duration::from_secs(20)) else {
+            return;
+        };
+        s.load(&Config::new()).await.unwrap();
+        match s.generate(&Config::new(), "x", 4).await {
+            Err(ServerError::Config(FailureKind::Crashed, m)) => {
+                assert!(m.contains("GGML_ASSERT(fake) failed"), "{m}");
+                assert!(m.contains("134"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.crashes, 1);
+        assert!(s.child().is_none());
     }
 
     /// A fake llama-server (a shell script) that dies before it is ready: a load failure with
