@@ -10,6 +10,7 @@
 //!   the run stops with the message and hint.
 
 pub mod command;
+pub mod llamacpp;
 pub mod ollama;
 
 use crate::space::{Config, SearchSpace};
@@ -139,12 +140,7 @@ pub async fn create(study: &crate::study::Study) -> Result<Box<dyn Backend>, Bac
             env.clone(),
             study.protocol.repeats,
         )),
-        BackendConfig::Llamacpp { .. } => {
-            return Err(BackendError::fatal(
-                "the llamacpp backend is not available in this build",
-                "use the ollama, simulator or command backend",
-            ))
-        }
+        BackendConfig::Llamacpp { .. } => Box::new(llamacpp::LlamaCppBackend::from_study(study)?),
     })
 }
 
