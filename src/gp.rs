@@ -131,9 +131,6 @@ struct Objective<'a> {
     cache: RefCell<Option<CachedEval>>,
 }
 
-/// (theta, cost, gradient) of the last evaluation.
-type CachedEval = (Vec<f64>, f64, Vec<f64>);
-
 /// Log prior of theta and its gradient.
 pub fn log_prior(theta: &[f64]) -> (f64, Vec<f64>) {
     let d = theta.len() - 2;
