@@ -783,6 +783,38 @@ impl Optimizer {
         })
     }
 
+    /// The configuration to recommend: among measured configurations that ran and met the
+    /// constraints, the one with the best GP posterior mean, which discounts a lucky noisy
+    /// sample (the noise-robust incumbent of bayesopt.md). Falls back to the best measured value
+    /// while there is no model.
+    pub fn recommend(&self) -> Option<Config> {
+        let Some(models) = self.fit_models() else {
+            return self.best_observed().map(|(c, _)| c);
+        };
+        let feasible: BTreeSet<String> = self
+            .observations
+            .iter()
+            .filter(|o| match &o.outcome {
+                Outcome::Ok {
+                    constraint_values, ..
+                } => self
+                    .objective
+                    .constraints
+                    .iter()
+                    .zip(constraint_values)
+                    .all(|(c, v)| v.is_finite() && c.violation(*v) <= 0.0),
+                Outcome::Failed => false,
+            })
+            .map(|o| config_key(&o.config))
+            .collect();
+        models
+            .top_observed
+            .iter()
+            .map(|(x, _)| self.space.decode(x))
+            .find(|c| feasible.contains(&config_key(c)))
+            .or_else(|| self.best_observed().map(|(c, _)| c))
+    }
+
     /// Best measured configuration (feasible, ok) by its measured objective value.
     pub fn best_observed(&self) -> Option<(Config, f64)> {
         let mut best: Option<(Config, f64, f64)> = None;

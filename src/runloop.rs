@@ -207,7 +207,12 @@ pub fn frozen_study(run: &RunDir) -> Result<(Study, String), RunError> {
 
 /// Regenerate the reports of a run; a failure is logged, never fatal to the run.
 pub fn refresh_reports(run: &RunDir) {
-    if let Err(e) = crate::report::write_all(run) {
+    refresh_reports_with(run, true)
+}
+
+/// Regenerate the reports, with or without the GP-based parameter importance.
+pub fn refresh_reports_with(run: &RunDir, with_importance: bool) {
+    if let Err(e) = crate::report::write_all_with(run, with_importance) {
         warn!(error = %e, "could not write the report");
     }
 }
@@ -435,6 +440,7 @@ pub async fn run(
             );
         }
 
+        let t_ask = Instant::now();
         let trial = match pending.take() {
             Some(t) => t,
             None => {
@@ -444,6 +450,7 @@ pub async fn run(
                 optimizer.ask(&ctx)
             }
         };
+        let ask_s = t_ask.elapsed().as_secs_f64();
         if !study.optimizer.allow_repeats && measured_keys.contains(&config_key(&trial.config)) {
             break (
                 StopReason::Converged,
@@ -497,7 +504,8 @@ pub async fn run(
         };
         // Outage time is not the configuration's: leave it out of the trial's duration.
         let duration = (t0.elapsed().as_secs_f64() - (meta.outage_seconds - outage0)).max(0.0);
-        let rec = make_record(&study, &trial, eval, started_at, duration);
+        let mut rec = make_record(&study, &trial, eval, started_at, duration);
+        rec.notes.insert("ask_s".into(), serde_json::json!(ask_s));
 
         // Journal first, then act.
         run.append_trial(&rec)?;
@@ -534,7 +542,8 @@ pub async fn run(
         meta.updated_at = now_rfc3339();
         meta.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
         run.write_meta(&meta)?;
-        refresh_reports(&run);
+        // Importance refits a GP: after every trial while runs are short, every 25th later.
+        refresh_reports_with(&run, records.len() <= 100 || records.len() % 25 == 0);
         progress.bar.set_position(records.len() as u64);
         if let Some(b) = best_record(&study, &records) {
             progress.bar.set_message(format!(

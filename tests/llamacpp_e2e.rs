@@ -447,6 +447,22 @@ fn real_study_runs_to_budget() {
     for p in ports {
         assert!(!port_answers(p), "port {p} still answers after the run");
     }
+    // The exported llama-server command line of the best configuration starts a server that
+    // answers (issue 6, item 4).
+    let cmd =
+        ollama_tuner::export::export(&run, ollama_tuner::export::ExportFormat::LlamaServer, 1)
+            .expect("export llama-server");
+    let line: Vec<&str> = cmd
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    let argv = split_command_line(&line.join("\n"));
+    runtime().block_on(async {
+        let started = check_server_command(argv)
+            .await
+            .unwrap_or_else(|e| panic!("the exported command did not serve: {e}\n{cmd}"));
+        started.stop().await;
+    });
     eprintln!(
         "real_study_runs_to_budget: 6 trials ({ok} ok), best decode_tps {:.1}, {:.0} s",
         outcome

@@ -424,7 +424,14 @@ pub fn render(report: &Report, format: ReportFormat) -> String {
 /// convergence.svg, pareto.svg (when TTFT was measured) and report.md, which links the plots.
 /// Returns the paths written.
 pub fn write_all(run: &RunDir) -> Result<Vec<PathBuf>, ReportError> {
-    let report = analyse(run)?;
+    write_all_with(run, true)
+}
+
+/// `write_all`, optionally without the parameter importance (which fits a GP: seconds on runs
+/// of thousands of trials, too slow to redo after every trial).
+pub fn write_all_with(run: &RunDir, with_importance: bool) -> Result<Vec<PathBuf>, ReportError> {
+    let (meta, journal) = load(run)?;
+    let report = analyse_journal(meta, journal, with_importance);
     let mut files: Vec<(&'static str, Vec<u8>)> = vec![
         (CSV_FILE, csv::render(&report).into_bytes()),
         (JSON_FILE, json::render(&report).into_bytes()),
