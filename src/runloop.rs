@@ -565,9 +565,14 @@ pub async fn run(
     run.write_meta(&meta)?;
     refresh_reports(&run);
     if let Some(dir) = &opts.reports_dir {
-        if let Ok(md) = std::fs::read(run.file("report.md")) {
-            let _ = std::fs::create_dir_all(dir);
-            let _ = crate::store::write_atomic(&dir.join(format!("{run_id}.md")), &md);
+        // The whole report set, so the Markdown's relative links to the plots keep working.
+        let dest = dir.join(&run_id);
+        if std::fs::create_dir_all(&dest).is_ok() {
+            for name in ["report.md", "report.json", "trials.csv", "convergence.svg", "pareto.svg"] {
+                if let Ok(bytes) = std::fs::read(run.file(name)) {
+                    let _ = crate::store::write_atomic(&dest.join(name), &bytes);
+                }
+            }
         }
     }
     let best = best_record(&study, &records).cloned();
