@@ -568,7 +568,13 @@ pub async fn run(
         // The whole report set, so the Markdown's relative links to the plots keep working.
         let dest = dir.join(&run_id);
         if std::fs::create_dir_all(&dest).is_ok() {
-            for name in ["report.md", "report.json", "trials.csv", "convergence.svg", "pareto.svg"] {
+            for name in [
+                "report.md",
+                "report.json",
+                "trials.csv",
+                "convergence.svg",
+                "pareto.svg",
+            ] {
                 if let Ok(bytes) = std::fs::read(run.file(name)) {
                     let _ = crate::store::write_atomic(&dest.join(name), &bytes);
                 }
