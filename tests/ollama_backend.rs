@@ -148,12 +148,15 @@ async fn unknown_model_is_fatal_with_a_pull_hint() {
     s.shutdown().await;
 }
 
+/// Queues one fault on the simulator.
+type Injector = Box<dyn Fn(&SimServer)>;
+
 #[tokio::test]
 async fn server_faults_are_transient_never_the_configurations() {
     let s = sim().await;
     let mut b = backend(&s.url(), "gemma3:4b");
     b.evaluate(&config(35, 4096)).await.unwrap();
-    let faults: Vec<(&str, Box<dyn Fn(&SimServer)>)> = vec![
+    let faults: Vec<(&str, Injector)> = vec![
         (
             "503 queue full",
             Box::new(|s: &SimServer| s.control.fail_next(1, 503, sim::BUSY_MESSAGE)),
