@@ -149,6 +149,7 @@ async fn run_method(method: &str, seed: u64, trials: usize, target: f64) -> Outc
     } else {
         trials
     };
+    #[allow(clippy::needless_range_loop)] // t is the trial number for both branches
     for t in 0..n {
         let trial = if method == "grid" {
             Trial {
