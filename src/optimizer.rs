@@ -679,17 +679,7 @@ impl Optimizer {
         // Observed points that satisfy every constraint: candidates for the incumbent.
         let feasible: Vec<bool> = subset
             .iter()
-            .map(|&i| match &self.observations[i].outcome {
-                Outcome::Ok {
-                    constraint_values, ..
-                } => self
-                    .objective
-                    .constraints
-                    .iter()
-                    .zip(constraint_values)
-                    .all(|(c, v)| v.is_finite() && c.violation(*v) <= 0.0),
-                Outcome::Failed => false,
-            })
+            .map(|&i| self.meets_constraints(&self.observations[i].outcome))
             .collect();
         let (mu_obs, _) = gp.predict_standardized(&xs);
         // Noise-robust incumbent: best posterior mean at an observed feasible point.
@@ -794,17 +784,7 @@ impl Optimizer {
         let feasible: BTreeSet<String> = self
             .observations
             .iter()
-            .filter(|o| match &o.outcome {
-                Outcome::Ok {
-                    constraint_values, ..
-                } => self
-                    .objective
-                    .constraints
-                    .iter()
-                    .zip(constraint_values)
-                    .all(|(c, v)| v.is_finite() && c.violation(*v) <= 0.0),
-                Outcome::Failed => false,
-            })
+            .filter(|o| self.meets_constraints(&o.outcome))
             .map(|o| config_key(&o.config))
             .collect();
         models
@@ -815,27 +795,30 @@ impl Optimizer {
             .or_else(|| self.best_observed().map(|(c, _)| c))
     }
 
+    /// True when a trial ran and every outcome constraint held.
+    fn meets_constraints(&self, outcome: &Outcome) -> bool {
+        match outcome {
+            Outcome::Ok {
+                constraint_values, ..
+            } => self
+                .objective
+                .constraints
+                .iter()
+                .zip(constraint_values)
+                .all(|(c, v)| v.is_finite() && c.violation(*v) <= 0.0),
+            Outcome::Failed => false,
+        }
+    }
+
     /// Best measured configuration (feasible, ok) by its measured objective value.
     pub fn best_observed(&self) -> Option<(Config, f64)> {
         let mut best: Option<(Config, f64, f64)> = None;
-        for (i, o) in self.observations.iter().enumerate() {
-            if let Outcome::Ok {
-                value,
-                constraint_values,
-                ..
-            } = &o.outcome
-            {
-                let ok = self
-                    .objective
-                    .constraints
-                    .iter()
-                    .zip(constraint_values)
-                    .all(|(c, v)| v.is_finite() && c.violation(*v) <= 0.0);
-                if !ok {
+        for o in &self.observations {
+            if let Outcome::Ok { value, .. } = &o.outcome {
+                if !self.meets_constraints(&o.outcome) {
                     continue;
                 }
                 let t = self.transform(&[*value])[0];
-                let _ = i;
                 if best.as_ref().is_none_or(|b| t > b.2) {
                     best = Some((o.config.clone(), *value, t));
                 }
