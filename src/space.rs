@@ -233,7 +233,10 @@ impl Param {
                     // Keep the printed value clean (0.30000000000000004 -> 0.3).
                     v = (v * 1e9).round() / 1e9;
                 }
-                ParamValue::Float(v.clamp(*low, *high))
+                // 12 significant digits: far below any measurable effect, and it makes
+                // decode(encode(v)) == v exactly despite the log/exp round trip, so equal
+                // configurations have equal keys.
+                ParamValue::Float(round_significant(v, 12).clamp(*low, *high))
             }
         }
     }
@@ -294,6 +297,15 @@ impl Param {
             ParamKind::Bool => "bool".to_string(),
         }
     }
+}
+
+/// `v` rounded to `digits` significant decimal digits.
+pub fn round_significant(v: f64, digits: i32) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let scale = 10f64.powi(digits - 1 - v.abs().log10().floor() as i32);
+    (v * scale).round() / scale
 }
 
 fn values_equal(a: &ParamValue, b: &ParamValue) -> bool {
