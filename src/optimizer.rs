@@ -84,6 +84,10 @@ pub struct OptimizerState {
     /// Number of GP points at the last hyperparameter fit (see `needs_refit`).
     #[serde(default)]
     pub fitted_n: usize,
+    /// Last hyperparameters of the feasibility GP and of each constraint's GP ("constraint:i"),
+    /// warm starts and reused between refits like the objective's.
+    #[serde(default)]
+    pub aux_theta: std::collections::BTreeMap<String, Vec<f64>>,
 }
 
 /// What the run loop knows when it asks: the runner options currently loaded, if any.
@@ -148,6 +152,7 @@ impl Optimizer {
                 sobol_index: 0,
                 warm_theta: None,
                 fitted_n: 0,
+                aux_theta: Default::default(),
             },
             observations: Vec::new(),
             measured: BTreeSet::new(),
@@ -402,6 +407,9 @@ impl Optimizer {
             self.state.fitted_n = models.objective.n();
         }
         self.state.warm_theta = Some(models.objective.theta());
+        for (k, t) in &models.aux {
+            self.state.aux_theta.insert(k.clone(), t.clone());
+        }
         let mut rng = self.rng(number, 1);
         let d = self.space.dims();
         let cat = self.space.categorical_mask();
@@ -710,20 +718,15 @@ impl Optimizer {
                     fy.push(if failed { -1.0 } else { 1.0 });
                 }
             }
-            Some(Gp::fit(
-                &fx,
-                &fy,
-                &cat,
-                None,
-                &FitOptions {
-                    restarts: 1,
-                    max_iters: 30,
-                },
-            ))
+            Some(self.fit_aux("feasibility", &fx, &fy, n, 30))
         } else {
             None
         };
 
+        let mut aux: Vec<(String, Vec<f64>)> = Vec::new();
+        if let Some(f) = &feasibility {
+            aux.push(("feasibility".into(), f.theta()));
+        }
         // One GP per outcome constraint (Gardner et al. 2014; Optuna's constrained LogEI).
         let mut constraints = Vec::new();
         for (ci, c) in self.objective.constraints.iter().enumerate() {
@@ -749,21 +752,14 @@ impl Optimizer {
                 && c.bound > 0.0;
             let ty: Vec<f64> = cy.iter().map(|v| if log { v.ln() } else { *v }).collect();
             let bound = if log { c.bound.ln() } else { c.bound };
-            let g = Gp::fit(
-                &cx,
-                &ty,
-                &cat,
-                None,
-                &FitOptions {
-                    restarts: 1,
-                    max_iters: 40,
-                },
-            );
+            let g = self.fit_aux(&format!("constraint:{ci}"), &cx, &ty, n, 40);
+            aux.push((format!("constraint:{ci}"), g.theta()));
             constraints.push((g, bound, c.op.clone()));
         }
 
         let refitted = self.state.warm_theta.is_none() || self.needs_refit(n);
         Some(Models {
+            aux,
             refitted,
             objective: gp,
             incumbent,
@@ -793,6 +789,26 @@ impl Optimizer {
             .map(|(x, _)| self.space.decode(x))
             .find(|c| feasible.contains(&config_key(c)))
             .or_else(|| self.best_observed().map(|(c, _)| c))
+    }
+
+    /// Fit an auxiliary GP (feasibility, constraint) on the same schedule as the objective's:
+    /// refit from its last hyperparameters when the data grew enough, else only condition.
+    fn fit_aux(&self, key: &str, x: &[Vec<f64>], y: &[f64], n: usize, max_iters: u64) -> Gp {
+        let cat = self.space.categorical_mask();
+        let warm = self.state.aux_theta.get(key).map(|t| t.as_slice());
+        match warm {
+            Some(theta) if !self.needs_refit(n) => Gp::with_theta(x, y, &cat, theta),
+            _ => Gp::fit(
+                x,
+                y,
+                &cat,
+                warm,
+                &FitOptions {
+                    restarts: if warm.is_some() { 0 } else { 1 },
+                    max_iters,
+                },
+            ),
+        }
     }
 
     /// True when a trial ran and every outcome constraint held.
@@ -889,6 +905,8 @@ impl Optimizer {
 }
 
 struct Models {
+    /// Hyperparameters of the auxiliary GPs, to warm-start the next fit.
+    aux: Vec<(String, Vec<f64>)>,
     /// Whether the objective GP's hyperparameters were fitted (not just reused).
     refitted: bool,
     objective: Gp,
