@@ -13,8 +13,11 @@
 //! The space has no defaults, so the tuner starts from its quasi-random design, not from a
 //! baseline that might already be the best point.
 //!
-//! "Within noise": a point is near-best when its grid median is at least best * (1 - tol), with
-//! tol = max(2 * the median CV of the feasible grid points, 2 %). A tuner run "reaches" the best
+//! "Within noise": each point's median gets a robust standard error, se = 1.2533 * 1.4826 *
+//! MAD / sqrt(n) (the median's asymptotic s.e. for normal data, with the MAD as a spread that
+//! ignores the outliers a busy machine produces), floored at 1 % of the median. A point is
+//! near-best when best - median <= 2 * sqrt(se_best^2 + se_point^2): the two medians cannot be
+//! told apart at about 95 %. A tuner run "reaches" the best
 //! at the first trial whose configuration is near-best (judged by the grid's numbers, not by the
 //! run's own noisy measurement); its final pick is its best-measured trial. Random search without
 //! repeats needs (N+1)/(K+1) trials on average to hit one of K near-best points among N.
@@ -157,12 +160,22 @@ impl Point {
     fn summary(&self) -> Option<Summary> {
         Summary::of(&self.samples)
     }
+    /// Robust standard error of the median (see the module docs).
+    fn median_se(&self) -> f64 {
+        let Some(s) = self.summary() else {
+            return f64::INFINITY;
+        };
+        let dev: Vec<f64> = self.samples.iter().map(|x| (x - s.median).abs()).collect();
+        let mad = quantile(&dev, 0.5);
+        (1.2533 * 1.4826 * mad / (s.n as f64).sqrt()).max(0.01 * s.median)
+    }
     fn to_json(&self) -> Value {
         let s = self.summary();
         json!({
             "config": self.config, "label": label(&self.config),
             "feasible": self.failure.is_none() && s.is_some(),
             "median": s.as_ref().map(|s| s.median), "cv": s.as_ref().map(|s| s.cv()),
+            "median_se": s.as_ref().map(|_| self.median_se()),
             "samples": self.samples, "failure": self.failure, "seconds": self.seconds,
             "load_avg": self.load_avg,
         })
@@ -223,7 +236,7 @@ async fn measure_grid(study: &Study, passes: usize) -> Result<Vec<Point>, String
                     p.failure = Some(format!(
                         "{}: {}",
                         f.kind.as_str(),
-                        f.message.lines().last().unwrap_or("")
+                        f.message.lines().next().unwrap_or("")
                     ))
                 }
                 None => p.samples.extend(
@@ -258,6 +271,7 @@ struct TunerRun {
     trials: Vec<(usize, String, Option<f64>, Option<f64>)>,
     reached_at: Option<usize>,
     pick: Option<(String, f64, Option<f64>)>,
+    pick_near: bool,
     seconds: f64,
 }
 
@@ -267,7 +281,7 @@ async fn run_tuner(
     seed: u64,
     state: &Path,
     grid: &BTreeMap<String, Option<f64>>,
-    near: &[String],
+    near: &BTreeMap<String, bool>,
 ) -> Result<TunerRun, String> {
     let t0 = Instant::now();
     let backend: Box<dyn Backend> =
@@ -302,7 +316,7 @@ async fn run_tuner(
     for r in &journal.records {
         let key = config_key(&r.params);
         let g = grid.get(&key).copied().flatten();
-        if reached_at.is_none() && near.contains(&key) {
+        if reached_at.is_none() && near.get(&key).copied().unwrap_or(false) {
             reached_at = Some(r.trial + 1);
         }
         trials.push((
@@ -319,11 +333,16 @@ async fn run_tuner(
             grid.get(&config_key(&b.params)).copied().flatten(),
         )
     });
+    let pick_near = outcome
+        .best
+        .as_ref()
+        .is_some_and(|b| near.get(&config_key(&b.params)).copied().unwrap_or(false));
     Ok(TunerRun {
         seed,
         trials,
         reached_at,
         pick,
+        pick_near,
         seconds: t0.elapsed().as_secs_f64(),
     })
 }
@@ -428,20 +447,28 @@ async fn main() {
         .filter_map(|p| p.summary().map(|s| s.cv()))
         .collect();
     let median_cv = quantile(&cvs, 0.5);
-    let tol = (2.0 * median_cv).max(0.02);
-    let threshold = best_median * (1.0 - tol);
+    let best_se = best.median_se();
+    let is_near = |p: &Point| -> bool {
+        p.failure.is_none()
+            && p.summary().is_some_and(|s| {
+                best_median - s.median <= 2.0 * (best_se.powi(2) + p.median_se().powi(2)).sqrt()
+            })
+    };
     let near: Vec<String> = feasible
         .iter()
-        .filter(|p| p.summary().map(|s| s.median >= threshold).unwrap_or(false))
+        .filter(|p| is_near(p))
         .map(|p| config_key(&p.config))
+        .collect();
+    let near_by_grid: BTreeMap<String, bool> = points
+        .iter()
+        .map(|p| (config_key(&p.config), is_near(p)))
         .collect();
     let n = points.len();
     let k = near.len();
     let random_expect = (n as f64 + 1.0) / (k as f64 + 1.0);
     eprintln!(
-        "grid: best {} = {best_median:.1} tok/s; tolerance {:.1}% -> {k} near-best point(s) of {n}",
-        label(&best.config),
-        100.0 * tol
+        "grid: best {} = {best_median:.1} tok/s (s.e. {best_se:.1}) -> {k} near-best point(s) of {n}",
+        label(&best.config)
     );
 
     // 2. The tuner.
@@ -449,7 +476,7 @@ async fn main() {
     if !flag("--skip-tuner") {
         let state = out.join("llamacpp-grid-runs");
         for seed in 1..=seeds as u64 {
-            match run_tuner(&study, &text, seed, &state, &grid, &near).await {
+            match run_tuner(&study, &text, seed, &state, &grid, &near_by_grid).await {
                 Ok(r) => {
                     eprintln!(
                         "seed {seed}: reached near-best at trial {} ; pick {:?} ({:.0} s)",
@@ -487,23 +514,27 @@ async fn main() {
         command.join(" ")
     ));
     md.push_str(&format!(
-        "Grid: {n} points in {grid_seconds:.0} s; best **{}** = {best_median:.1} tok/s; median CV of feasible points {:.1}%; tolerance {:.1}% -> near-best = {k} point(s) (>= {threshold:.1} tok/s). Random search needs (N+1)/(K+1) = {random_expect:.1} trials on average to hit one.\n\n",
+        "Grid: {n} points in {grid_seconds:.0} s; best **{}** = {best_median:.1} tok/s; robust s.e. of its median {best_se:.1} tok/s; median CV of feasible points {:.1}%; near-best (within 2 s.e. of the difference) = {k} point(s). Random search needs (N+1)/(K+1) = {random_expect:.1} trials on average to hit one.\n\n",
         label(&best.config),
-        100.0 * median_cv,
-        100.0 * tol
+        100.0 * median_cv
     ));
-    md.push_str("| rank | configuration | median decode tok/s | CV | samples | load avg | status |\n|---:|---|---:|---:|---|---:|---|\n");
+    md.push_str("| rank | configuration | median decode tok/s | s.e. | CV | samples | load avg | status |\n|---:|---|---:|---:|---:|---|---:|---|\n");
     for (i, p) in sorted.iter().enumerate() {
         let s = p.summary();
         let la = p.load_avg.iter().sum::<f64>() / p.load_avg.len().max(1) as f64;
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.1} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
             i + 1,
             label(&p.config),
             if p.failure.is_some() {
                 "-".into()
             } else {
                 fmt_opt(s.as_ref().map(|s| s.median))
+            },
+            if p.failure.is_some() || s.is_none() {
+                "-".into()
+            } else {
+                format!("{:.1}", p.median_se())
             },
             s.as_ref()
                 .filter(|_| p.failure.is_none())
@@ -534,7 +565,7 @@ async fn main() {
                     .clone()
                     .map(|(l, m, g)| (l, Some(m), g))
                     .unwrap_or(("-".into(), None, None));
-            let pick_near = pg.map(|g| g >= threshold).unwrap_or(false);
+            let pick_near = r.pick_near;
             md.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {:.0} |\n",
                 r.seed,
@@ -584,7 +615,7 @@ async fn main() {
         "grid": points.iter().map(Point::to_json).collect::<Vec<_>>(),
         "grid_seconds": grid_seconds,
         "best": {"label": label(&best.config), "median": best_median},
-        "median_cv": median_cv, "tolerance": tol, "threshold": threshold, "near_best": k,
+        "median_cv": median_cv, "best_median_se": best_se, "near_best": k,
         "random_expected_trials": random_expect,
         "tuner": runs.iter().map(|r| json!({
             "seed": r.seed, "reached_at": r.reached_at, "seconds": r.seconds,

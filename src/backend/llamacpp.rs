@@ -765,7 +765,13 @@ pub struct LlamaServer {
 
 impl LlamaServer {
     fn new(mode: Mode, request_timeout: Duration, load_options: Vec<String>) -> LlamaServer {
-        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        // No idle connection reuse: restarted servers get ports the kernel hands out again, so a
+        // pooled connection may point at a server that is gone ("error sending request" was seen
+        // here in the grid benchmark), and llama-server closes idle keep-alive connections on its
+        // own schedule. A fresh local connection per request costs well under a millisecond.
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(0);
         if matches!(mode, Mode::Managed { .. }) {
             // Our own child on 127.0.0.1: never through an HTTP proxy from the environment.
             builder = builder.no_proxy();
