@@ -9,7 +9,7 @@ cargo build --release --bin ollama-tuner
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/soak.XXXXXX")
 sed -e "s/{MODEL}/gemma3:4b/; s/{PROFILE}/gemma3-4b/; s/{TIME_SCALE}/0.0005/; s/{SEED}/5/; s/{TRIALS}/$TRIALS/" \
     -e 's/^wall_time = .*/wall_time = "24h"/; s/^repeats = 3 /repeats = 1 /; s/^warmup = 1 /warmup = 0 /; s/^num_predict = 128 /num_predict = 16 /' \
-    -e 's/^max_consecutive_failures = 10/max_consecutive_failures = 1000/' \
+    -e 's/^max_consecutive_failures = 10/max_consecutive_failures = 1000/' -e '/^constraints = /d' \
     search_spaces/demo-simulator.toml > "$DIR/soak.toml"
 OLLAMA_TUNER_LOG=warn ./target/release/ollama-tuner run --space "$DIR/soak.toml" --state-dir "$DIR/state" --run-id soak --no-progress &
 PID=$!

@@ -707,13 +707,15 @@ impl Optimizer {
         // classifier: P(feasible) = Phi(mu / sqrt(var + 0.1^2)); out-of-memory is a near-
         // deterministic boundary (bayesopt.md), so the link is kept sharp.
         let feasibility = if !self.failed.is_empty() {
-            let mut fx = Vec::new();
-            let mut fy = Vec::new();
-            let n_all = self.observations.len();
-            let start = n_all.saturating_sub(MAX_GP_POINTS);
-            for (i, o) in self.observations.iter().enumerate() {
+            // The most recent half-cap of successes and of failures: bounded cost on long runs
+            // (every failed configuration stays excluded by its key regardless).
+            let (mut fx, mut fy) = (Vec::new(), Vec::new());
+            let (mut n_ok, mut n_fail) = (0, 0);
+            for o in self.observations.iter().rev() {
                 let failed = matches!(o.outcome, Outcome::Failed);
-                if i >= start || failed {
+                let count = if failed { &mut n_fail } else { &mut n_ok };
+                if *count < MAX_GP_POINTS / 2 {
+                    *count += 1;
                     fx.push(o.x.clone());
                     fy.push(if failed { -1.0 } else { 1.0 });
                 }
