@@ -4,7 +4,7 @@
 //!
 //! cargo run --release --example bench_bo -- --seeds 20 --evals 50 --out bench-out/engine.jsonl
 
-use ollama_tuner::optimizer::{AskContext, Optimizer, Outcome};
+use ollama_tuner::optimizer::{gaussian, AskContext, Optimizer, Outcome};
 use ollama_tuner::space::Config;
 use ollama_tuner::study::{Direction, MetricRef, Objective, OptimizerSettings, Transform};
 use ollama_tuner::testfunctions::{suite, Problem};
@@ -20,6 +20,16 @@ fn arg(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
+/// A successful measurement of `value` (the benchmark functions have no constraints or reloads).
+fn ok(value: f64) -> Outcome {
+    Outcome::Ok {
+        value,
+        constraint_values: vec![],
+        duration_s: 1.0,
+        reload_s: None,
+    }
+}
+
 fn objective() -> Objective {
     Objective {
         metric: MetricRef::parse("value"),
@@ -27,12 +37,6 @@ fn objective() -> Objective {
         constraints: vec![],
         transform: Transform::None,
     }
-}
-
-fn gaussian(rng: &mut rand_chacha::ChaCha8Rng) -> f64 {
-    let u1: f64 = rng.random::<f64>().max(1e-300);
-    let u2: f64 = rng.random::<f64>();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 /// One optimization run; returns (true values, observed values, seconds per ask).
@@ -62,15 +66,7 @@ fn run(
         let y = f + problem.noise * gaussian(&mut noise_rng);
         truth.push(f);
         observed.push(y);
-        opt.tell(
-            &trial,
-            Outcome::Ok {
-                value: y,
-                constraint_values: vec![],
-                duration_s: 1.0,
-                reload_s: None,
-            },
-        );
+        opt.tell(&trial, ok(y));
     }
     (truth, observed, times)
 }
@@ -97,15 +93,7 @@ fn ask_time(problem: &Problem, n: usize) -> (f64, f64) {
             origin: ollama_tuner::trial::Origin::Random,
             acquisition: None,
         };
-        opt.tell(
-            &t,
-            Outcome::Ok {
-                value: y,
-                constraint_values: vec![],
-                duration_s: 1.0,
-                reload_s: None,
-            },
-        );
+        opt.tell(&t, ok(y));
     }
     let mut times = vec![];
     for _ in 0..4 {
@@ -113,15 +101,7 @@ fn ask_time(problem: &Problem, n: usize) -> (f64, f64) {
         let trial = opt.ask(&AskContext::default());
         times.push(t0.elapsed().as_secs_f64());
         let y = problem.eval(&trial.config);
-        opt.tell(
-            &trial,
-            Outcome::Ok {
-                value: y,
-                constraint_values: vec![],
-                duration_s: 1.0,
-                reload_s: None,
-            },
-        );
+        opt.tell(&trial, ok(y));
     }
     let cold = times[0];
     let mut warm = times[1..].to_vec();

@@ -412,7 +412,6 @@ impl Optimizer {
         }
         let mut rng = self.rng(number, 1);
         let d = self.space.dims();
-        let cat = self.space.categorical_mask();
 
         // Reload cost: EI per unit of expected wall time (Snoek, Larochelle, Adams 2012, sec. 3.2),
         // where a candidate whose runner options differ from the loaded ones pays a reload.
@@ -482,7 +481,6 @@ impl Optimizer {
         }
         pool.extend(refined);
         pool.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let _ = cat;
         pool.into_iter()
             .find(|(s, _, c)| s.is_finite() && !self.excluded(&config_key(c)))
             .map(|(s, _, c)| (c, s))
@@ -955,7 +953,7 @@ impl Models {
 }
 
 /// Standard normal draw (Box-Muller), to keep `rand` features minimal.
-fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
+pub fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
     let u1: f64 = rng.random::<f64>().max(1e-300);
     let u2: f64 = rng.random::<f64>();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()

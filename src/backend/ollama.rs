@@ -10,7 +10,6 @@ use crate::measure::{InferenceServer, LoadReport, Protocolled, ServerError};
 use crate::space::{Config, SearchSpace};
 use crate::stats::Sample;
 use crate::study::Protocol;
-use crate::trial::FailureKind;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -415,11 +414,6 @@ impl Backend for OllamaBackend {
     }
 
     async fn shutdown(&mut self) {}
-}
-
-/// Failure kinds of Ollama error messages, re-exported for tests.
-pub fn failure_kind(message: &str) -> Option<FailureKind> {
-    classify_failure(message)
 }
 
 #[cfg(test)]
