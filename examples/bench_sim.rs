@@ -117,11 +117,14 @@ struct Outcome {
 
 async fn run_method(method: &str, seed: u64, trials: usize, target: f64) -> Outcome {
     let (strategy, aware) = match method {
-        "tuner" => ("gp", true),
+        "tuner" | "tuner-no-confirm" => ("gp", true),
         "tuner-no-reload-awareness" => ("gp", false),
         _ => ("random", false),
     };
-    let s = study(seed, trials, strategy, aware, 3, 1);
+    let mut s = study(seed, trials, strategy, aware, 3, 1);
+    if method == "tuner-no-confirm" {
+        s.optimizer.confirm = 1;
+    }
     let mut b = backend::create(&s).await.expect("simulator");
     let mut space = s.space.clone();
     b.prepare(&mut space).await.expect("prepare");
@@ -165,6 +168,16 @@ async fn run_method(method: &str, seed: u64, trials: usize, target: f64) -> Outc
         };
         let eval = evaluate(&mut b, &trial.config).await;
         let rec = make_record(&s, &trial, eval, String::new(), 0.0);
+        if std::env::var_os("OT_TRACE").is_some() {
+            eprintln!(
+                "{t} {:?} true {:.2} measured {:?} reload {:?} {}",
+                trial.origin,
+                true_decode(&rec.params),
+                rec.objective,
+                rec.load.as_ref().map(|l| l.reloaded),
+                ollama_tuner::space::config_key(&rec.params)
+            );
+        }
         opt.tell_record(&rec);
         out.total_seconds += simulated_seconds(&rec, 1);
         if rec.load.as_ref().is_some_and(|l| l.reloaded) {
@@ -186,6 +199,10 @@ async fn run_method(method: &str, seed: u64, trials: usize, target: f64) -> Outc
             out.reached_at = Some(t + 1);
             out.seconds_to_reach = Some(out.total_seconds);
         }
+    }
+    if std::env::var_os("OT_TRACE").is_some() {
+        let rec = opt.recommend().map(|c| (true_decode(&c), c));
+        eprintln!("{method} seed {seed}: recommended {rec:?}");
     }
     b.shutdown().await;
     out
@@ -243,7 +260,8 @@ async fn main() {
     println!();
     println!("| method | trials until one measured config is within 1% of the true best, median [IQR] (seeds reaching it) | trials until the recommended config (best posterior mean) is within 1%, median [IQR] (seeds) | simulated minutes to that, median [IQR] | reloads per trial | simulated minutes for all trials |");
     println!("|---|---|---|---|---|---|");
-    for method in ["tuner", "tuner-no-reload-awareness", "random", "grid"] {
+    let methods = arg("--methods", "tuner,tuner-no-reload-awareness,random,grid");
+    for method in methods.split(',') {
         let (mut at, mut secs, mut reloads, mut totals, mut reached) =
             (vec![], vec![], vec![], vec![], 0);
         let (mut m_at, mut m_reached) = (vec![], 0);
@@ -276,6 +294,9 @@ async fn main() {
             quantile(&reloads, 0.5),
             med_iqr(&totals)
         );
+    }
+    if arg("--spread", "yes") == "no" {
+        return;
     }
     println!();
     println!(

@@ -451,7 +451,10 @@ pub async fn run(
             }
         };
         let ask_s = t_ask.elapsed().as_secs_f64();
-        if !study.optimizer.allow_repeats && measured_keys.contains(&config_key(&trial.config)) {
+        if !study.optimizer.allow_repeats
+            && trial.origin != crate::trial::Origin::Confirm
+            && measured_keys.contains(&config_key(&trial.config))
+        {
             break (
                 StopReason::Converged,
                 "every configuration of the search space has been measured".to_string(),

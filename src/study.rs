@@ -324,7 +324,19 @@ pub struct OptimizerSettings {
     pub reload_aware: bool,
     /// "gp" (default) or "random" (the baseline the benchmark compares against).
     pub strategy: String,
+    /// Measure a configuration statistically tied for the lead up to this many times in all
+    /// (optimizer.rs `confirmation`); 1 = never re-measure (the engine's default, and the
+    /// command backend's), `SERVER_CONFIRM` for inference-server backends.
+    #[serde(default = "default_confirm")]
+    pub confirm: usize,
 }
+
+fn default_confirm() -> usize {
+    1
+}
+
+/// Default `optimizer.confirm` of studies on an inference server.
+pub const SERVER_CONFIRM: usize = 3;
 
 impl Default for OptimizerSettings {
     fn default() -> Self {
@@ -334,6 +346,7 @@ impl Default for OptimizerSettings {
             allow_repeats: false,
             reload_aware: true,
             strategy: "gp".into(),
+            confirm: default_confirm(),
         }
     }
 }
@@ -439,6 +452,7 @@ struct RawOptimizer {
     allow_repeats: Option<bool>,
     reload_aware: Option<bool>,
     strategy: Option<Spanned<String>>,
+    confirm: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -837,6 +851,12 @@ fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError> {
 
     // Optimizer
     let mut optimizer = OptimizerSettings::default();
+    // Inference servers measure with a few percent of noise (ollama-api.md), so a run against
+    // one re-measures statistically tied leaders by default; a command is taken as exact
+    // unless the study says otherwise.
+    if !matches!(backend, BackendConfig::Command { .. }) {
+        optimizer.confirm = SERVER_CONFIRM;
+    }
     if let Some(o) = raw.optimizer {
         let o = o.into_inner();
         if let Some(i) = &o.initial_trials {
@@ -850,6 +870,9 @@ fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError> {
         }
         if let Some(r) = o.reload_aware {
             optimizer.reload_aware = r;
+        }
+        if let Some(c) = &o.confirm {
+            optimizer.confirm = positive_int(loc, c, "optimizer.confirm", 1)?;
         }
         if let Some(s) = &o.strategy {
             match s.get_ref().as_str() {

@@ -20,6 +20,8 @@ pub enum Origin {
     Model,
     /// Random search (strategy = "random", or a fallback when the model cannot propose).
     Random,
+    /// A measured configuration measured again because it was statistically tied for the lead.
+    Confirm,
 }
 
 /// A configuration the optimizer asks to be measured.

@@ -250,3 +250,34 @@ fn minimized_objective_ranks_pareto_and_convergence_the_other_way() {
         .unwrap()
         .contains("lower is better"));
 }
+
+#[test]
+fn a_remeasured_configuration_is_one_row_ranked_on_all_its_samples() {
+    // The best trial's configuration measured again, lower: pooled, it no longer ranks on its
+    // luckiest measurement alone.
+    let (meta, mut records) = basic_run();
+    let dir = tempfile::tempdir().unwrap();
+    let before = analyse(&write_run(dir.path(), &meta, &records)).unwrap();
+    let best = before.best_row().unwrap().record.clone();
+    let mut again = best.clone();
+    again.trial = records.iter().map(|r| r.trial).max().unwrap() + 1;
+    again.origin = ollama_tuner::trial::Origin::Confirm;
+    for s in again.samples.iter_mut() {
+        if let Some(v) = s.get_mut("decode_tps") {
+            *v *= 0.5;
+        }
+    }
+    records.push(again.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let r = analyse(&write_run(dir.path(), &meta, &records)).unwrap();
+    assert_eq!(r.rows.len(), before.rows.len(), "one row per configuration");
+    let pooled = r.rows.iter().find(|x| x.trial() == best.trial).unwrap();
+    assert_eq!(pooled.also, vec![again.trial]);
+    let n = best.samples.len();
+    assert_eq!(pooled.objective_samples.len(), 2 * n);
+    assert!(pooled.objective.unwrap() < before.best_row().unwrap().objective.unwrap());
+    let md = render(&r, ReportFormat::Markdown);
+    assert!(md.contains(&format!("#{}+#{}", best.trial, again.trial)), "{md}");
+    let json = render(&r, ReportFormat::Json);
+    assert!(json.contains("\"also\""));
+}

@@ -63,6 +63,7 @@ pub fn render(r: &Report) -> String {
                 Origin::Initial => "initial",
                 Origin::Model => "model",
                 Origin::Random => "random",
+                Origin::Confirm => "confirm",
             }
             .into(),
             match rec.status {

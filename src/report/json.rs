@@ -110,6 +110,9 @@ struct JsonBaseline {
 struct JsonTrial<'a> {
     rank: Option<usize>,
     trial: usize,
+    /// Later trials that re-measured this configuration, pooled into this entry.
+    #[serde(skip_serializing_if = "<[usize]>::is_empty")]
+    also: &'a [usize],
     origin: Origin,
     status: Status,
     class: RowClass,
@@ -165,6 +168,7 @@ fn trial(row: &Row) -> JsonTrial<'_> {
     JsonTrial {
         rank: row.rank,
         trial: rec.trial,
+        also: &row.also,
         origin: rec.origin,
         status: rec.status,
         class: row.class,

@@ -36,7 +36,11 @@ fn cell(s: &str) -> String {
 }
 
 fn trial_ref(row: &Row) -> String {
-    format!("#{}", row.trial())
+    let mut s = format!("#{}", row.trial());
+    for t in &row.also {
+        s.push_str(&format!("+#{t}"));
+    }
+    s
 }
 
 fn join_trials(rows: &[&Row], with_change: bool) -> String {

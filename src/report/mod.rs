@@ -14,7 +14,7 @@ pub mod markdown;
 pub mod plots;
 
 use crate::optimizer::{Optimizer, ParamEffect};
-use crate::space::{format_float, Config, ParamKind, ParamValue};
+use crate::space::{config_key, format_float, Config, ParamKind, ParamValue};
 use crate::stats::{quantile_sorted, Summary};
 use crate::store::{JournalRead, RunDir, RunMeta, StoreError, META_FILE};
 use crate::study::{Comparison, Direction, OptimizerSettings, Stat};
@@ -22,7 +22,7 @@ use crate::trial::{FailureKind, Origin, Status, TrialRecord};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -148,6 +148,9 @@ pub struct Row {
     pub violations: Vec<String>,
     /// Why a failed row failed: a `FailureKind` name, "missing_objective" or "unknown".
     pub failure_kind: Option<String>,
+    /// Later trials that measured the same configuration again (the optimizer re-measures
+    /// leaders that are statistically tied); their samples are pooled into this row.
+    pub also: Vec<usize>,
 }
 
 impl Row {
@@ -475,8 +478,9 @@ pub fn analyse_journal(meta: RunMeta, journal: JournalRead, with_importance: boo
         .cloned()
         .collect();
 
-    // Classify every record.
-    let mut rows: Vec<Row> = records.iter().map(|rec| classify(rec, &meta)).collect();
+    // Classify every record; repeated measurements of one configuration become one row.
+    let rows: Vec<Row> = records.iter().map(|rec| classify(rec, &meta)).collect();
+    let mut rows = pool_repeats(rows, objective.metric.stat);
 
     // Rank: feasible by objective, infeasible by objective, failed by trial number.
     rows.sort_by(|a, b| {
@@ -673,7 +677,42 @@ fn classify(rec: &TrialRecord, meta: &RunMeta) -> Row {
         tie: None,
         violations,
         failure_kind,
+        also: vec![],
     }
+}
+
+/// Merge the rows of trials that measured the same configuration into the first one: its
+/// objective becomes the statistic over all their samples, so a re-measured leader is ranked
+/// on every measurement instead of on its luckiest trial. Feasible only when every measurement
+/// was. Failed trials are never merged (each failure is its own evidence).
+fn pool_repeats(rows: Vec<Row>, stat: Stat) -> Vec<Row> {
+    let mut out: Vec<Row> = Vec::with_capacity(rows.len());
+    let mut first_of: BTreeMap<String, usize> = BTreeMap::new();
+    for row in rows {
+        if row.class == RowClass::Failed {
+            out.push(row);
+            continue;
+        }
+        let key = config_key(&row.record.params);
+        let Some(&i) = first_of.get(&key) else {
+            first_of.insert(key, out.len());
+            out.push(row);
+            continue;
+        };
+        let first = &mut out[i];
+        first.also.push(row.trial());
+        first.objective_samples.extend(row.objective_samples);
+        if row.class == RowClass::Infeasible {
+            first.class = RowClass::Infeasible;
+            first.violations.extend(row.violations);
+        }
+        if !first.objective_samples.is_empty() {
+            let mut v = first.objective_samples.clone();
+            first.objective = Some(stat_of(&mut v, stat));
+            first.objective_summary = Summary::of(&first.objective_samples);
+        }
+    }
+    out
 }
 
 /// Percent change of `v` against `base`; None when the base is zero.
