@@ -12,6 +12,8 @@
 #      search_spaces/llamacpp-gemma3-270m.toml --trials 8`, then checks of the journal (8 lines,
 #      every ok trial with decode_tps > 0, the run stopped for budget), that no llama-server it
 #      started still answers, and that `ollama-tuner status` works.
+#   4. kill -9 of the tuner while it measures: the llama-server child must die with it
+#      (PR_SET_PDEATHSIG), and `ollama-tuner resume` must finish the run.
 #
 # Environment:
 #   E2E_PROFILE   release (default, what CI ships) or debug (quicker to build locally)
@@ -104,5 +106,36 @@ EOF
 
 "$BIN" status "$STATE/e2e" | tee "$TMP/status.txt" || die "ollama-tuner status exited with status $?"
 grep -q "trials: *$TRIALS of $TRIALS" "$TMP/status.txt" || die "status does not report $TRIALS of $TRIALS trials"
+
+log "step 4: kill -9 the tuner mid-trial: its llama-server must die with it (PR_SET_PDEATHSIG), and resume must finish the run"
+(cd "$TMP" && exec "$BIN" run --space "$ROOT/search_spaces/llamacpp-gemma3-270m.toml" \
+    --state-dir "$STATE" --run-id killed --trials 3 --no-progress) >"$TMP/killed.log" 2>&1 &
+TUNER=$!
+CHILD=
+for _ in $(seq 1 600); do
+    CHILD=$(pgrep -P "$TUNER" -f "llama-server.*--port" || true)
+    [ -n "$CHILD" ] && break
+    kill -0 "$TUNER" 2>/dev/null || break
+    sleep 0.1
+done
+[ -n "$CHILD" ] || { cat "$TMP/killed.log" >&2; die "the tuner never started llama-server"; }
+kill -KILL "$TUNER"
+wait "$TUNER" 2>/dev/null || true
+for _ in $(seq 1 50); do
+    kill -0 "$CHILD" 2>/dev/null || break
+    sleep 0.1
+done
+if kill -0 "$CHILD" 2>/dev/null; then
+    kill -KILL "$CHILD" 2>/dev/null || true
+    die "llama-server (pid $CHILD) outlived the killed tuner"
+fi
+log "llama-server pid $CHILD died with the tuner"
+# --trials again: resume takes the budget from the frozen study file, not from the first
+# command line.
+(cd "$TMP" && "$BIN" resume "$STATE/killed" --trials 3 --no-progress) >>"$TMP/killed.log" 2>&1 \
+    || { tail -n 20 "$TMP/killed.log" >&2; die "resume after kill -9 failed"; }
+n=$(grep -c . "$STATE/killed/trials.jsonl")
+[ "$n" = 3 ] || die "the resumed run has $n trials, expected 3"
+log "resume finished the killed run (3 trials)"
 
 log "all steps passed in $((SECONDS - T0)) s"
