@@ -292,12 +292,25 @@ async fn run_study(study: Study, path: &Path, opts: RunOptions) -> Result<(), Cl
         .await
         .map_err(|e| CliError::new(ExitCode::Backend, e.to_string()))?;
     let shutdown = install_signal_handlers();
+    let export = export_format_for(&study.backend);
     let out = runloop::run(study, &text, path, opts, backend, shutdown).await?;
-    print_outcome(&out);
+    print_outcome(&out, export);
     Ok(())
 }
 
-pub fn print_outcome(out: &runloop::RunOutcome) {
+/// The export format that configures what a study tuned: a Modelfile for Ollama (and the
+/// simulator, which speaks its API), a llama-server command line for llama-server, the
+/// parameters as JSON for a command.
+pub fn export_format_for(backend: &crate::study::BackendConfig) -> &'static str {
+    use crate::study::BackendConfig;
+    match backend {
+        BackendConfig::Ollama { .. } | BackendConfig::Simulator { .. } => "modelfile",
+        BackendConfig::Llamacpp { .. } => "llama-server",
+        BackendConfig::Command { .. } => "json",
+    }
+}
+
+pub fn print_outcome(out: &runloop::RunOutcome, export_format: &str) {
     println!();
     if out.simulated {
         println!("(SIMULATED: these numbers come from the built-in Ollama simulator, not from real hardware)");
@@ -330,7 +343,7 @@ pub fn print_outcome(out: &runloop::RunOutcome) {
     println!("run:     {}", out.run_dir.display());
     println!("report:  {}", out.run_dir.join("report.md").display());
     println!(
-        "export:  ollama-tuner export {} --format modelfile",
+        "export:  ollama-tuner export {} --format {export_format}",
         out.run_dir.display()
     );
 }

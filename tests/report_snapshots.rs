@@ -277,7 +277,10 @@ fn a_remeasured_configuration_is_one_row_ranked_on_all_its_samples() {
     assert_eq!(pooled.objective_samples.len(), 2 * n);
     assert!(pooled.objective.unwrap() < before.best_row().unwrap().objective.unwrap());
     let md = render(&r, ReportFormat::Markdown);
-    assert!(md.contains(&format!("#{}+#{}", best.trial, again.trial)), "{md}");
+    assert!(
+        md.contains(&format!("#{}+#{}", best.trial, again.trial)),
+        "{md}"
+    );
     let json = render(&r, ReportFormat::Json);
     assert!(json.contains("\"also\""));
 }
