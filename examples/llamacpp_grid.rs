@@ -19,8 +19,9 @@
 //! near-best when best - median <= 2 * sqrt(se_best^2 + se_point^2): the two medians cannot be
 //! told apart at about 95 %. A tuner run "reaches" the best
 //! at the first trial whose configuration is near-best (judged by the grid's numbers, not by the
-//! run's own noisy measurement); its final pick is its best-measured trial. Random search without
-//! repeats needs (N+1)/(K+1) trials on average to hit one of K near-best points among N.
+//! run's own noisy measurement); its final pick is the report's rank 1 (a configuration the
+//! tuner re-measured is ranked on all its samples). Random search without repeats needs
+//! (N+1)/(K+1) trials on average to hit one of K near-best points among N.
 //!
 //! Options: --seeds N (3), --trials N (15), --repeats N (3), --warmup N (1), --num-predict N (64),
 //! --passes N (grid passes, samples pooled; 1), --out DIR (bench-out), --grid FILE (reuse a grid
@@ -326,17 +327,23 @@ async fn run_tuner(
             g,
         ));
     }
-    let pick = outcome.best.as_ref().map(|b| {
+    // The pick is the report's rank 1: re-measurements of a configuration are pooled there.
+    let report =
+        ollama_tuner::report::analyse(&RunDir::open(&outcome.run_dir).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    let best = report.best_row();
+    let pick = best.map(|b| {
         (
-            label(&b.params),
+            label(&b.record.params),
             b.objective.unwrap_or(f64::NAN),
-            grid.get(&config_key(&b.params)).copied().flatten(),
+            grid.get(&config_key(&b.record.params)).copied().flatten(),
         )
     });
-    let pick_near = outcome
-        .best
-        .as_ref()
-        .is_some_and(|b| near.get(&config_key(&b.params)).copied().unwrap_or(false));
+    let pick_near = best.is_some_and(|b| {
+        near.get(&config_key(&b.record.params))
+            .copied()
+            .unwrap_or(false)
+    });
     Ok(TunerRun {
         seed,
         trials,
