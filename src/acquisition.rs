@@ -75,6 +75,31 @@ pub fn log_expected_improvement(mean: f64, std: f64, best: f64) -> f64 {
     log_h((mean - best) / std) + std.ln()
 }
 
+/// d ln Phi(u) / du = phi(u) / Phi(u), evaluated in log space so that it stays finite (about
+/// -u) deep in the lower tail.
+pub fn log_norm_cdf_grad(u: f64) -> f64 {
+    (-0.5 * u * u - LOG_SQRT_2PI - log_norm_cdf(u)).exp()
+}
+
+/// log EI with its partial derivatives with respect to the posterior mean and variance.
+///
+/// With s = sqrt(var), z = (mean - best) / s and log EI = log h(z) + ln s: since
+/// h'(z) = Phi(z) (differentiate phi(z) + z Phi(z), using phi'(z) = -z phi(z)),
+///   d/d mean = r / s,   d/d var = (1 - r z) / (2 s^2),   r = Phi(z) / h(z) = exp(ln Phi(z) - log h(z)).
+pub fn log_ei_with_grad(mean: f64, var: f64, best: f64) -> (f64, f64, f64) {
+    let std = var.max(1e-24).sqrt().max(1e-12);
+    let z = (mean - best) / std;
+    let lh = log_h(z);
+    let r = (log_norm_cdf(z) - lh).exp();
+    let d_mean = r / std;
+    let d_var = if var > 1e-24 {
+        (1.0 - r * z) / (2.0 * std * std)
+    } else {
+        0.0
+    };
+    (lh + std.ln(), d_mean, d_var)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +141,43 @@ mod tests {
         assert!((log_norm_cdf(0.0) - 0.5f64.ln()).abs() < 1e-15);
         // scipy.special.erfcx(30) = 0.018795888861416751
         assert!((erfcx(30.0) - 0.018_795_888_861_416_75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn log_ei_gradient_matches_central_differences() {
+        for (m, v, best) in [
+            (0.3, 0.2, 0.1),
+            (-1.0, 0.04, 1.5),
+            (-3.0, 1e-3, 2.0),
+            (2.0, 0.5, 0.0),
+            (-40.0, 0.3, 0.0),
+        ] {
+            let (f, dm, dv) = log_ei_with_grad(m, v, best);
+            assert!((f - log_expected_improvement(m, v.sqrt(), best)).abs() < 1e-12);
+            let h = 1e-6 * (1.0 + m.abs());
+            let fd_m = (log_ei_with_grad(m + h, v, best).0 - log_ei_with_grad(m - h, v, best).0)
+                / (2.0 * h);
+            let hv = 1e-6 * v;
+            let fd_v = (log_ei_with_grad(m, v + hv, best).0 - log_ei_with_grad(m, v - hv, best).0)
+                / (2.0 * hv);
+            assert!(
+                (fd_m - dm).abs() < 1e-5 * (1.0 + dm.abs()),
+                "mean: {fd_m} vs {dm}"
+            );
+            assert!(
+                (fd_v - dv).abs() < 1e-5 * (1.0 + dv.abs()),
+                "var: {fd_v} vs {dv}"
+            );
+        }
+        for u in [-30.0, -6.0, -2.0, 0.0, 3.0] {
+            let h = 1e-6;
+            let fd = (log_norm_cdf(u + h) - log_norm_cdf(u - h)) / (2.0 * h);
+            let g = log_norm_cdf_grad(u);
+            assert!(
+                (fd - g).abs() < 1e-5 * (1.0 + g.abs()),
+                "u={u}: {fd} vs {g}"
+            );
+        }
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! ollama-tuner: Gaussian-process Bayesian optimization of local LLM server settings.
 //!
 //! The module list is the pipeline: search space -> initial design -> GP surrogate ->
-//! acquisition -> optimizer (ask/tell, no I/O) <- run loop (tokio) -> backends -> store ->
-//! report / export.
+//! acquisition (maximized with boxmin) -> optimizer (ask/tell, no I/O) <- run loop (tokio) ->
+//! backends -> store -> report / export.
 
 pub mod acquisition;
 pub mod backend;
+pub mod boxmin;
 pub mod cli;
 pub mod design;
 pub mod export;

@@ -4,7 +4,10 @@
 //! GP fit is deterministic, so a run is reproducible for a given seed and a resumed run asks
 //! exactly what the uninterrupted one would have (given the saved `OptimizerState`).
 
-use crate::acquisition::{log_expected_improvement, log_norm_cdf};
+use crate::acquisition::{
+    log_ei_with_grad, log_expected_improvement, log_norm_cdf, log_norm_cdf_grad,
+};
+use crate::boxmin::{minimize_box, BoxMinOptions};
 use crate::design::{initial_design_size, sobol_point, unit_to_encoded};
 use crate::gp::{FitOptions, Gp};
 use crate::space::{config_key, Config, ParamKind, SearchSpace};
@@ -451,14 +454,19 @@ impl Optimizer {
             None
         };
 
+        // Reload penalty of a configuration (0 when its runner options are the loaded ones).
+        let penalty = |c: &Config| -> f64 {
+            match &cost {
+                Some((loaded_key, t_measure, t_reload)) if &self.runner_key(c) != loaded_key => {
+                    ((t_measure + t_reload) / t_measure).ln()
+                }
+                _ => 0.0,
+            }
+        };
         let score = |xs: &[Vec<f64>], configs: &[Config]| -> Vec<f64> {
             let mut s = models.score(xs);
-            if let Some((loaded_key, t_measure, t_reload)) = &cost {
-                for (si, c) in s.iter_mut().zip(configs) {
-                    if &self.runner_key(c) != loaded_key {
-                        *si -= ((t_measure + t_reload) / t_measure).ln();
-                    }
-                }
+            for (si, c) in s.iter_mut().zip(configs) {
+                *si -= penalty(c);
             }
             s
         };
@@ -498,18 +506,49 @@ impl Optimizer {
             }
         }
 
-        // Local refinement of the best distinct starting points, alternating gradient ascent on
-        // the continuous dimensions with exhaustive search of each discrete one, as Optuna's
-        // optuna/_gp/optim_mixed.py alternates L-BFGS-B with discrete line searches.
-        let starts: Vec<(f64, Vec<f64>)> = pool
+        // Starting points of the local searches, as Optuna's optuna/_gp/optim_mixed.py
+        // `optimize_acqf_mixed` picks them: the best raw candidate, others drawn without
+        // replacement with probability proportional to exp(acquisition - best) (a roulette
+        // wheel over the log acquisition), and the best observed point as a warm start
+        // (optuna/samplers/_gp/sampler.py passes it as `best_params`).
+        let n_local = if n_obs > 150 { 5 } else { 10 };
+        let candidates: Vec<&(f64, Vec<f64>, Config)> = pool
             .iter()
-            .filter(|(_, _, c)| !self.excluded(&config_key(c)))
-            .take(if n_obs > 150 { 4 } else { 8 })
-            .map(|(s, x, _)| (*s, x.clone()))
+            .filter(|(s, _, c)| s.is_finite() && !self.excluded(&config_key(c)))
             .collect();
+        let mut starts: Vec<Vec<f64>> = Vec::new();
+        if let Some(first) = candidates.first() {
+            starts.push(first.1.clone());
+            let top = first.0;
+            let mut w: Vec<f64> = candidates.iter().map(|(s, _, _)| (s - top).exp()).collect();
+            w[0] = 0.0;
+            while starts.len() + 1 < n_local {
+                let total: f64 = w.iter().sum();
+                if total.is_nan() || total <= 0.0 {
+                    break;
+                }
+                let mut u = rng.random::<f64>() * total;
+                let mut pick = w.len() - 1;
+                for (i, wi) in w.iter().enumerate() {
+                    if u < *wi {
+                        pick = i;
+                        break;
+                    }
+                    u -= wi;
+                }
+                if w[pick] <= 0.0 {
+                    break;
+                }
+                w[pick] = 0.0;
+                starts.push(candidates[pick].1.clone());
+            }
+        }
+        if let Some((x, _)) = models.top_observed.first() {
+            starts.push(x.clone());
+        }
         let mut refined: Vec<(f64, Vec<f64>, Config)> = Vec::new();
-        for (s0, x0) in starts {
-            let (best_s, best_x) = self.local_search(x0, s0, &score);
+        for x0 in starts {
+            let (best_s, best_x) = self.local_search(&models, &penalty, x0, &score);
             let c = self.space.decode(&best_x);
             refined.push((best_s, best_x, c));
         }
@@ -596,18 +635,10 @@ impl Optimizer {
             .collect()
     }
 
-    /// Alternate (1) projected gradient ascent over the continuous dimensions, with central
-    /// finite-difference gradients and a backtracking step search evaluated as one batch, and
-    /// (2) an exhaustive pass over every value of each discrete dimension (<= 32 values).
-    /// Only configurations that may be proposed (not excluded) can become the result.
-    fn local_search(&self, x0: Vec<f64>, s0: f64, score: &ScoreFn) -> (f64, Vec<f64>) {
-        let eval = |xs: Vec<Vec<f64>>| -> (Vec<Vec<f64>>, Vec<Config>, Vec<f64>) {
-            let cs: Vec<Config> = xs.iter().map(|x| self.space.decode(x)).collect();
-            let xs: Vec<Vec<f64>> = cs.iter().map(|c| self.space.encode(c)).collect();
-            let s = score(&xs, &cs);
-            (xs, cs, s)
-        };
-        let mut cont: Vec<(usize, f64)> = Vec::new();
+    /// The continuous dimensions of the space (floats, and integers or stepped floats with more
+    /// than 32 values) and the discrete ones with their encoded values, for the local search.
+    fn split_dims(&self) -> (Vec<usize>, Vec<(usize, Vec<f64>)>) {
+        let mut cont = Vec::new();
         let mut discrete: Vec<(usize, Vec<f64>)> = Vec::new();
         for (i, p) in self.space.params.iter().enumerate() {
             match (p.is_categorical(), p.cardinality()) {
@@ -624,67 +655,84 @@ impl Optimizer {
                         .collect();
                     discrete.push((i, vals));
                 }
-                (false, Some(card)) => cont.push((i, (1.0 / card as f64).max(1e-3))),
-                (false, None) => cont.push((i, 1e-3)),
+                (false, _) => cont.push(i),
             }
         }
-        let (mut best_x, mut best_s) = (x0, s0);
-        for _round in 0..3 {
-            let start_s = best_s;
-            // (1) gradient ascent on continuous dimensions
-            for _ in 0..15 {
-                if cont.is_empty() {
-                    break;
-                }
-                let mut probes = Vec::with_capacity(2 * cont.len());
-                for &(i, h) in &cont {
-                    let mut up = best_x.clone();
-                    up[i] = (up[i] + h).min(1.0);
-                    let mut down = best_x.clone();
-                    down[i] = (down[i] - h).max(0.0);
-                    probes.push(up);
-                    probes.push(down);
-                }
-                let (px, _, ps) = eval(probes);
-                let grad: Vec<f64> = cont
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &(i, _))| {
-                        let dx = px[2 * k][i] - px[2 * k + 1][i];
-                        if dx.abs() < 1e-12 || !ps[2 * k].is_finite() || !ps[2 * k + 1].is_finite()
-                        {
-                            0.0
-                        } else {
-                            (ps[2 * k] - ps[2 * k + 1]) / dx
-                        }
-                    })
-                    .collect();
-                let norm = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
-                if norm <= 0.0 {
-                    break;
-                }
-                let steps = [0.3, 0.1, 0.03, 0.01, 0.003, 0.001];
-                let trial_points: Vec<Vec<f64>> = steps
-                    .iter()
-                    .map(|t| {
-                        let mut x = best_x.clone();
-                        for (k, &(i, _)) in cont.iter().enumerate() {
-                            x[i] = (x[i] + t * grad[k] / norm).clamp(0.0, 1.0);
-                        }
-                        x
-                    })
-                    .collect();
-                let (tx, tc, ts) = eval(trial_points);
-                let mut improved = false;
-                for ((x, c), s) in tx.into_iter().zip(tc).zip(ts) {
-                    if s > best_s + 1e-12 && !self.excluded(&config_key(&c)) {
-                        best_s = s;
-                        best_x = x;
-                        improved = true;
+        (cont, discrete)
+    }
+
+    /// Local maximization of the acquisition from `x0`, alternating (1) projected L-BFGS
+    /// (boxmin.rs) with exact gradients over the continuous dimensions, in coordinates divided
+    /// by the objective GP's lengthscales (Optuna's preconditioning in optuna/_gp/optim_mixed.py
+    /// `_gradient_ascent_batched`), and (2) an exhaustive pass over every value of each discrete
+    /// dimension (<= 32 values), until a round changes nothing. Integer and stepped dimensions
+    /// with more than 32 values are relaxed during (1) and snapped after it. Only configurations
+    /// that may be proposed (not excluded) can become the result; an excluded `x0` (the best
+    /// observed point as a warm start) scores -inf until the search leaves it.
+    fn local_search(
+        &self,
+        models: &Models,
+        penalty: &dyn Fn(&Config) -> f64,
+        x0: Vec<f64>,
+        score: &ScoreFn,
+    ) -> (f64, Vec<f64>) {
+        let eval = |xs: Vec<Vec<f64>>| -> (Vec<Vec<f64>>, Vec<Config>, Vec<f64>) {
+            let cs: Vec<Config> = xs.iter().map(|x| self.space.decode(x)).collect();
+            let xs: Vec<Vec<f64>> = cs.iter().map(|c| self.space.encode(c)).collect();
+            let s = score(&xs, &cs);
+            (xs, cs, s)
+        };
+        let (cont, discrete) = self.split_dims();
+        let ls: Vec<f64> = cont
+            .iter()
+            .map(|&i| models.objective.hyper.lengthscales[i].clamp(1e-3, 1e3))
+            .collect();
+        let (mut best_x, mut best_s) = {
+            let (xs, cs, s) = eval(vec![x0]);
+            let s0 = if self.excluded(&config_key(&cs[0])) {
+                f64::NEG_INFINITY
+            } else {
+                s[0]
+            };
+            (xs.into_iter().next().unwrap(), s0)
+        };
+        let opts = BoxMinOptions {
+            max_iters: if self.observations.len() > 150 {
+                60
+            } else {
+                200
+            },
+            ..BoxMinOptions::default()
+        };
+        for _round in 0..5 {
+            let mut changed = false;
+            // (1) continuous dimensions
+            if !cont.is_empty() {
+                let base = best_x.clone();
+                let to_x = |z: &[f64]| -> Vec<f64> {
+                    let mut x = base.clone();
+                    for (k, &i) in cont.iter().enumerate() {
+                        x[i] = z[k] * ls[k];
                     }
-                }
-                if !improved {
-                    break;
+                    x
+                };
+                let mut f = |z: &[f64]| -> (f64, Vec<f64>) {
+                    let x = to_x(z);
+                    let (v, g) = models.score_with_grad(&x);
+                    let v = v - penalty(&self.space.decode(&x));
+                    (-v, cont.iter().zip(&ls).map(|(&i, l)| -g[i] * l).collect())
+                };
+                let z0: Vec<f64> = cont.iter().zip(&ls).map(|(&i, l)| base[i] / l).collect();
+                let lo = vec![0.0; cont.len()];
+                let hi: Vec<f64> = ls.iter().map(|l| 1.0 / l).collect();
+                let r = minimize_box(&mut f, &z0, &lo, &hi, &opts);
+                if r.iterations > 0 {
+                    let (xs, cs, s) = eval(vec![to_x(&r.x)]);
+                    if s[0] > best_s + 1e-12 && !self.excluded(&config_key(&cs[0])) {
+                        best_s = s[0];
+                        best_x = xs.into_iter().next().unwrap();
+                        changed = true;
+                    }
                 }
             }
             // (2) exhaustive search of each discrete dimension
@@ -702,10 +750,11 @@ impl Optimizer {
                     if s > best_s + 1e-12 && !self.excluded(&config_key(&c)) {
                         best_s = s;
                         best_x = x;
+                        changed = true;
                     }
                 }
             }
-            if best_s <= start_s + 1e-9 {
+            if !changed || cont.is_empty() {
                 break;
             }
         }
@@ -1072,6 +1121,60 @@ impl Models {
             }
         }
         s
+    }
+
+    /// `score` at one encoded point with its exact gradient (zero along categorical dimensions):
+    /// the chain rule through `log_ei_with_grad` and `log_norm_cdf_grad` (acquisition.rs) and
+    /// the posterior gradients of `Gp::predict_with_grad`.
+    fn score_with_grad(&self, x: &[f64]) -> (f64, Vec<f64>) {
+        let d = x.len();
+        let mut grad = vec![0.0; d];
+        let mut s = 0.0;
+        if let Some(best) = self.incumbent {
+            let (mu, var, dmu, dvar) = self.objective.predict_with_grad(x);
+            let (v, gm, gv) = log_ei_with_grad(mu, var, best);
+            s += v;
+            for i in 0..d {
+                grad[i] += gm * dmu[i] + gv * dvar[i];
+            }
+        }
+        // Original units of an auxiliary GP: m = y_mean + y_std mu, sd^2 = y_std^2 var.
+        let original = |g: &Gp| {
+            let (mu, var, dmu, dvar) = g.predict_with_grad(x);
+            let (a, b) = (g.y_std, g.y_std * g.y_std);
+            let dm: Vec<f64> = dmu.iter().map(|v| a * v).collect();
+            let dv: Vec<f64> = dvar.iter().map(|v| b * v).collect();
+            (g.y_mean + a * mu, b * var, dm, dv)
+        };
+        if let Some(f) = &self.feasibility {
+            // u = m / sqrt(sd^2 + 0.01): du = dm / q - m d(sd^2) / (2 q^3), q = sqrt(sd^2 + 0.01).
+            let (m, v, dm, dv) = original(f);
+            let q = (v + 0.01).sqrt();
+            let u = m / q;
+            s += log_norm_cdf(u);
+            let r = log_norm_cdf_grad(u);
+            for i in 0..d {
+                grad[i] += r * (dm[i] / q - m * dv[i] / (2.0 * q * q * q));
+            }
+        }
+        for (g, bound, op) in &self.constraints {
+            // z = +-(bound - m) / sd: dz = -+dm / sd - z d(sd^2) / (2 sd^2) (sd floored at 1e-9).
+            let (m, v, dm, dv) = original(g);
+            let sd = v.sqrt();
+            let floored = sd < 1e-9;
+            let sd = sd.max(1e-9);
+            let (z, sign) = match op {
+                Comparison::AtMost => ((bound - m) / sd, -1.0),
+                Comparison::AtLeast => ((m - bound) / sd, 1.0),
+            };
+            s += log_norm_cdf(z);
+            let r = log_norm_cdf_grad(z);
+            for i in 0..d {
+                let dsd2 = if floored { 0.0 } else { dv[i] };
+                grad[i] += r * (sign * dm[i] / sd - z * dsd2 / (2.0 * sd * sd));
+            }
+        }
+        (s, grad)
     }
 }
 
