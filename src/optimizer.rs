@@ -548,7 +548,7 @@ impl Optimizer {
         }
         let mut refined: Vec<(f64, Vec<f64>, Config)> = Vec::new();
         for x0 in starts {
-            let (best_s, best_x) = self.local_search(&models, &penalty, x0, &score);
+            let (best_s, best_x) = self.local_search(models, &penalty, x0, &score);
             let c = self.space.decode(&best_x);
             refined.push((best_s, best_x, c));
         }
