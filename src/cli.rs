@@ -505,6 +505,12 @@ fn status(run_dir: &Path) -> Result<(), CliError> {
             );
         }
         println!("reloads:   {} ({:.1} s)", m.reloads, m.reload_seconds);
+        if let Some(p) = m.progress.as_ref().filter(|p| p.report_trials < n) {
+            println!(
+                "report:    covers {} of the {n} trials so far (regenerated every few seconds on fast trials, and when the run stops)",
+                p.report_trials
+            );
+        }
         let sign = if m.objective.direction == crate::study::Direction::Maximize {
             1.0
         } else {
