@@ -319,8 +319,14 @@ pub fn print_outcome(out: &runloop::RunOutcome, export_format: &str) {
     println!("trials:  {}", out.trials);
     match &out.best {
         Some(b) => {
+            let also: String = out.best_also.iter().map(|t| format!(", {t}")).collect();
+            let pooled = if out.best_also.is_empty() {
+                String::new()
+            } else {
+                format!(" (measured {} times)", out.best_also.len() + 1)
+            };
             println!(
-                "best:    trial {} with {} = {:.4}",
+                "best:    trial {}{also} with {} = {:.4}{pooled}",
                 b.trial,
                 out.objective_label,
                 b.objective.unwrap_or(f64::NAN)
@@ -518,6 +524,12 @@ fn status(run_dir: &Path) -> Result<(), CliError> {
             );
         }
         println!("reloads:   {} ({:.1} s)", m.reloads, m.reload_seconds);
+        if let Some(p) = m.progress.as_ref().filter(|p| p.report_trials < n) {
+            println!(
+                "report:    covers {} of the {n} trials so far (regenerated every few seconds on fast trials, and when the run stops)",
+                p.report_trials
+            );
+        }
         let sign = if m.objective.direction == crate::study::Direction::Maximize {
             1.0
         } else {

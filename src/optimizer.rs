@@ -192,6 +192,12 @@ impl Optimizer {
         self.state = state;
     }
 
+    /// Whether a configuration (normalized as `tell` does) has been measured.
+    pub fn was_measured(&self, config: &Config) -> bool {
+        self.measured
+            .contains(&config_key(&self.space.normalize_config(config)))
+    }
+
     pub fn n_observations(&self) -> usize {
         self.observations.len()
     }

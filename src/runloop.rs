@@ -7,9 +7,12 @@ use crate::backend::{Backend, BackendError, BackendInfo, Evaluation};
 use crate::optimizer::{AskContext, Optimizer};
 use crate::space::config_key;
 use crate::stats::summarize;
-use crate::store::{Checkpoint, RunDir, RunLock, RunMeta, StopReason, StoreError, STUDY_FILE};
-use crate::study::{parse_study, ConfigError, Study};
-use crate::trial::{FailureKind, Status, Trial, TrialRecord};
+use crate::store::{
+    BudgetOverrides, Checkpoint, RunDir, RunLock, RunMeta, RunProgress, StopReason, StoreError,
+    STUDY_FILE,
+};
+use crate::study::{parse_study, Budget, ConfigError, Study};
+use crate::trial::{FailureKind, Origin, Status, Trial, TrialRecord};
 use chrono::{DateTime, Local, Utc};
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
@@ -79,7 +82,10 @@ pub struct RunOutcome {
     pub stop: StopReason,
     pub stop_message: String,
     pub trials: usize,
+    /// The report's rank 1: its first trial, with the objective over all its measurements.
     pub best: Option<TrialRecord>,
+    /// Later trials that measured the best configuration again (pooled into `best`).
+    pub best_also: Vec<usize>,
     pub baseline: Option<TrialRecord>,
     pub simulated: bool,
     pub objective_label: String,
@@ -177,20 +183,96 @@ pub fn make_record(
     rec
 }
 
-/// Best feasible ok record by objective value.
+/// Best feasible ok record by objective value (ties: the earlier trial).
 pub fn best_record<'a>(study: &Study, records: &'a [TrialRecord]) -> Option<&'a TrialRecord> {
+    records.iter().fold(None, |best, r| {
+        if ranks_above(study, r, best) {
+            Some(r)
+        } else {
+            best
+        }
+    })
+}
+
+/// The objective of a feasible ok record, signed so that larger is better.
+fn signed_objective(study: &Study, r: &TrialRecord) -> Option<f64> {
     let sign = match study.objective.direction {
         crate::study::Direction::Maximize => 1.0,
         crate::study::Direction::Minimize => -1.0,
     };
-    records
-        .iter()
-        .filter(|r| r.is_ok() && r.feasible && r.objective.is_some())
-        .max_by(|a, b| {
-            (sign * a.objective.unwrap())
-                .total_cmp(&(sign * b.objective.unwrap()))
-                .then(b.trial.cmp(&a.trial))
-        })
+    r.objective
+        .filter(|_| r.is_ok() && r.feasible)
+        .map(|v| sign * v)
+}
+
+/// Whether `r` would be the best record instead of `best`.
+fn ranks_above(study: &Study, r: &TrialRecord, best: Option<&TrialRecord>) -> bool {
+    let Some(v) = signed_objective(study, r) else {
+        return false;
+    };
+    match best.and_then(|b| signed_objective(study, b).map(|bv| (bv, b.trial))) {
+        None => true,
+        Some((bv, bt)) => v.total_cmp(&bv).then(bt.cmp(&r.trial)).is_gt(),
+    }
+}
+
+/// What the run loop keeps of the journal: counts and the two records it reports on (best and
+/// baseline). Not every record: with its samples and notes one takes about 3 KiB in memory,
+/// and keeping them all made the daemon grow by ~6 MiB over a 2,000-trial run. The journal on
+/// disk stays the record of everything measured.
+#[derive(Debug, Default)]
+struct Tally {
+    done: usize,
+    failed: usize,
+    consecutive_failures: usize,
+    best: Option<TrialRecord>,
+    baseline: Option<TrialRecord>,
+}
+
+impl Tally {
+    /// Count a journaled trial (in journal order, each trial number once).
+    fn add(&mut self, study: &Study, rec: TrialRecord) {
+        self.done += 1;
+        if rec.is_ok() {
+            self.consecutive_failures = 0;
+        } else {
+            self.failed += 1;
+            self.consecutive_failures += 1;
+        }
+        if rec.origin == Origin::Baseline && self.baseline.is_none() {
+            self.baseline = Some(rec.clone());
+        }
+        if ranks_above(study, &rec, self.best.as_ref()) {
+            self.best = Some(rec);
+        }
+    }
+
+    fn progress(&self, report_trials: usize) -> RunProgress {
+        RunProgress {
+            trials_done: self.done,
+            trials_failed: self.failed,
+            best_trial: self.best.as_ref().map(|b| b.trial),
+            best_objective: self.best.as_ref().and_then(|b| b.objective),
+            report_trials,
+        }
+    }
+}
+
+/// Log a journaled trial's outcome.
+fn log_trial(rec: &TrialRecord) {
+    if !rec.is_ok() {
+        warn!(trial = rec.trial, failure = ?rec.failure, error = ?rec.error, "trial failed");
+    }
+    match (rec.objective, &rec.error) {
+        (Some(v), _) => info!(
+            trial = rec.trial,
+            objective = v,
+            feasible = rec.feasible,
+            "trial done"
+        ),
+        (None, Some(e)) => info!(trial = rec.trial, error = %e, "trial failed"),
+        _ => {}
+    }
 }
 
 /// Load the study a run directory was started with (its frozen copy).
@@ -207,13 +289,146 @@ pub fn frozen_study(run: &RunDir) -> Result<(Study, String), RunError> {
 
 /// Regenerate the reports of a run; a failure is logged, never fatal to the run.
 pub fn refresh_reports(run: &RunDir) {
-    refresh_reports_with(run, true)
+    if let Err(e) = crate::report::write_all(run) {
+        warn!(error = %e, "could not write the report");
+    }
 }
 
-/// Regenerate the reports, with or without the GP-based parameter importance.
-pub fn refresh_reports_with(run: &RunDir, with_importance: bool) {
-    if let Err(e) = crate::report::write_all_with(run, with_importance) {
-        warn!(error = %e, "could not write the report");
+/// Share of the run's wall time that regenerating the full report set may take.
+const REPORT_TIME_SHARE: f64 = 0.05;
+/// Past this many trials, parameter importance (a GP fit) is recomputed every
+/// `IMPORTANCE_EVERY` trials rather than in every report.
+const IMPORTANCE_ALWAYS_UNTIL: usize = 100;
+const IMPORTANCE_EVERY: usize = 25;
+
+/// When the run loop regenerates the full report set. A full report re-reads and re-renders
+/// the whole journal: time, memory and disk writes grow with the run. It is redone after a
+/// trial only when the time since the last one is at least 19 times what the last one took
+/// (at most `REPORT_TIME_SHARE` of the run): after every trial whenever trials take seconds, as
+/// on any real server, and every few seconds on the simulator's millisecond trials. The start
+/// of a session, its end and a stop by signal or error always write it; run.json's `progress`
+/// is rewritten after every trial and says how many trials the report files cover.
+#[derive(Debug, Default)]
+struct ReportSchedule {
+    /// End of the last full report and how long it took.
+    last: Option<(Instant, Duration)>,
+    /// Trials covered by the report files.
+    covered: usize,
+    /// Trials covered by the last report with parameter importance.
+    importance_at: Option<usize>,
+}
+
+impl ReportSchedule {
+    fn due(&self, now: Instant) -> bool {
+        match self.last {
+            None => true,
+            Some((at, took)) => {
+                now.duration_since(at).as_secs_f64() * REPORT_TIME_SHARE
+                    >= took.as_secs_f64() * (1.0 - REPORT_TIME_SHARE)
+            }
+        }
+    }
+
+    fn wants_importance(&self, done: usize) -> bool {
+        done <= IMPORTANCE_ALWAYS_UNTIL
+            || self
+                .importance_at
+                .is_none_or(|at| done >= at + IMPORTANCE_EVERY)
+    }
+
+    /// Write the full report set for `done` trials; a failure is logged, never fatal to the
+    /// run. Returns whether the files were written.
+    ///
+    /// The report is built on a blocking-pool thread: besides not stalling the runtime, its
+    /// allocations (the whole parsed journal) then come from that thread's malloc arena, apart
+    /// from the run loop's long-lived data, so freeing them leaves whole free pages that
+    /// `release_free_memory` can hand back, rather than holes between the optimizer's records.
+    async fn refresh(&mut self, run: &RunDir, done: usize, with_importance: bool) -> bool {
+        let t0 = Instant::now();
+        let dir = run.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let written = crate::report::write_all_with(&dir, with_importance)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            release_free_memory();
+            written
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the report task failed: {e}")));
+        let now = Instant::now();
+        self.last = Some((now, now - t0));
+        match written {
+            Ok(_) => {
+                self.covered = done;
+                if with_importance {
+                    self.importance_at = Some(done);
+                }
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "could not write the report");
+                false
+            }
+        }
+    }
+}
+
+/// Give the heap's free pages back to the system after a full report. The report parses the
+/// whole journal (about 3 KiB per trial) and frees it at once; glibc keeps freed memory mapped
+/// whenever a small allocation made meanwhile sits above it, so without this the daemon's
+/// resident memory ratcheted up with the journal's size (measured in BENCHMARKS.md, section 4).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    // SAFETY: malloc_trim only returns unused pages of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
+
+/// The budget of this session and the overrides to keep in run.json: a flag on this command
+/// line wins, then a flag kept from an earlier command line of the run, then the study's
+/// `[budget]`. A resume thus keeps the `--trials` / `--time-budget` the run was started with.
+pub fn effective_budget(
+    study: &Budget,
+    saved: Option<&RunMeta>,
+    opts: &RunOptions,
+) -> (Budget, BudgetOverrides) {
+    let kept = saved
+        .map(|m| {
+            m.budget_overrides
+                .clone()
+                .unwrap_or_else(|| legacy_overrides(&m.budget, study))
+        })
+        .unwrap_or_default();
+    let overrides = BudgetOverrides {
+        trials: opts.trials.or(kept.trials),
+        wall_time_s: opts
+            .time_budget
+            .map(|d| d.as_secs_f64())
+            .or(kept.wall_time_s),
+    };
+    let mut budget = study.clone();
+    if let Some(t) = overrides.trials {
+        budget.trials = t;
+    }
+    if let Some(s) = overrides.wall_time_s.filter(|s| s.is_finite() && *s >= 0.0) {
+        budget.wall_time = Some(Duration::from_secs_f64(s));
+    }
+    (budget, overrides)
+}
+
+/// A run.json written before the overrides were kept holds the budget its last session ran
+/// with; where that differs from the study, it came from a flag.
+fn legacy_overrides(ran: &Budget, study: &Budget) -> BudgetOverrides {
+    BudgetOverrides {
+        trials: (ran.trials != study.trials).then_some(ran.trials),
+        wall_time_s: ran
+            .wall_time
+            .filter(|_| ran.wall_time != study.wall_time)
+            .map(|d| d.as_secs_f64()),
     }
 }
 
@@ -291,8 +506,11 @@ pub async fn run(
     }
     let fingerprint = study_fingerprint(&study);
 
+    let saved_meta = run.read_meta()?;
+    let (budget, budget_overrides) = effective_budget(&study.budget, saved_meta.as_ref(), &opts);
+    let budget_trials = budget.trials;
+
     // Connect to the backend; an outage at start is waited out like one mid-run.
-    let budget_trials = opts.trials.unwrap_or(study.budget.trials);
     let mut space = study.space.clone();
     let info: BackendInfo = {
         let t0 = Instant::now();
@@ -337,31 +555,34 @@ pub async fn run(
         study.runner_params.clone(),
         study.seed,
     );
-    let journal = run.read_journal()?;
-    for (line, reason) in &journal.skipped {
-        warn!(line, reason = %reason, "skipping an unreadable journal line (a write cut short by a crash or power loss)");
-    }
-    let mut records = journal.records;
+    // One pass over the journal: tell the optimizer, keep the tally, drop the record.
+    let mut tally = Tally::default();
     let mut done_numbers: BTreeSet<usize> = BTreeSet::new();
-    records.retain(|r| done_numbers.insert(r.trial));
-    for r in &records {
-        optimizer.tell_record(r);
+    let skipped = run.scan_journal(|r| {
+        if done_numbers.insert(r.trial) {
+            optimizer.tell_record(&r);
+            tally.add(&study, r);
+        }
+    })?;
+    for (line, reason) in &skipped {
+        warn!(line, reason = %reason, "skipping an unreadable journal line (a write cut short by a crash or power loss)");
     }
     let mut pending: Option<Trial> = None;
     if let Some(c) = checkpoint.take() {
         optimizer.restore(c.optimizer);
         pending = c.pending.filter(|p| !done_numbers.contains(&p.number));
     }
+    drop(done_numbers);
     if resuming {
         info!(
-            trials = records.len(),
+            trials = tally.done,
             pending = pending.is_some(),
             "resuming run"
         );
     }
 
     let started = Instant::now();
-    let mut meta = match run.read_meta()? {
+    let mut meta = match saved_meta {
         Some(m) => m,
         None => RunMeta {
             run_id: run_id.clone(),
@@ -385,28 +606,27 @@ pub async fn run(
             reload_seconds: 0.0,
             outage_seconds: 0.0,
             elapsed_seconds: 0.0,
+            budget_overrides: None,
+            progress: None,
         },
     };
     meta.backend = info.clone();
     meta.space = space.clone();
     meta.objective = study.objective.clone();
-    meta.budget.trials = budget_trials;
-    if let Some(t) = opts.time_budget {
-        meta.budget.wall_time = Some(t);
-    }
+    meta.budget = budget;
+    meta.budget_overrides = Some(budget_overrides);
     meta.finished_at = None;
     meta.stop_reason = None;
     meta.stop_message = None;
     let elapsed_before = meta.elapsed_seconds;
     let reloads_before = (meta.reloads, meta.reload_seconds);
+    meta.progress = Some(tally.progress(tally.done));
     run.write_meta(&meta)?;
-    refresh_reports(&run);
+    let mut reports = ReportSchedule::default();
+    reports.refresh(&run, tally.done, true).await;
 
     let wall_budget = meta.budget.wall_time;
-    let progress = Progress::new(opts.progress, budget_trials, records.len());
-    let mut consecutive_failures = records.iter().rev().take_while(|r| !r.is_ok()).count();
-    let measured_keys: BTreeSet<String> = records.iter().map(|r| config_key(&r.params)).collect();
-    let mut measured_keys = measured_keys;
+    let progress = Progress::new(opts.progress, budget_trials, tally.done);
 
     let (stop, stop_message) = loop {
         let elapsed_total = elapsed_before + started.elapsed().as_secs_f64();
@@ -414,7 +634,7 @@ pub async fn run(
         if *shutdown.borrow() > 0 {
             break (StopReason::Interrupted, "stopped by a signal".to_string());
         }
-        if records.len() >= budget_trials {
+        if tally.done >= budget_trials {
             break (StopReason::Budget, format!("{budget_trials} trials done"));
         }
         if let Some(w) = wall_budget {
@@ -433,10 +653,10 @@ pub async fn run(
                 );
             }
         }
-        if consecutive_failures >= study.budget.max_consecutive_failures {
+        if tally.consecutive_failures >= study.budget.max_consecutive_failures {
             break (
                 StopReason::TooManyFailures,
-                format!("{consecutive_failures} trials in a row failed (budget.max_consecutive_failures); see the errors in the report"),
+                format!("{} trials in a row failed (budget.max_consecutive_failures); see the errors in the report", tally.consecutive_failures),
             );
         }
 
@@ -453,7 +673,7 @@ pub async fn run(
         let ask_s = t_ask.elapsed().as_secs_f64();
         if !study.optimizer.allow_repeats
             && trial.origin != crate::trial::Origin::Confirm
-            && measured_keys.contains(&config_key(&trial.config))
+            && optimizer.was_measured(&trial.config)
         {
             break (
                 StopReason::Converged,
@@ -463,7 +683,7 @@ pub async fn run(
         run.write_checkpoint(&Checkpoint {
             optimizer: optimizer.state().clone(),
             pending: Some(trial.clone()),
-            trials_done: records.len(),
+            trials_done: tally.done,
             loaded_runner: backend.loaded_runner(),
             study_fingerprint: fingerprint.clone(),
         })?;
@@ -487,7 +707,7 @@ pub async fn run(
                 meta.stop_message = Some(format!("{message} ({hint})"));
                 meta.finished_at = Some(now_rfc3339());
                 run.write_meta(&meta)?;
-                refresh_reports(&run);
+                reports.refresh(&run, tally.done, true).await;
                 backend.shutdown().await;
                 return Err(RunError::Fatal { message, hint });
             }
@@ -513,28 +733,12 @@ pub async fn run(
         // Journal first, then act.
         run.append_trial(&rec)?;
         optimizer.tell_record(&rec);
-        measured_keys.insert(config_key(&rec.params));
-        if rec.is_ok() {
-            consecutive_failures = 0;
-        } else {
-            consecutive_failures += 1;
-            warn!(trial = rec.trial, failure = ?rec.failure, error = ?rec.error, "trial failed");
-        }
-        match (rec.objective, &rec.error) {
-            (Some(v), _) => info!(
-                trial = rec.trial,
-                objective = v,
-                feasible = rec.feasible,
-                "trial done"
-            ),
-            (None, Some(e)) => info!(trial = rec.trial, error = %e, "trial failed"),
-            _ => {}
-        }
-        records.push(rec);
+        log_trial(&rec);
+        tally.add(&study, rec);
         run.write_checkpoint(&Checkpoint {
             optimizer: optimizer.state().clone(),
             pending: None,
-            trials_done: records.len(),
+            trials_done: tally.done,
             loaded_runner: backend.loaded_runner(),
             study_fingerprint: fingerprint.clone(),
         })?;
@@ -544,11 +748,22 @@ pub async fn run(
             reloads_before.1 + counters.get("reload_seconds").copied().unwrap_or(0.0);
         meta.updated_at = now_rfc3339();
         meta.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
+        let full_report = reports.due(Instant::now());
+        let covered = if full_report {
+            tally.done
+        } else {
+            reports.covered
+        };
+        meta.progress = Some(tally.progress(covered));
         run.write_meta(&meta)?;
-        // Importance refits a GP: after every trial while runs are short, every 25th later.
-        refresh_reports_with(&run, records.len() <= 100 || records.len() % 25 == 0);
-        progress.bar.set_position(records.len() as u64);
-        if let Some(b) = best_record(&study, &records) {
+        let importance = reports.wants_importance(tally.done);
+        if full_report && !reports.refresh(&run, tally.done, importance).await {
+            // Say truthfully how far the report files lag.
+            meta.progress = Some(tally.progress(reports.covered));
+            run.write_meta(&meta)?;
+        }
+        progress.bar.set_position(tally.done as u64);
+        if let Some(b) = &tally.best {
             progress.bar.set_message(format!(
                 "best {} = {:.4}",
                 study.objective.metric.label(),
@@ -565,8 +780,9 @@ pub async fn run(
     meta.finished_at = Some(now_rfc3339());
     meta.updated_at = now_rfc3339();
     meta.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
+    meta.progress = Some(tally.progress(tally.done));
     run.write_meta(&meta)?;
-    refresh_reports(&run);
+    reports.refresh(&run, tally.done, true).await;
     if let Some(dir) = &opts.reports_dir {
         // The whole report set, so the Markdown's relative links to the plots keep working.
         let dest = dir.join(&run_id);
@@ -584,21 +800,37 @@ pub async fn run(
             }
         }
     }
-    let best = best_record(&study, &records).cloned();
-    let baseline = records
-        .iter()
-        .find(|r| r.origin == crate::trial::Origin::Baseline)
-        .cloned();
+    let (best, best_also) = pooled_best(&run, tally.best);
     Ok(RunOutcome {
         run_dir: run.path.clone(),
         stop,
         stop_message,
-        trials: records.len(),
+        trials: tally.done,
         best,
-        baseline,
+        best_also,
+        baseline: tally.baseline,
         simulated: info.simulated,
         objective_label: study.objective.metric.label(),
     })
+}
+
+/// The best configuration as the report ranks it (re-measurements pooled), falling back to
+/// the best single trial when the report cannot be built.
+fn pooled_best(run: &RunDir, single: Option<TrialRecord>) -> (Option<TrialRecord>, Vec<usize>) {
+    match crate::report::analyse(run) {
+        Ok(report) => match report.best_row() {
+            Some(row) => {
+                let mut rec = row.record.clone();
+                rec.objective = row.objective;
+                (Some(rec), row.also.clone())
+            }
+            None => (None, vec![]),
+        },
+        Err(e) => {
+            warn!(error = %e, "could not rank the trials; reporting the best single trial");
+            (single, vec![])
+        }
+    }
 }
 
 enum Measured {
@@ -657,5 +889,165 @@ async fn measure_with_grace(
                 delay = (delay * 2).min(Duration::from_secs(60));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::study::parse_study;
+
+    fn study(trials: usize, wall_time: Option<&str>) -> Study {
+        let wall = wall_time
+            .map(|w| format!("wall_time = \"{w}\"\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "[study]\nname = \"t\"\nmodel = \"m\"\n[backend]\nkind = \"simulator\"\n\
+             [budget]\ntrials = {trials}\n{wall}[params.num_ctx]\ntype = \"int\"\nlow = 512\nhigh = 4096\n"
+        );
+        parse_study(Path::new("t.toml"), &text).unwrap()
+    }
+
+    fn meta_with(budget: Budget, overrides: Option<BudgetOverrides>) -> RunMeta {
+        let s = study(1, None);
+        RunMeta {
+            run_id: "r".into(),
+            study_name: s.name.clone(),
+            model: s.model.clone(),
+            seed: 0,
+            study_file: "t.toml".into(),
+            backend: BackendInfo::default(),
+            space: s.space.clone(),
+            objective: s.objective.clone(),
+            budget,
+            protocol: s.protocol.clone(),
+            runner_params: vec![],
+            tuner_version: "0".into(),
+            started_at: String::new(),
+            updated_at: String::new(),
+            finished_at: None,
+            stop_reason: None,
+            stop_message: None,
+            reloads: 0,
+            reload_seconds: 0.0,
+            outage_seconds: 0.0,
+            elapsed_seconds: 0.0,
+            budget_overrides: overrides,
+            progress: None,
+        }
+    }
+
+    #[test]
+    fn budget_flags_are_kept_until_given_again() {
+        let s = study(50, Some("1h"));
+        let first = RunOptions {
+            trials: Some(10),
+            ..RunOptions::default()
+        };
+        let (b, kept) = effective_budget(&s.budget, None, &first);
+        assert_eq!(
+            (b.trials, b.wall_time),
+            (10, Some(Duration::from_secs(3600)))
+        );
+        let saved = meta_with(b, Some(kept));
+        // Resume without flags: the run's 10 trials, not the study's 50.
+        let (b, _) = effective_budget(&s.budget, Some(&saved), &RunOptions::default());
+        assert_eq!(b.trials, 10);
+        // A flag on the resume wins.
+        let again = RunOptions {
+            trials: Some(20),
+            time_budget: Some(Duration::from_secs(60)),
+            ..RunOptions::default()
+        };
+        let (b, kept) = effective_budget(&s.budget, Some(&saved), &again);
+        assert_eq!((b.trials, b.wall_time), (20, Some(Duration::from_secs(60))));
+        assert_eq!(kept.wall_time_s, Some(60.0));
+    }
+
+    #[test]
+    fn an_old_run_json_keeps_the_budget_it_ran_with() {
+        let s = study(50, None);
+        let mut ran = s.budget.clone();
+        ran.trials = 10;
+        ran.wall_time = Some(Duration::from_secs(600));
+        let old = meta_with(ran, None);
+        let (b, kept) = effective_budget(&s.budget, Some(&old), &RunOptions::default());
+        assert_eq!(
+            (b.trials, b.wall_time),
+            (10, Some(Duration::from_secs(600)))
+        );
+        assert_eq!(kept.trials, Some(10));
+        // Nothing differs from the study: nothing was a flag.
+        let plain = meta_with(s.budget.clone(), None);
+        let (_, kept) = effective_budget(&s.budget, Some(&plain), &RunOptions::default());
+        assert_eq!(kept, BudgetOverrides::default());
+    }
+
+    #[test]
+    fn a_run_json_without_the_new_fields_still_reads() {
+        let mut v = serde_json::to_value(meta_with(study(5, None).budget, None)).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("budget_overrides");
+        o.remove("progress");
+        let m: RunMeta = serde_json::from_value(v).unwrap();
+        assert_eq!((m.budget_overrides, m.progress), (None, None));
+    }
+
+    fn rec(trial: usize, objective: Option<f64>, ok: bool, origin: Origin) -> TrialRecord {
+        TrialRecord {
+            trial,
+            origin,
+            params: Default::default(),
+            status: if ok { Status::Ok } else { Status::Failed },
+            objective,
+            feasible: ok,
+            metrics: Default::default(),
+            samples: vec![],
+            failure: None,
+            error: None,
+            load: None,
+            notes: Default::default(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            duration_s: 0.0,
+            acquisition: None,
+        }
+    }
+
+    #[test]
+    fn the_tally_agrees_with_the_records() {
+        let s = study(5, None);
+        let records = vec![
+            rec(0, Some(2.0), true, Origin::Baseline),
+            rec(1, Some(5.0), true, Origin::Initial),
+            rec(2, Some(5.0), true, Origin::Model),
+            rec(3, None, false, Origin::Model),
+            rec(4, None, false, Origin::Model),
+        ];
+        let mut t = Tally::default();
+        for r in &records {
+            t.add(&s, r.clone());
+        }
+        assert_eq!((t.done, t.failed, t.consecutive_failures), (5, 2, 2));
+        assert_eq!(t.baseline.as_ref().map(|b| b.trial), Some(0));
+        // Equal objectives: the earlier trial, as best_record says.
+        assert_eq!(t.best.as_ref().map(|b| b.trial), Some(1));
+        assert_eq!(best_record(&s, &records).map(|b| b.trial), Some(1));
+        t.add(&s, rec(5, Some(1.0), true, Origin::Model));
+        assert_eq!(t.consecutive_failures, 0);
+    }
+
+    #[test]
+    fn full_reports_take_at_most_a_twentieth_of_the_time() {
+        let t0 = Instant::now();
+        let mut r = ReportSchedule::default();
+        assert!(r.due(t0));
+        r.last = Some((t0, Duration::from_millis(100)));
+        assert!(!r.due(t0 + Duration::from_millis(1800)));
+        assert!(r.due(t0 + Duration::from_millis(1900)));
+        assert!(r.wants_importance(100));
+        r.importance_at = Some(200);
+        assert!(!r.wants_importance(224));
+        assert!(r.wants_importance(225));
     }
 }

@@ -6,7 +6,8 @@
 //! - `checkpoint.json` optimizer state + the trial in flight (temp file, fsync, rename)
 //! - `run.json`       `RunMeta`: what was run, against what, and why it stopped
 //! - `lock`           flock-held while a daemon works on the run; holds its pid
-//! - `report.md`, `report.json`, `trials.csv`, `*.svg`   regenerated after every trial
+//! - `report.md`, `report.json`, `trials.csv`, `*.svg`   regenerated as the run goes (see
+//!   `runloop::ReportSchedule`) and whenever a session stops
 
 use crate::backend::BackendInfo;
 use crate::optimizer::OptimizerState;
@@ -121,6 +122,44 @@ pub struct RunMeta {
     /// Wall seconds spent on the run so far, over all sessions (resumes add up).
     #[serde(default)]
     pub elapsed_seconds: f64,
+    /// The budget flags of the command lines that ran this run, so that `resume` keeps the
+    /// budget the run was started with instead of the study file's. None in a run.json written
+    /// before they were kept.
+    #[serde(default)]
+    pub budget_overrides: Option<BudgetOverrides>,
+    /// Where the run stands, rewritten after every trial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<RunProgress>,
+}
+
+/// A cheap summary of a run, kept current after every trial. The full report set re-renders
+/// the whole journal, so on runs of fast trials it is regenerated only every few seconds (and
+/// always at the end); this says how far it lags.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunProgress {
+    /// Trials in the journal.
+    pub trials_done: usize,
+    /// Of which failed (out of memory, crash, ...).
+    pub trials_failed: usize,
+    /// Best feasible trial so far and its objective value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_trial: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_objective: Option<f64>,
+    /// Trials the report files (report.md, report.json, trials.csv, plots) cover.
+    pub report_trials: usize,
+}
+
+/// Budget flags given on a command line (`--trials`, `--time-budget`); each overrides the
+/// study's `[budget]` for the whole run until a later command line gives it again.
+/// (`--until` is not kept: it is a deadline for the session it was given to.)
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BudgetOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trials: Option<usize>,
+    /// Wall-time budget over the whole run, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_time_s: Option<f64>,
 }
 
 /// State needed to continue a run exactly, written atomically after every ask and tell.
@@ -206,6 +245,15 @@ impl RunDir {
         read_journal_file(&self.file(JOURNAL_FILE))
     }
 
+    /// Hand the journaled trials to `each` one at a time, in journal order, without holding
+    /// them all; returns the skipped lines as `read_journal` does.
+    pub fn scan_journal(
+        &self,
+        each: impl FnMut(TrialRecord),
+    ) -> Result<Vec<(usize, String)>, StoreError> {
+        scan_journal_file(&self.file(JOURNAL_FILE), each)
+    }
+
     pub fn write_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
         write_json_atomic(&self.file(CHECKPOINT_FILE), c)
     }
@@ -226,6 +274,15 @@ impl RunDir {
     pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         write_atomic(&self.file(name), bytes)
     }
+
+    /// Write a file of the run atomically from a writer, without its whole text in memory.
+    pub fn write_file_with(
+        &self,
+        name: &str,
+        fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<(), StoreError> {
+        write_atomic_with(&self.file(name), fill)
+    }
 }
 
 fn ends_with_newline(path: &Path) -> Result<bool, StoreError> {
@@ -238,10 +295,20 @@ fn ends_with_newline(path: &Path) -> Result<bool, StoreError> {
 }
 
 pub fn read_journal_file(path: &Path) -> Result<JournalRead, StoreError> {
-    let mut out = JournalRead::default();
+    let mut records = Vec::new();
+    let skipped = scan_journal_file(path, |r| records.push(r))?;
+    Ok(JournalRead { records, skipped })
+}
+
+/// Parse a journal line by line; a missing journal is an empty one.
+pub fn scan_journal_file(
+    path: &Path,
+    mut each: impl FnMut(TrialRecord),
+) -> Result<Vec<(usize, String)>, StoreError> {
+    let mut skipped = Vec::new();
     let f = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(skipped),
         Err(e) => return Err(io(path)(e)),
     };
     for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
@@ -251,23 +318,37 @@ pub fn read_journal_file(path: &Path) -> Result<JournalRead, StoreError> {
             continue;
         }
         match serde_json::from_str::<TrialRecord>(&text) {
-            Ok(r) => out.records.push(r),
-            Err(e) => out.skipped.push((i + 1, e.to_string())),
+            Ok(r) => each(r),
+            Err(e) => skipped.push((i + 1, e.to_string())),
         }
     }
-    Ok(out)
+    Ok(skipped)
 }
 
 /// Write a file so that readers see either the old or the new content, never a mix:
 /// temporary file in the same directory, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// `write_atomic` with the content produced by `fill` into a buffered writer on the
+/// temporary file.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    {
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
+    let written = File::create(&tmp).and_then(|f| {
+        let mut w = std::io::BufWriter::new(f);
+        fill(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io(&tmp)(e));
     }
     fs::rename(&tmp, path).map_err(io(path))?;
     if let Ok(d) = File::open(dir) {

@@ -209,6 +209,71 @@ fn sigterm_exits_cleanly_with_checkpoint_and_report() {
     assert!(text.contains("interrupted"), "{text}");
 }
 
+/// `resume` keeps the `--trials` the run was started with (not the study file's budget), and a
+/// `--trials` on the resume command line overrides it from then on.
+#[test]
+fn resume_keeps_the_trial_budget_of_the_original_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = write_study(tmp.path(), &sim_study(500, 0.01));
+    let args = [
+        "run",
+        "--space",
+        study.to_str().unwrap(),
+        "--state-dir",
+        "state",
+        "--run-id",
+        "b",
+        "--trials",
+        "12",
+        "--no-progress",
+    ];
+    let mut child = tuner(&args, tmp.path()).spawn().unwrap();
+    let run = tmp.path().join("state").join("b");
+    let t0 = Instant::now();
+    while journal_numbers(&run).0.len() < 2 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no trials within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success());
+    let interrupted_at = journal_numbers(&run).0.len();
+    assert!(interrupted_at < 12, "the run finished before the signal");
+
+    let resume = |extra: &[&str]| {
+        let mut a = vec!["resume", run.to_str().unwrap(), "--no-progress"];
+        a.extend_from_slice(extra);
+        let out = tuner(&a, tmp.path()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        RunDir::new(&run).read_meta().unwrap().unwrap()
+    };
+    let meta = resume(&[]);
+    assert_eq!(
+        journal_numbers(&run).0,
+        (0..12).collect::<Vec<_>>(),
+        "resumed from {interrupted_at} to the run's 12 trials, not the study's 500"
+    );
+    assert_eq!(meta.stop_reason, Some(StopReason::Budget));
+    assert_eq!(meta.budget.trials, 12);
+    let progress = meta.progress.expect("run.json progress");
+    assert_eq!((progress.trials_done, progress.report_trials), (12, 12));
+
+    // An explicit --trials on resume wins, and is kept for the next resume.
+    let meta = resume(&["--trials", "14"]);
+    assert_eq!(journal_numbers(&run).0.len(), 14);
+    assert_eq!(meta.budget.trials, 14);
+    resume(&[]);
+    assert_eq!(journal_numbers(&run).0.len(), 14);
+}
+
 #[test]
 fn torn_last_journal_line_is_reported_and_skipped() {
     let tmp = tempfile::tempdir().unwrap();

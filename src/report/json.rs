@@ -194,9 +194,26 @@ fn trial(row: &Row) -> JsonTrial<'_> {
 }
 
 pub fn render(r: &Report) -> String {
+    let mut buf = Vec::new();
+    match write(r, &mut buf) {
+        Ok(()) => String::from_utf8(buf)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        // Writing plain structs of strings, numbers and maps into memory cannot fail.
+        Err(e) => format!("{{\"error\": \"{e}\"}}\n"),
+    }
+}
+
+/// Serialize the report straight into `w`: on a long run report.json is megabytes, and
+/// streaming it to its file keeps that text out of memory.
+pub fn write(r: &Report, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, &document(r))?;
+    w.write_all(b"\n")
+}
+
+fn document(r: &Report) -> JsonReport<'_> {
     let m = &r.meta;
     let o = &m.objective;
-    let doc = JsonReport {
+    JsonReport {
         schema_version: SCHEMA_VERSION,
         run: JsonRun {
             run_id: &m.run_id,
@@ -306,10 +323,5 @@ pub fn render(r: &Report) -> String {
                 reason,
             })
             .collect(),
-    };
-    // Serializing plain structs of strings, numbers and maps cannot fail.
-    let mut s =
-        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-    s.push('\n');
-    s
+    }
 }

@@ -142,7 +142,8 @@ fn title(r: &Report, o: &mut String) {
         let _ = writeln!(
             o,
             "> The run has not finished: this report covers the {} trial(s) measured so far and is \
-             rewritten after every trial.\n",
+             rewritten as the run goes (after every trial, or every few seconds when trials take \
+             milliseconds) and when it stops.\n",
             r.counts.total
         );
     }

@@ -435,24 +435,26 @@ pub fn write_all(run: &RunDir) -> Result<Vec<PathBuf>, ReportError> {
 pub fn write_all_with(run: &RunDir, with_importance: bool) -> Result<Vec<PathBuf>, ReportError> {
     let (meta, journal) = load(run)?;
     let report = analyse_journal(meta, journal, with_importance);
-    let mut files: Vec<(&'static str, Vec<u8>)> = vec![
-        (CSV_FILE, csv::render(&report).into_bytes()),
-        (JSON_FILE, json::render(&report).into_bytes()),
-        (
-            CONVERGENCE_FILE,
-            plots::convergence_svg(&report)?.into_bytes(),
-        ),
-    ];
-    if let Some(svg) = plots::pareto_svg(&report)? {
-        files.push((PARETO_FILE, svg.into_bytes()));
-    }
-    // The Markdown last: when it appears, the files it links exist.
-    files.push((MARKDOWN_FILE, markdown::render(&report).into_bytes()));
+    write_report(run, &report)
+}
+
+/// Write the files of an analysed run one at a time, so that at most one rendered file is in
+/// memory (report.json, megabytes on a long run, is streamed to its file); the Markdown last,
+/// so that when it appears the files it links exist.
+pub fn write_report(run: &RunDir, report: &Report) -> Result<Vec<PathBuf>, ReportError> {
     let mut written = Vec::new();
-    for (name, bytes) in files {
-        run.write_file(name, &bytes)?;
-        written.push(run.file(name));
+    run.write_file(CSV_FILE, csv::render(report).as_bytes())?;
+    written.push(run.file(CSV_FILE));
+    run.write_file_with(JSON_FILE, |w| json::write(report, w))?;
+    written.push(run.file(JSON_FILE));
+    run.write_file(CONVERGENCE_FILE, plots::convergence_svg(report)?.as_bytes())?;
+    written.push(run.file(CONVERGENCE_FILE));
+    if let Some(svg) = plots::pareto_svg(report)? {
+        run.write_file(PARETO_FILE, svg.as_bytes())?;
+        written.push(run.file(PARETO_FILE));
     }
+    run.write_file(MARKDOWN_FILE, markdown::render(report).as_bytes())?;
+    written.push(run.file(MARKDOWN_FILE));
     Ok(written)
 }
 
@@ -478,8 +480,20 @@ pub fn analyse_journal(meta: RunMeta, journal: JournalRead, with_importance: boo
         .cloned()
         .collect();
 
-    // Classify every record; repeated measurements of one configuration become one row.
-    let rows: Vec<Row> = records.iter().map(|rec| classify(rec, &meta)).collect();
+    // Importance first, while the records are in journal order (the GP keeps the most recent).
+    let importance = if with_importance {
+        importance(&meta, &records)
+    } else {
+        vec![]
+    };
+
+    // Classify every record; the rows take the records over rather than copying them, so a
+    // report holds one copy of the journal, not two. Repeated measurements of one configuration
+    // become one row.
+    let rows: Vec<Row> = records
+        .into_iter()
+        .map(|rec| classify(rec, &meta))
+        .collect();
     let mut rows = pool_repeats(rows, objective.metric.stat);
 
     // Rank: feasible by objective, infeasible by objective, failed by trial number.
@@ -573,11 +587,6 @@ pub fn analyse_journal(meta: RunMeta, journal: JournalRead, with_importance: boo
         }
     }
 
-    let importance = if with_importance {
-        importance(&meta, &records)
-    } else {
-        vec![]
-    };
     let failures = failure_summary(&meta, &rows, &param_names);
     let pareto = pareto(&meta, &rows, maximize);
     let convergence = convergence(&rows, maximize);
@@ -599,7 +608,7 @@ pub fn analyse_journal(meta: RunMeta, journal: JournalRead, with_importance: boo
     }
 }
 
-fn classify(rec: &TrialRecord, meta: &RunMeta) -> Row {
+fn classify(rec: TrialRecord, meta: &RunMeta) -> Row {
     let objective = &meta.objective;
     let metric = &objective.metric.metric;
     let objective_samples: Vec<f64> = rec
@@ -661,7 +670,7 @@ fn classify(rec: &TrialRecord, meta: &RunMeta) -> Row {
         vec![]
     };
     Row {
-        record: rec.clone(),
+        record: rec,
         class,
         rank: None,
         objective: if class == RowClass::Failed {

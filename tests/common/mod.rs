@@ -212,6 +212,8 @@ pub fn basic_run() -> (RunMeta, Vec<TrialRecord>) {
         reload_seconds: 19.35,
         outage_seconds: 0.0,
         elapsed_seconds: 1460.0,
+        budget_overrides: None,
+        progress: None,
     };
     let o = &objective;
     let records = vec![
@@ -351,6 +353,8 @@ pub fn nofeasible_run() -> (RunMeta, Vec<TrialRecord>) {
         reload_seconds: 0.0,
         outage_seconds: 12.0,
         elapsed_seconds: 80.0,
+        budget_overrides: None,
+        progress: None,
     };
     let x = |v: f64, m: &str| {
         Config::from([
