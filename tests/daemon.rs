@@ -76,6 +76,21 @@ fn tuner(args: &[&str], cwd: &Path) -> Command {
     c
 }
 
+/// Send SIGTERM to a running daemon once `n` trials of its run are journaled.
+fn sigterm_after_trials(child: &mut std::process::Child, run: &Path, n: usize) {
+    let t0 = Instant::now();
+    while journal_numbers(run).0.len() < n {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "fewer than {n} trials within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+}
+
 fn journal_numbers(run: &Path) -> (Vec<usize>, usize) {
     let j = RunDir::new(run).read_journal().unwrap();
     (j.records.iter().map(|r| r.trial).collect(), j.skipped.len())
@@ -178,18 +193,7 @@ fn sigterm_exits_cleanly_with_checkpoint_and_report() {
     ];
     let mut child = tuner(&args, tmp.path()).spawn().unwrap();
     let run = tmp.path().join("state").join("t");
-    // Wait until at least two trials are journaled.
-    let t0 = Instant::now();
-    while journal_numbers(&run).0.len() < 2 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "no trials within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    sigterm_after_trials(&mut child, &run, 2);
     let status = child.wait().unwrap();
     assert!(status.success(), "SIGTERM should exit 0, got {status}");
     let rd = RunDir::new(&run);
@@ -229,17 +233,7 @@ fn resume_keeps_the_trial_budget_of_the_original_run() {
     ];
     let mut child = tuner(&args, tmp.path()).spawn().unwrap();
     let run = tmp.path().join("state").join("b");
-    let t0 = Instant::now();
-    while journal_numbers(&run).0.len() < 2 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "no trials within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    sigterm_after_trials(&mut child, &run, 2);
     assert!(child.wait().unwrap().success());
     let interrupted_at = journal_numbers(&run).0.len();
     assert!(interrupted_at < 12, "the run finished before the signal");
