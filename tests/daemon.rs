@@ -65,7 +65,7 @@ fn write_study(dir: &Path, text: &str) -> PathBuf {
     p
 }
 
-fn tuner(args: &[&str], cwd: &Path) -> Command {
+fn tuner<S: AsRef<std::ffi::OsStr>>(args: &[S], cwd: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.args(args)
         .current_dir(cwd)
@@ -74,6 +74,25 @@ fn tuner(args: &[&str], cwd: &Path) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     c
+}
+
+/// `run` on a study into `state/<run_id>` without a progress bar, plus `extra` arguments.
+fn run_args(study: &Path, run_id: &str, extra: &[&str]) -> Vec<String> {
+    let study = study.to_str().unwrap();
+    [
+        "run",
+        "--space",
+        study,
+        "--state-dir",
+        "state",
+        "--run-id",
+        run_id,
+        "--no-progress",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| a.to_string())
+    .collect()
 }
 
 /// Send SIGTERM to a running daemon once `n` trials of its run are journaled.
@@ -107,16 +126,7 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
     let start = Instant::now();
     while kills < 25 && attempts < 80 {
         attempts += 1;
-        let args = [
-            "run",
-            "--space",
-            study.to_str().unwrap(),
-            "--state-dir",
-            "state",
-            "--run-id",
-            "k",
-            "--no-progress",
-        ];
+        let args = run_args(&study, "k", &[]);
         let mut child = tuner(&args, tmp.path()).spawn().unwrap();
         let delay = Duration::from_millis(rng.random_range(100..800));
         std::thread::sleep(delay);
@@ -181,16 +191,7 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
 fn sigterm_exits_cleanly_with_checkpoint_and_report() {
     let tmp = tempfile::tempdir().unwrap();
     let study = write_study(tmp.path(), &sim_study(500, 0.01));
-    let args = [
-        "run",
-        "--space",
-        study.to_str().unwrap(),
-        "--state-dir",
-        "state",
-        "--run-id",
-        "t",
-        "--no-progress",
-    ];
+    let args = run_args(&study, "t", &[]);
     let mut child = tuner(&args, tmp.path()).spawn().unwrap();
     let run = tmp.path().join("state").join("t");
     sigterm_after_trials(&mut child, &run, 2);
@@ -219,18 +220,7 @@ fn sigterm_exits_cleanly_with_checkpoint_and_report() {
 fn resume_keeps_the_trial_budget_of_the_original_run() {
     let tmp = tempfile::tempdir().unwrap();
     let study = write_study(tmp.path(), &sim_study(500, 0.01));
-    let args = [
-        "run",
-        "--space",
-        study.to_str().unwrap(),
-        "--state-dir",
-        "state",
-        "--run-id",
-        "b",
-        "--trials",
-        "12",
-        "--no-progress",
-    ];
+    let args = run_args(&study, "b", &["--trials", "12"]);
     let mut child = tuner(&args, tmp.path()).spawn().unwrap();
     let run = tmp.path().join("state").join("b");
     sigterm_after_trials(&mut child, &run, 2);
@@ -272,16 +262,7 @@ fn resume_keeps_the_trial_budget_of_the_original_run() {
 fn torn_last_journal_line_is_reported_and_skipped() {
     let tmp = tempfile::tempdir().unwrap();
     let study = write_study(tmp.path(), &sim_study(4, 0.001));
-    let args = [
-        "run",
-        "--space",
-        study.to_str().unwrap(),
-        "--state-dir",
-        "state",
-        "--run-id",
-        "j",
-        "--no-progress",
-    ];
+    let args = run_args(&study, "j", &[]);
     assert!(tuner(&args, tmp.path()).status().unwrap().success());
     let run = tmp.path().join("state").join("j");
     // Power loss while writing trial 4.
@@ -313,16 +294,7 @@ fn torn_last_journal_line_is_reported_and_skipped() {
 fn a_second_daemon_on_the_same_run_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let study = write_study(tmp.path(), &sim_study(500, 0.01));
-    let args = [
-        "run",
-        "--space",
-        study.to_str().unwrap(),
-        "--state-dir",
-        "state",
-        "--run-id",
-        "l",
-        "--no-progress",
-    ];
+    let args = run_args(&study, "l", &[]);
     let mut first = tuner(&args, tmp.path()).spawn().unwrap();
     let run = tmp.path().join("state").join("l");
     let t0 = Instant::now();
@@ -346,16 +318,7 @@ fn a_second_daemon_on_the_same_run_is_refused() {
 fn resuming_a_changed_study_is_refused_unless_forced() {
     let tmp = tempfile::tempdir().unwrap();
     let study = write_study(tmp.path(), &sim_study(3, 0.001));
-    let args = [
-        "run",
-        "--space",
-        study.to_str().unwrap(),
-        "--state-dir",
-        "state",
-        "--run-id",
-        "c",
-        "--no-progress",
-    ];
+    let args = run_args(&study, "c", &[]);
     assert!(tuner(&args, tmp.path()).status().unwrap().success());
     std::fs::write(
         &study,
@@ -369,8 +332,7 @@ fn resuming_a_changed_study_is_refused_unless_forced() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut forced: Vec<&str> = args.to_vec();
-    forced.push("--force");
+    let forced = run_args(&study, "c", &["--force"]);
     assert!(tuner(&forced, tmp.path()).status().unwrap().success());
     assert_eq!(
         journal_numbers(&tmp.path().join("state").join("c")).0.len(),
