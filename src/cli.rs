@@ -301,16 +301,22 @@ async fn run_study(study: Study, path: &Path, opts: RunOptions) -> Result<(), Cl
 /// The export format that configures what a study tuned: a Modelfile for Ollama (and the
 /// simulator, which speaks its API), a llama-server command line for llama-server, the
 /// parameters as JSON for a command.
-pub fn export_format_for(backend: &crate::study::BackendConfig) -> &'static str {
+pub fn export_format_for(backend: &crate::study::BackendConfig) -> ExportFormatArg {
     use crate::study::BackendConfig;
     match backend {
-        BackendConfig::Ollama { .. } | BackendConfig::Simulator { .. } => "modelfile",
-        BackendConfig::Llamacpp { .. } => "llama-server",
-        BackendConfig::Command { .. } => "json",
+        BackendConfig::Ollama { .. } | BackendConfig::Simulator { .. } => {
+            ExportFormatArg::Modelfile
+        }
+        BackendConfig::Llamacpp { .. } => ExportFormatArg::LlamaServer,
+        BackendConfig::Command { .. } => ExportFormatArg::Json,
     }
 }
 
-pub fn print_outcome(out: &runloop::RunOutcome, export_format: &str) {
+pub fn print_outcome(out: &runloop::RunOutcome, export_format: ExportFormatArg) {
+    // The spelling the `export --format` option accepts.
+    let export_format = export_format
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string());
     println!();
     if out.simulated {
         println!("(SIMULATED: these numbers come from the built-in Ollama simulator, not from real hardware)");

@@ -816,8 +816,11 @@ pub async fn run(
 
 /// The best configuration as the report ranks it (re-measurements pooled), falling back to
 /// the best single trial when the report cannot be built.
+/// The ranking alone: no parameter importance, which would fit a GP again.
 fn pooled_best(run: &RunDir, single: Option<TrialRecord>) -> (Option<TrialRecord>, Vec<usize>) {
-    match crate::report::analyse(run) {
+    let ranked = crate::report::load(run)
+        .map(|(meta, journal)| crate::report::analyse_journal(meta, journal, false));
+    match ranked {
         Ok(report) => match report.best_row() {
             Some(row) => {
                 let mut rec = row.record.clone();

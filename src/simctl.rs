@@ -230,6 +230,6 @@ pub async fn demo(
         .map_err(|e| CliError::new(ExitCode::Backend, e.to_string()))?;
     let shutdown = crate::cli::install_signal_handlers();
     let out = crate::runloop::run(study, &text, &path, opts, backend, shutdown).await?;
-    crate::cli::print_outcome(&out, "modelfile");
+    crate::cli::print_outcome(&out, crate::cli::ExportFormatArg::Modelfile);
     Ok(())
 }
