@@ -183,17 +183,6 @@ pub fn make_record(
     rec
 }
 
-/// Best feasible ok record by objective value (ties: the earlier trial).
-pub fn best_record<'a>(study: &Study, records: &'a [TrialRecord]) -> Option<&'a TrialRecord> {
-    records.iter().fold(None, |best, r| {
-        if ranks_above(study, r, best) {
-            Some(r)
-        } else {
-            best
-        }
-    })
-}
-
 /// The objective of a feasible ok record, signed so that larger is better.
 fn signed_objective(study: &Study, r: &TrialRecord) -> Option<f64> {
     let sign = match study.objective.direction {
@@ -285,13 +274,6 @@ pub fn frozen_study(run: &RunDir) -> Result<(Study, String), RunError> {
         })
     })?;
     Ok((parse_study(&path, &text)?, text))
-}
-
-/// Regenerate the reports of a run; a failure is logged, never fatal to the run.
-pub fn refresh_reports(run: &RunDir) {
-    if let Err(e) = crate::report::write_all(run) {
-        warn!(error = %e, "could not write the report");
-    }
 }
 
 /// Share of the run's wall time that regenerating the full report set may take.
@@ -1033,9 +1015,8 @@ mod tests {
         }
         assert_eq!((t.done, t.failed, t.consecutive_failures), (5, 2, 2));
         assert_eq!(t.baseline.as_ref().map(|b| b.trial), Some(0));
-        // Equal objectives: the earlier trial, as best_record says.
+        // Equal objectives: the earlier trial.
         assert_eq!(t.best.as_ref().map(|b| b.trial), Some(1));
-        assert_eq!(best_record(&s, &records).map(|b| b.trial), Some(1));
         t.add(&s, rec(5, Some(1.0), true, Origin::Model));
         assert_eq!(t.consecutive_failures, 0);
     }
