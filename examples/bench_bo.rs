@@ -39,13 +39,21 @@ fn objective() -> Objective {
     }
 }
 
-/// One optimization run; returns (true values, observed values, seconds per ask).
-fn run(
-    problem: &Problem,
-    strategy: &str,
-    seed: u64,
-    evals: usize,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+/// What one optimization run measured.
+struct Trace {
+    /// True (noise-free) value of each evaluated point, in order.
+    truth: Vec<f64>,
+    /// The value the optimizer was told (truth plus the problem's noise).
+    observed: Vec<f64>,
+    /// Seconds spent in each `ask`.
+    ask_seconds: Vec<f64>,
+    /// (evaluations so far, true value of `Optimizer::recommend()`) at each of `marks`: what the
+    /// tuner hands its user, which on a noisy function is not the best noisy sample.
+    recommended: Vec<(usize, f64)>,
+}
+
+/// One optimization run.
+fn run(problem: &Problem, strategy: &str, seed: u64, evals: usize, marks: &[usize]) -> Trace {
     let settings = OptimizerSettings {
         strategy: strategy.into(),
         initial_trials: arg("--init", "0").parse().expect("--init N"),
@@ -54,7 +62,8 @@ fn run(
     let mut opt = Optimizer::new(problem.space.clone(), objective(), settings, vec![], seed);
     let mut noise_rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xBEEF);
     let (mut truth, mut observed, mut times) = (vec![], vec![], vec![]);
-    for _ in 0..evals {
+    let mut recommended = vec![];
+    for k in 1..=evals {
         let t0 = Instant::now();
         let trial = opt.ask(&AskContext::default());
         times.push(t0.elapsed().as_secs_f64());
@@ -67,8 +76,18 @@ fn run(
         truth.push(f);
         observed.push(y);
         opt.tell(&trial, ok(y));
+        if marks.contains(&k) {
+            if let Some(best) = opt.recommend() {
+                recommended.push((k, problem.eval(&best)));
+            }
+        }
     }
-    (truth, observed, times)
+    Trace {
+        truth,
+        observed,
+        ask_seconds: times,
+        recommended,
+    }
 }
 
 /// Median time of `ask` after `n` random observations (cold = first ask, warm = later ones).
@@ -115,6 +134,10 @@ fn main() {
     let out = arg("--out", "bench-out/engine.jsonl");
     let only = arg("--only", "");
     let timing = arg("--timing", "50,200,500");
+    let marks: Vec<usize> = arg("--marks", "25,50")
+        .split(',')
+        .filter_map(|m| m.parse().ok())
+        .collect();
     if let Some(dir) = std::path::Path::new(&out).parent() {
         std::fs::create_dir_all(dir).expect("create output folder");
     }
@@ -126,7 +149,7 @@ fn main() {
         for strategy in ["gp", "random"] {
             let t0 = Instant::now();
             for seed in 0..seeds {
-                let (truth, observed, times) = run(&problem, strategy, seed, evals);
+                let trace = run(&problem, strategy, seed, evals, &marks);
                 let method = if strategy == "gp" {
                     "ollama-tuner"
                 } else {
@@ -134,7 +157,9 @@ fn main() {
                 };
                 let line = serde_json::json!({
                     "method": method, "problem": problem.name, "seed": seed,
-                    "optimum": problem.optimum, "truth": truth, "observed": observed, "ask_seconds": times,
+                    "optimum": problem.optimum, "truth": trace.truth, "observed": trace.observed,
+                    "ask_seconds": trace.ask_seconds,
+                    "recommended": trace.recommended.iter().map(|(k, v)| serde_json::json!({"evals": k, "truth": v})).collect::<Vec<_>>(),
                 });
                 writeln!(file, "{line}").expect("write");
             }

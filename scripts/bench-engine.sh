@@ -2,10 +2,10 @@
 # Engine benchmark of issue 2: this engine and random search (examples/bench_bo.rs) against
 # Optuna's GPSampler and TPESampler (scripts/bench_optuna.py) on Branin, Hartmann6, a mixed
 # integer Ackley and noisy Hartmann6; then the tables of BENCHMARKS.md.
-#   scripts/bench-engine.sh [SEEDS] [EVALS]
+#   scripts/bench-engine.sh [SEEDS] [EVALS]   (defaults 60 and 50)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SEEDS=${1:-20}
+SEEDS=${1:-60}
 EVALS=${2:-50}
 VENV=${VENV:-.venv-bench}
 mkdir -p bench-out
