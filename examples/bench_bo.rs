@@ -131,6 +131,8 @@ fn ask_time(problem: &Problem, n: usize) -> (f64, f64) {
 fn main() {
     let seeds: u64 = arg("--seeds", "20").parse().expect("--seeds N");
     let evals: usize = arg("--evals", "50").parse().expect("--evals N");
+    // Seeds first..first+seeds-1: a later range checks a change on seeds it was not tuned on.
+    let first: u64 = arg("--first-seed", "0").parse().expect("--first-seed N");
     let out = arg("--out", "bench-out/engine.jsonl");
     let only = arg("--only", "");
     let timing = arg("--timing", "50,200,500");
@@ -148,7 +150,7 @@ fn main() {
         }
         for strategy in ["gp", "random"] {
             let t0 = Instant::now();
-            for seed in 0..seeds {
+            for seed in first..first + seeds {
                 let trace = run(&problem, strategy, seed, evals, &marks);
                 let method = if strategy == "gp" {
                     "ollama-tuner"

@@ -109,6 +109,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--evals", type=int, default=50)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed+seeds-1 (held-out checks)")
     ap.add_argument("--out", default="bench-out/optuna.jsonl")
     ap.add_argument("--only", default="")
     ap.add_argument("--samplers", default="optuna-gp,optuna-tpe")
@@ -120,7 +121,7 @@ def main():
                 continue
             for s in a.samplers.split(","):
                 t0 = time.perf_counter()
-                for seed in range(a.seeds):
+                for seed in range(a.first_seed, a.first_seed + a.seeds):
                     truth, observed, times = run(problem, s, seed, a.evals)
                     out.write(json.dumps({"method": s, "problem": problem, "seed": seed,
                                           "optimum": PROBLEMS[problem][2], "truth": truth,

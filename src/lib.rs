@@ -23,3 +23,4 @@ pub mod store;
 pub mod study;
 pub mod testfunctions;
 pub mod trial;
+pub mod warp;

@@ -14,6 +14,7 @@ use crate::space::{config_key, Config, ParamKind, SearchSpace};
 use crate::stats::quantile;
 use crate::study::{is_positive_metric, Comparison, Direction, Objective, OptimizerSettings};
 use crate::trial::{Origin, Status, Trial, TrialRecord};
+use crate::warp::OutputWarp;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -853,7 +854,10 @@ impl Optimizer {
             .map(|&i| self.observations[i].x.clone())
             .collect();
         let values: Vec<f64> = subset.iter().map(|&i| self.value(i)).collect();
-        let y = self.transform(&values);
+        // Log (for positive metrics) and direction first, then the fitted power warp (warp.rs).
+        let transformed = self.transform(&values);
+        let warp = OutputWarp::fit(&transformed);
+        let y: Vec<f64> = transformed.iter().map(|v| warp.apply(*v)).collect();
         let n = xs.len();
         let gp = match self.state.warm_theta.as_deref() {
             Some(theta) if !self.needs_refit(n) => Gp::with_theta(&xs, &y, &cat, theta),
@@ -940,6 +944,7 @@ impl Optimizer {
             aux,
             refitted,
             objective: gp,
+            warp,
             incumbent,
             top_observed: ranked,
             feasibility,
@@ -1061,7 +1066,7 @@ impl Optimizer {
                 let (m, _) = gp.predict(&pts);
                 let vals: Vec<f64> = m
                     .iter()
-                    .map(|t| sign * t)
+                    .map(|t| sign * models.warp.invert(*t))
                     .map(|t| if log { t.exp() } else { t })
                     .collect();
                 let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
@@ -1087,7 +1092,10 @@ struct Models {
     aux: Vec<(String, Vec<f64>)>,
     /// Whether the objective GP's hyperparameters were fitted (not just reused).
     refitted: bool,
+    /// The objective GP, fitted on warped values (`warp`).
     objective: Gp,
+    /// The output warp the objective GP's values went through.
+    warp: OutputWarp,
     /// Best posterior mean (standardized) at a feasible observed point.
     incumbent: Option<f64>,
     /// Observed points with their posterior means, best first.
