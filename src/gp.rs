@@ -544,7 +544,13 @@ pub fn standardize(y: &[f64]) -> (Vec<f64>, f64, f64) {
     let n = y.len().max(1) as f64;
     let mean = y.iter().sum::<f64>() / n;
     let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+    // A spread whose square overflows (values near 1e300) is treated like constant data rather
+    // than dividing everything by infinity.
+    let std = if var.sqrt() > 1e-12 && var.is_finite() {
+        var.sqrt()
+    } else {
+        1.0
+    };
     (y.iter().map(|v| (v - mean) / std).collect(), mean, std)
 }
 

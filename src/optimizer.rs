@@ -107,6 +107,10 @@ pub struct OptimizerState {
     /// Number of the last ask that re-measured a tied leader (see `confirmation`).
     #[serde(default)]
     pub last_confirm: Option<usize>,
+    /// Output warp parameter at the last hyperparameter fit (warp.rs), kept with `warm_theta`
+    /// so that reused hyperparameters describe values warped the same way.
+    #[serde(default)]
+    pub warp_lambda: Option<f64>,
 }
 
 /// What the run loop knows when it asks: the runner options currently loaded, if any.
@@ -170,6 +174,7 @@ impl Optimizer {
                 n_asked: 0,
                 sobol_index: 0,
                 warm_theta: None,
+                warp_lambda: None,
                 fitted_n: 0,
                 aux_theta: Default::default(),
                 last_confirm: None,
@@ -281,6 +286,7 @@ impl Optimizer {
             self.state.fitted_n = models.objective.n();
         }
         self.state.warm_theta = Some(models.objective.theta());
+        self.state.warp_lambda = Some(models.warp.lambda());
         for (k, t) in &models.aux {
             self.state.aux_theta.insert(k.clone(), t.clone());
         }
@@ -583,8 +589,19 @@ impl Optimizer {
         {
             return None;
         }
-        let noise_sd = models.objective.hyper.noise_variance.sqrt();
-        if noise_sd < 0.01 {
+        // The test runs in the units of the (log-)metric, before the output warp: the GP's noise
+        // is one variance in warped units, and the warp stretches or squeezes the top of the
+        // range, so the noise at the leaders is the GP's noise times the local slope of the
+        // inverse warp (a first-order, delta-method conversion).
+        let gp = &models.objective;
+        let unwarp = |mu: f64| models.warp.invert(gp.y_mean + gp.y_std * mu);
+        let top_mu = models.top_observed.first()?.1;
+        let noise_sd = gp.hyper.noise_variance.sqrt()
+            * gp.y_std
+            * models.warp.invert_slope(gp.y_mean + gp.y_std * top_mu);
+        // Below 1% of the spread of the measured values the GP treats the objective as
+        // deterministic, and there is nothing to confirm.
+        if noise_sd.is_nan() || noise_sd < 0.01 * models.warp.scale() {
             return None;
         }
         let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
@@ -603,7 +620,7 @@ impl Optimizer {
             if !feasible.contains(&key) || leaders.iter().any(|(c, _, _)| config_key(c) == key) {
                 continue;
             }
-            leaders.push((config, *mu, counts.get(&key).copied().unwrap_or(0)));
+            leaders.push((config, unwarp(*mu), counts.get(&key).copied().unwrap_or(0)));
             if leaders.len() == 3 {
                 break;
             }
@@ -855,12 +872,17 @@ impl Optimizer {
             .collect();
         let values: Vec<f64> = subset.iter().map(|&i| self.value(i)).collect();
         // Log (for positive metrics) and direction first, then the fitted power warp (warp.rs).
+        // Between hyperparameter refits the warp keeps its parameter too.
         let transformed = self.transform(&values);
-        let warp = OutputWarp::fit(&transformed);
-        let y: Vec<f64> = transformed.iter().map(|v| warp.apply(*v)).collect();
         let n = xs.len();
+        let reuse = self.state.warm_theta.is_some() && !self.needs_refit(n);
+        let warp = match self.state.warp_lambda {
+            Some(lambda) if reuse => OutputWarp::with_lambda(&transformed, lambda),
+            _ => OutputWarp::fit(&transformed),
+        };
+        let y: Vec<f64> = transformed.iter().map(|v| warp.apply(*v)).collect();
         let gp = match self.state.warm_theta.as_deref() {
-            Some(theta) if !self.needs_refit(n) => Gp::with_theta(&xs, &y, &cat, theta),
+            Some(theta) if reuse => Gp::with_theta(&xs, &y, &cat, theta),
             warm => Gp::fit(&xs, &y, &cat, warm, &self.fit_options(n)),
         };
 
@@ -1036,6 +1058,15 @@ impl Optimizer {
         };
         let gp = &models.objective;
         let base = self.space.encode(&best);
+        let seen = {
+            let values: Vec<f64> = self.gp_subset().iter().map(|&i| self.value(i)).collect();
+            self.transform(&values)
+                .iter()
+                .map(|v| models.warp.apply(*v))
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), t| {
+                    (lo.min(t), hi.max(t))
+                })
+        };
         let log = {
             let values: Vec<f64> = self.gp_subset().iter().map(|&i| self.value(i)).collect();
             self.objective.use_log(&values)
@@ -1064,9 +1095,12 @@ impl Optimizer {
                     })
                     .collect();
                 let (m, _) = gp.predict(&pts);
+                // Predictions beyond the warped values seen are clamped before the inverse warp,
+                // which would otherwise amplify a GP overshoot (twice, through exp, on a log metric).
                 let vals: Vec<f64> = m
                     .iter()
-                    .map(|t| sign * models.warp.invert(*t))
+                    .map(|t| t.clamp(seen.0, seen.1))
+                    .map(|t| sign * models.warp.invert(t))
                     .map(|t| if log { t.exp() } else { t })
                     .collect();
                 let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
@@ -1096,7 +1130,9 @@ struct Models {
     objective: Gp,
     /// The output warp the objective GP's values went through.
     warp: OutputWarp,
-    /// Best posterior mean (standardized) at a feasible observed point.
+    /// Best posterior mean (warped, standardized) at a feasible observed point. The warp is
+    /// increasing, so rankings by posterior mean are rankings in the metric's own order; log EI
+    /// and the reload cost weighting (EI per second) are in warped units.
     incumbent: Option<f64>,
     /// Observed points with their posterior means, best first.
     top_observed: Vec<(Vec<f64>, f64)>,
