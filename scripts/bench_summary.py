@@ -59,7 +59,28 @@ def p_better(a, b):
     return wins / (len(a) * len(b))
 
 
+def blocks(runs, problems, size):
+    """Median regret@50 per block of `size` consecutive seeds: how much a median over that many
+    seeds moves with the seed range."""
+    methods = [m for m in METHODS if m != "random"]
+    print(f"| function | seeds | " + " | ".join(methods) + " |")
+    print("|---|---|" + "---|" * len(methods))
+    for prob in problems:
+        seeds = sorted({r["seed"] for m in methods for r in runs.get((prob, m), [])})
+        for lo in range(seeds[0] if seeds else 0, (seeds[-1] + 1) if seeds else 0, size):
+            cells = []
+            for m in methods:
+                v = [regret(r, 50) for r in runs.get((prob, m), []) if lo <= r["seed"] < lo + size]
+                cells.append(f"{statistics.median(v):.3g}" if v else "-")
+            print(f"| {prob} | {lo}-{lo + size - 1} | " + " | ".join(cells) + " |")
+
+
 def main(paths):
+    block = None
+    if "--blocks" in paths:
+        i = paths.index("--blocks")
+        block = int(paths[i + 1])
+        paths = paths[:i] + paths[i + 2:]
     runs = defaultdict(list)
     timing = defaultdict(dict)
     for p in paths:
@@ -70,6 +91,9 @@ def main(paths):
             else:
                 runs[(r["problem"], r["method"])].append(r)
     problems = sorted({p for p, _ in runs}, key=lambda p: ["branin", "hartmann6", "ackley5_mixed", "hartmann6_noisy"].index(p) if p in ["branin", "hartmann6", "ackley5_mixed", "hartmann6_noisy"] else 99)
+    if block:
+        blocks(runs, problems, block)
+        return
     print("| function | method | seeds | regret@25 median [IQR] | regret@50 median [IQR] | recommended@50 median [IQR] | mean s/ask |")
     print("|---|---|---|---|---|---|---|")
     for prob in problems:
