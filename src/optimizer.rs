@@ -961,12 +961,17 @@ impl Optimizer {
             constraints.push((g, bound, c.op.clone()));
         }
 
-        let refitted = self.state.warm_theta.is_none() || self.needs_refit(n);
+        let warped_range = y
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), t| {
+                (lo.min(*t), hi.max(*t))
+            });
         Some(Models {
             aux,
-            refitted,
+            refitted: !reuse,
             objective: gp,
             warp,
+            warped_range,
             incumbent,
             top_observed: ranked,
             feasibility,
@@ -1058,15 +1063,6 @@ impl Optimizer {
         };
         let gp = &models.objective;
         let base = self.space.encode(&best);
-        let seen = {
-            let values: Vec<f64> = self.gp_subset().iter().map(|&i| self.value(i)).collect();
-            self.transform(&values)
-                .iter()
-                .map(|v| models.warp.apply(*v))
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), t| {
-                    (lo.min(t), hi.max(t))
-                })
-        };
         let log = {
             let values: Vec<f64> = self.gp_subset().iter().map(|&i| self.value(i)).collect();
             self.objective.use_log(&values)
@@ -1099,7 +1095,7 @@ impl Optimizer {
                 // which would otherwise amplify a GP overshoot (twice, through exp, on a log metric).
                 let vals: Vec<f64> = m
                     .iter()
-                    .map(|t| t.clamp(seen.0, seen.1))
+                    .map(|t| t.clamp(models.warped_range.0, models.warped_range.1))
                     .map(|t| sign * models.warp.invert(t))
                     .map(|t| if log { t.exp() } else { t })
                     .collect();
@@ -1130,6 +1126,8 @@ struct Models {
     objective: Gp,
     /// The output warp the objective GP's values went through.
     warp: OutputWarp,
+    /// Lowest and highest warped value the objective GP was fitted on.
+    warped_range: (f64, f64),
     /// Best posterior mean (warped, standardized) at a feasible observed point. The warp is
     /// increasing, so rankings by posterior mean are rankings in the metric's own order; log EI
     /// and the reload cost weighting (EI per second) are in warped units.
