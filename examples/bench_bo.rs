@@ -4,10 +4,10 @@
 //!
 //! cargo run --release --example bench_bo -- --seeds 20 --evals 50 --out bench-out/engine.jsonl
 
-use ollama_tuner::optimizer::{gaussian, AskContext, Optimizer, Outcome};
-use ollama_tuner::space::Config;
+use ollama_tuner::engine::optimizer::{gaussian, AskContext, Optimizer, Outcome};
+use ollama_tuner::engine::space::Config;
+use ollama_tuner::engine::testfunctions::{suite, Problem};
 use ollama_tuner::study::{Direction, MetricRef, Objective, OptimizerSettings, Transform};
-use ollama_tuner::testfunctions::{suite, Problem};
 use rand::{Rng, SeedableRng};
 use std::io::Write;
 use std::time::Instant;

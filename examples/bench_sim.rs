@@ -7,11 +7,11 @@
 //! cargo run --release --example bench_sim -- --seeds 10 --trials 40
 
 use ollama_tuner::backend::{self, Backend, BackendError};
-use ollama_tuner::optimizer::{AskContext, Optimizer};
-use ollama_tuner::runloop::make_record;
+use ollama_tuner::engine::optimizer::{AskContext, Optimizer};
+use ollama_tuner::engine::space::{Config, ParamValue};
+use ollama_tuner::engine::stats::{quantile, Summary};
+use ollama_tuner::run::make_record;
 use ollama_tuner::sim::{best_decode, profile, SearchBox, SimModel, SimOptions};
-use ollama_tuner::space::{Config, ParamValue};
-use ollama_tuner::stats::{quantile, Summary};
 use ollama_tuner::study::{parse_study, Study};
 use ollama_tuner::trial::{Origin, Trial, TrialRecord};
 use std::path::Path;
@@ -32,7 +32,7 @@ fn study(
     repeats: usize,
     warmup: usize,
 ) -> Study {
-    let text = ollama_tuner::simctl::demo_study_text(trials, "gemma3-4b", 0.002, seed)
+    let text = ollama_tuner::cli::sim::demo_study_text(trials, "gemma3-4b", 0.002, seed)
         .replace("repeats = 3 ", &format!("repeats = {repeats} "))
         .replace("warmup = 1 ", &format!("warmup = {warmup} "));
     let text =
@@ -175,7 +175,7 @@ async fn run_method(method: &str, seed: u64, trials: usize, target: f64) -> Outc
                 true_decode(&rec.params),
                 rec.objective,
                 rec.load.as_ref().map(|l| l.reloaded),
-                ollama_tuner::space::config_key(&rec.params)
+                ollama_tuner::engine::space::config_key(&rec.params)
             );
         }
         opt.tell_record(&rec);

@@ -29,9 +29,9 @@
 
 use ollama_tuner::backend::llamacpp::LlamaCppBackend;
 use ollama_tuner::backend::Backend;
-use ollama_tuner::runloop::{self, RunOptions};
-use ollama_tuner::space::{config_key, Config, ParamValue};
-use ollama_tuner::stats::{quantile, Summary};
+use ollama_tuner::engine::space::{config_key, Config, ParamValue};
+use ollama_tuner::engine::stats::{quantile, Summary};
+use ollama_tuner::run::{self, RunOptions};
 use ollama_tuner::store::RunDir;
 use ollama_tuner::study::{parse_study, Study};
 use rand::seq::SliceRandom;
@@ -298,7 +298,7 @@ async fn run_tuner(
         reports_dir: None,
         ..RunOptions::default()
     };
-    let outcome = runloop::run(
+    let outcome = run::run(
         study.clone(),
         text,
         Path::new("llamacpp-grid.toml"),

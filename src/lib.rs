@@ -4,23 +4,13 @@
 //! acquisition (maximized with boxmin) -> optimizer (ask/tell, no I/O) <- run loop (tokio) ->
 //! backends -> store -> report / export.
 
-pub mod acquisition;
 pub mod backend;
-pub mod boxmin;
 pub mod cli;
-pub mod design;
+pub mod engine;
 pub mod export;
-pub mod gp;
-pub mod measure;
-pub mod optimizer;
 pub mod report;
-pub mod runloop;
+pub mod run;
 pub mod sim;
-pub mod simctl;
-pub mod space;
-pub mod stats;
 pub mod store;
 pub mod study;
-pub mod testfunctions;
 pub mod trial;
-pub mod warp;

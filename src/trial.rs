@@ -3,8 +3,8 @@
 //! A `TrialRecord` is one line of `trials.jsonl`. Its field names are a stable contract for
 //! reports, scripts and resume; add fields, never rename them.
 
-use crate::space::Config;
-use crate::stats::{Sample, Summary};
+use crate::engine::space::Config;
+use crate::engine::stats::{Sample, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 //! line, a second daemon on the same run, and the server going down mid-run.
 
 use ollama_tuner::backend::ollama::OllamaBackend;
-use ollama_tuner::runloop::{self, RunOptions};
+use ollama_tuner::run::{self, RunOptions};
 use ollama_tuner::sim::{self, SimConfig};
 use ollama_tuner::store::{RunDir, StopReason};
 use ollama_tuner::study::parse_study;
@@ -395,7 +395,7 @@ async fn server_outage_mid_run_is_waited_out() {
         progress: false,
         ..RunOptions::default()
     };
-    let out = runloop::run(study, &text, &path, opts, Box::new(backend), rx)
+    let out = run::run(study, &text, &path, opts, Box::new(backend), rx)
         .await
         .unwrap();
     outage.await.unwrap();

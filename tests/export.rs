@@ -143,9 +143,9 @@ fn modelfile_from_a_llamacpp_run_maps_names_and_explains_the_rest() {
 #[test]
 fn invalid_and_untyped_options_become_comments() {
     let (mut meta, mut records) = basic_run();
-    meta.space.params.push(ollama_tuner::space::Param {
+    meta.space.params.push(ollama_tuner::engine::space::Param {
         name: "keep_alive_min".into(),
-        kind: ollama_tuner::space::ParamKind::Int {
+        kind: ollama_tuner::engine::space::ParamKind::Int {
             low: 1,
             high: 60,
             log: false,
@@ -156,19 +156,21 @@ fn invalid_and_untyped_options_become_comments() {
     for r in records.iter_mut() {
         r.params.insert(
             "keep_alive_min".into(),
-            ollama_tuner::space::ParamValue::Int(5),
+            ollama_tuner::engine::space::ParamValue::Int(5),
         );
         r.params.insert(
             "use_mmap".into(),
-            ollama_tuner::space::ParamValue::Str("false".into()),
+            ollama_tuner::engine::space::ParamValue::Str("false".into()),
         );
         r.params.insert(
             "stop".into(),
-            ollama_tuner::space::ParamValue::Str("<end \"of\" turn>".into()),
+            ollama_tuner::engine::space::ParamValue::Str("<end \"of\" turn>".into()),
         );
         // A float where Ollama wants an integer: refused by `ollama create`, so left out.
-        r.params
-            .insert("top_k".into(), ollama_tuner::space::ParamValue::Float(40.5));
+        r.params.insert(
+            "top_k".into(),
+            ollama_tuner::engine::space::ParamValue::Float(40.5),
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let run = write_run(dir.path(), &meta, &records);
@@ -317,11 +319,11 @@ fn command_runs_export_their_own_parameter_names() {
     r.error = None;
     r.objective = Some(1.5);
     r.feasible = true;
-    r.samples = vec![ollama_tuner::stats::Sample::from([(
+    r.samples = vec![ollama_tuner::engine::stats::Sample::from([(
         "value".to_string(),
         1.5,
     )])];
-    r.metrics = ollama_tuner::stats::summarize(&r.samples);
+    r.metrics = ollama_tuner::engine::stats::summarize(&r.samples);
     let dir = tempfile::tempdir().unwrap();
     let run = write_run(dir.path(), &meta, &records);
     let v: serde_json::Value =

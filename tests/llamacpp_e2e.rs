@@ -11,8 +11,8 @@
 
 use ollama_tuner::backend::llamacpp::{self, HostDefaults, LlamaCppBackend};
 use ollama_tuner::backend::{self, Backend, BackendError};
-use ollama_tuner::runloop::{self, RunOptions};
-use ollama_tuner::space::{Config, ParamValue};
+use ollama_tuner::engine::space::{Config, ParamValue};
+use ollama_tuner::run::{self, RunOptions};
 use ollama_tuner::store::{RunDir, StopReason};
 use ollama_tuner::study::parse_study;
 use ollama_tuner::trial::FailureKind;
@@ -375,7 +375,7 @@ fn real_study_runs_to_budget() {
             reports_dir: None,
             ..RunOptions::default()
         };
-        runloop::run(study, &text, &path, opts, backend, rx).await
+        run::run(study, &text, &path, opts, backend, rx).await
     });
     let outcome = outcome.unwrap_or_else(|e| panic!("the run failed: {e}"));
     assert_eq!(outcome.stop, StopReason::Budget, "{}", outcome.stop_message);

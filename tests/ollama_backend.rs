@@ -4,8 +4,8 @@
 
 use ollama_tuner::backend::ollama::OllamaBackend;
 use ollama_tuner::backend::{Backend, BackendError};
+use ollama_tuner::engine::space::{Config, ParamKind, ParamValue, SearchSpace};
 use ollama_tuner::sim::{self, SimConfig, SimServer, StreamFault};
-use ollama_tuner::space::{Config, ParamKind, ParamValue, SearchSpace};
 use ollama_tuner::study::Protocol;
 use ollama_tuner::trial::FailureKind;
 use std::time::Duration;
@@ -61,7 +61,7 @@ fn config(num_gpu: i64, num_ctx: i64) -> Config {
 }
 
 fn space() -> SearchSpace {
-    let int = |name: &str, low, high, default| ollama_tuner::space::Param {
+    let int = |name: &str, low, high, default| ollama_tuner::engine::space::Param {
         name: name.into(),
         kind: ParamKind::Int {
             low,

@@ -7,8 +7,8 @@
 //! sysexits.h) means "try again later": a transient fault that is not the configuration's.
 
 use super::{Backend, BackendError, BackendInfo, Evaluation};
-use crate::space::{Config, SearchSpace};
-use crate::stats::Sample;
+use crate::engine::space::{Config, SearchSpace};
+use crate::engine::stats::Sample;
 use crate::trial::FailureKind;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -192,7 +192,7 @@ impl Backend for CommandBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::space::ParamValue;
+    use crate::engine::space::ParamValue;
 
     fn sh(script: &str) -> CommandBackend {
         CommandBackend::new(

@@ -12,9 +12,10 @@
 pub mod command;
 pub mod llamacpp;
 pub mod ollama;
+pub mod protocol;
 
-use crate::space::{Config, SearchSpace};
-use crate::stats::Sample;
+use crate::engine::space::{Config, SearchSpace};
+use crate::engine::stats::Sample;
 use crate::trial::{FailureKind, LoadRecord};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -123,7 +124,7 @@ pub async fn create(study: &crate::study::Study) -> Result<Box<dyn Backend>, Bac
             time_scale,
             keep_alive,
         } => Box::new(
-            crate::simctl::SimulatedOllama::start(
+            crate::cli::sim::SimulatedOllama::start(
                 profile,
                 *time_scale,
                 study.seed,

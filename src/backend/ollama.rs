@@ -6,9 +6,9 @@
 //! streaming has begun.
 
 use super::{classify_failure, Backend, BackendError, BackendInfo, Evaluation};
-use crate::measure::{InferenceServer, LoadReport, Protocolled, ServerError};
-use crate::space::{Config, SearchSpace};
-use crate::stats::Sample;
+use crate::backend::protocol::{InferenceServer, LoadReport, Protocolled, ServerError};
+use crate::engine::space::{Config, SearchSpace};
+use crate::engine::stats::Sample;
 use crate::study::Protocol;
 use async_trait::async_trait;
 use futures_util::StreamExt;

@@ -7,7 +7,7 @@
 //! cells mean "not measured". Quoting follows RFC 4180.
 
 use super::Report;
-use crate::space::ParamValue;
+use crate::engine::space::ParamValue;
 use crate::trial::{Origin, Status};
 
 fn field(s: &str) -> String {

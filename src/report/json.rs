@@ -8,8 +8,8 @@
 use super::{
     unit_of, ConvergencePoint, Counts, FailureSummary, Report, Row, RowClass, Tie, TTFT_METRIC,
 };
-use crate::space::Config;
-use crate::stats::Summary;
+use crate::engine::space::Config;
+use crate::engine::stats::Summary;
 use crate::study::{Comparison, Direction};
 use crate::trial::{LoadRecord, Origin, Status};
 use serde::Serialize;
@@ -273,10 +273,10 @@ fn document(r: &Report) -> JsonReport<'_> {
             .map(|p| JsonParam {
                 name: &p.name,
                 kind: match p.kind {
-                    crate::space::ParamKind::Int { .. } => "int",
-                    crate::space::ParamKind::Float { .. } => "float",
-                    crate::space::ParamKind::Categorical { .. } => "categorical",
-                    crate::space::ParamKind::Bool => "bool",
+                    crate::engine::space::ParamKind::Int { .. } => "int",
+                    crate::engine::space::ParamKind::Float { .. } => "float",
+                    crate::engine::space::ParamKind::Categorical { .. } => "categorical",
+                    crate::engine::space::ParamKind::Bool => "bool",
                 },
                 domain: p.domain_text(),
                 default: p.default.as_ref().map(|d| d.to_json()),

@@ -6,7 +6,7 @@ use super::{
     fmt_duration, fmt_num, fmt_pct, fmt_share, unit_of, Report, Row, RowClass, Tie,
     CONVERGENCE_FILE, CSV_FILE, DECODE_METRIC, JSON_FILE, PARETO_FILE, TTFT_METRIC,
 };
-use crate::stats::Summary;
+use crate::engine::stats::Summary;
 use crate::study::{Prompts, Stat};
 use std::fmt::Write;
 

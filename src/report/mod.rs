@@ -13,9 +13,9 @@ pub mod json;
 pub mod markdown;
 pub mod plots;
 
-use crate::optimizer::{Optimizer, ParamEffect};
-use crate::space::{config_key, format_float, Config, ParamKind, ParamValue};
-use crate::stats::{quantile_sorted, Summary};
+use crate::engine::optimizer::{Optimizer, ParamEffect};
+use crate::engine::space::{config_key, format_float, Config, ParamKind, ParamValue};
+use crate::engine::stats::{quantile_sorted, Summary};
 use crate::store::{JournalRead, RunDir, RunMeta, StoreError, META_FILE};
 use crate::study::{Comparison, Direction, OptimizerSettings, Stat};
 use crate::trial::{FailureKind, Origin, Status, TrialRecord};

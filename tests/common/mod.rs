@@ -8,8 +8,8 @@
 #![allow(dead_code)]
 
 use ollama_tuner::backend::BackendInfo;
-use ollama_tuner::space::{Config, Param, ParamKind, ParamValue, SearchSpace};
-use ollama_tuner::stats::{summarize, Sample};
+use ollama_tuner::engine::space::{Config, Param, ParamKind, ParamValue, SearchSpace};
+use ollama_tuner::engine::stats::{summarize, Sample};
 use ollama_tuner::store::{RunDir, RunMeta, StopReason};
 use ollama_tuner::study::{
     Budget, Constraint, Direction, MetricRef, Objective, Protocol, Transform,

@@ -2,7 +2,7 @@
 //! facts"). Definitions follow Surjanovic & Bingham's Virtual Library of Simulation Experiments;
 //! scripts/bench_optuna.py carries the identical definitions for the Optuna side.
 
-use crate::space::{Config, Param, ParamKind, SearchSpace};
+use crate::engine::space::{Config, Param, ParamKind, SearchSpace};
 
 /// A benchmark problem: search space, function (minimized) and known optimum.
 pub struct Problem {

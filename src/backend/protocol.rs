@@ -8,8 +8,8 @@
 //! turned 25231 +- 17262 t/s into 42934 +- 240 t/s).
 
 use crate::backend::{BackendError, Evaluation, Failure};
-use crate::space::Config;
-use crate::stats::Sample;
+use crate::engine::space::Config;
+use crate::engine::stats::Sample;
 use crate::study::{Prompts, Protocol};
 use crate::trial::{FailureKind, LoadRecord};
 use async_trait::async_trait;
@@ -229,7 +229,7 @@ impl<S: InferenceServer> Protocolled<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::space::ParamValue;
+    use crate::engine::space::ParamValue;
 
     /// A scripted server: records calls, fails on demand.
     #[derive(Default)]

@@ -4,17 +4,17 @@
 //! GP fit is deterministic, so a run is reproducible for a given seed and a resumed run asks
 //! exactly what the uninterrupted one would have (given the saved `OptimizerState`).
 
-use crate::acquisition::{
+use crate::engine::acquisition::{
     log_ei_with_grad, log_expected_improvement, log_norm_cdf, log_norm_cdf_grad,
 };
-use crate::boxmin::{minimize_box, BoxMinOptions};
-use crate::design::{initial_design_size, sobol_point, unit_to_encoded};
-use crate::gp::{FitOptions, Gp};
-use crate::space::{config_key, Config, ParamKind, SearchSpace};
-use crate::stats::quantile;
+use crate::engine::boxmin::{minimize_box, BoxMinOptions};
+use crate::engine::design::{initial_design_size, sobol_point, unit_to_encoded};
+use crate::engine::gp::{FitOptions, Gp};
+use crate::engine::space::{config_key, Config, ParamKind, SearchSpace};
+use crate::engine::stats::quantile;
+use crate::engine::warp::OutputWarp;
 use crate::study::{is_positive_metric, Comparison, Direction, Objective, OptimizerSettings};
 use crate::trial::{Origin, Status, Trial, TrialRecord};
-use crate::warp::OutputWarp;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -1236,7 +1236,7 @@ pub fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::space::{Param, ParamValue};
+    use crate::engine::space::{Param, ParamValue};
     use crate::study::{Constraint, MetricRef, Transform};
 
     fn space2() -> SearchSpace {

@@ -20,9 +20,9 @@
 //!   request has a deadline (protocol.request_timeout), and a hung server is killed and restarted.
 
 use super::{classify_failure, Backend, BackendError, BackendInfo, Evaluation};
-use crate::measure::{InferenceServer, LoadReport, Protocolled, ServerError};
-use crate::space::{Config, ParamKind, ParamValue, SearchSpace};
-use crate::stats::Sample;
+use crate::backend::protocol::{InferenceServer, LoadReport, Protocolled, ServerError};
+use crate::engine::space::{Config, ParamKind, ParamValue, SearchSpace};
+use crate::engine::stats::Sample;
 use crate::study::{BackendConfig, Protocol, Study, LLAMACPP_LOAD_OPTIONS};
 use crate::trial::FailureKind;
 use async_trait::async_trait;
@@ -1092,7 +1092,7 @@ impl InferenceServer for LlamaServer {
                     r.kill().await;
                 }
                 self.restarts_after_hang += 1;
-                let key = crate::space::config_key(config);
+                let key = crate::engine::space::config_key(config);
                 let count = match &self.hangs {
                     Some((k, n)) if *k == key => n + 1,
                     _ => 1,

@@ -4,9 +4,9 @@
 //! killed at any point resumes without losing or repeating a finished trial.
 
 use crate::backend::{Backend, BackendError, BackendInfo, Evaluation};
-use crate::optimizer::{AskContext, Optimizer};
-use crate::space::config_key;
-use crate::stats::summarize;
+use crate::engine::optimizer::{AskContext, Optimizer};
+use crate::engine::space::config_key;
+use crate::engine::stats::summarize;
 use crate::store::{
     BudgetOverrides, Checkpoint, RunDir, RunLock, RunMeta, RunProgress, StopReason, StoreError,
     STUDY_FILE,

@@ -3,7 +3,7 @@
 //! Owen-scrambled Sobol sequences (Burley 2020, via the sobol_burley crate) fill the unit cube
 //! more evenly than independent random points, which matters with a handful of trials.
 
-use crate::space::SearchSpace;
+use crate::engine::space::SearchSpace;
 
 /// Number of quasi-random trials before the GP proposes: Optuna's 10 startup trials, growing
 /// as d + 1 past nine dimensions. Fewer (max(5, d + 1)) left multimodal functions such as

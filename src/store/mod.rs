@@ -7,11 +7,11 @@
 //! - `run.json`       `RunMeta`: what was run, against what, and why it stopped
 //! - `lock`           flock-held while a daemon works on the run; holds its pid
 //! - `report.md`, `report.json`, `trials.csv`, `*.svg`   regenerated as the run goes (see
-//!   `runloop::ReportSchedule`) and whenever a session stops
+//!   `run::ReportSchedule`) and whenever a session stops
 
 use crate::backend::BackendInfo;
-use crate::optimizer::OptimizerState;
-use crate::space::{Config, SearchSpace};
+use crate::engine::optimizer::OptimizerState;
+use crate::engine::space::{Config, SearchSpace};
 use crate::study::{Budget, Objective, Protocol};
 use crate::trial::{Trial, TrialRecord};
 use serde::{Deserialize, Serialize};

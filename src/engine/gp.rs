@@ -650,7 +650,7 @@ mod tests {
     #[test]
     fn matches_scikit_learn() {
         let f: serde_json::Value =
-            serde_json::from_str(include_str!("../tests/fixtures/gp_sklearn.json")).unwrap();
+            serde_json::from_str(include_str!("../../tests/fixtures/gp_sklearn.json")).unwrap();
         let rows = |k: &str| -> Vec<Vec<f64>> { serde_json::from_value(f[k].clone()).unwrap() };
         let vec = |k: &str| -> Vec<f64> { serde_json::from_value(f[k].clone()).unwrap() };
         let (x, xs, y) = (rows("x"), rows("xs"), vec("y"));

@@ -6,8 +6,8 @@
 //! llama-server.md: unset load options are rewritten by `--fit`) and says in comments where it
 //! came from, so a Modelfile found months later still tells which run and trial it is.
 
+use crate::engine::space::{format_float, ParamValue};
 use crate::report::{self, fmt_num, fmt_pct, unit_of, Report, ReportError, Row, RowClass, Tie};
-use crate::space::{format_float, ParamValue};
 use crate::store::RunDir;
 use std::fmt::Write;
 use std::str::FromStr;

@@ -1,8 +1,10 @@
 //! Command-line interface: flags parsed by clap, turned into validated options, dispatched.
 //! Every user-facing failure maps to a distinct exit code (see `ExitCode` and README.md).
 
+pub mod sim;
+
 use crate::backend::{self, Backend};
-use crate::runloop::{self, RunError, RunOptions};
+use crate::run::{self, RunError, RunOptions};
 use crate::store::{RunDir, RunLock, StoreError};
 use crate::study::{load_study, ConfigError, Study};
 use chrono::{DateTime, Local, NaiveTime, TimeZone};
@@ -293,7 +295,7 @@ async fn run_study(study: Study, path: &Path, opts: RunOptions) -> Result<(), Cl
         .map_err(|e| CliError::new(ExitCode::Backend, e.to_string()))?;
     let shutdown = install_signal_handlers();
     let export = export_format_for(&study.backend);
-    let out = runloop::run(study, &text, path, opts, backend, shutdown).await?;
+    let out = run::run(study, &text, path, opts, backend, shutdown).await?;
     print_outcome(&out, export);
     Ok(())
 }
@@ -312,7 +314,7 @@ pub fn export_format_for(backend: &crate::study::BackendConfig) -> ExportFormatA
     }
 }
 
-pub fn print_outcome(out: &runloop::RunOutcome, export_format: ExportFormatArg) {
+pub fn print_outcome(out: &run::RunOutcome, export_format: ExportFormatArg) {
     // The spelling the `export --format` option accepts.
     let export_format = export_format
         .to_possible_value()
@@ -433,14 +435,14 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             profile,
             seed,
             time_scale,
-        } => crate::simctl::serve(port, &profile, seed, time_scale).await,
+        } => crate::cli::sim::serve(port, &profile, seed, time_scale).await,
         Command::Demo {
             trials,
             state_dir,
             profile,
             time_scale,
             seed,
-        } => crate::simctl::demo(trials, state_dir, &profile, time_scale, seed).await,
+        } => crate::cli::sim::demo(trials, state_dir, &profile, time_scale, seed).await,
         Command::Status { run_dir } => status(&run_dir),
         Command::Report {
             run_dir,

@@ -4,8 +4,8 @@
 use crate::backend::ollama::OllamaBackend;
 use crate::backend::{Backend, BackendError, BackendInfo, Evaluation};
 use crate::cli::{CliError, ExitCode};
+use crate::engine::space::{Config, SearchSpace};
 use crate::sim::{SimConfig, SimServer};
-use crate::space::{Config, SearchSpace};
 use crate::study::Protocol;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// The study `demo` runs; placeholders are filled from the command line.
-pub const DEMO_STUDY: &str = include_str!("../search_spaces/demo-simulator.toml");
+pub const DEMO_STUDY: &str = include_str!("../../search_spaces/demo-simulator.toml");
 
 /// The simulator in-process + the Ollama backend pointed at it.
 pub struct SimulatedOllama {
@@ -63,7 +63,7 @@ impl SimulatedOllama {
 /// HTTP and scheduling overhead with it: 5 ms of overhead at time scale 0.002 reads as 2.5
 /// simulated seconds, which once made every trial of a fast benchmark violate a TTFT
 /// constraint. TTFT = load + prompt processing + the first generated token.
-fn simulated_seconds(s: &crate::stats::Sample, key: &str) -> Option<f64> {
+fn simulated_seconds(s: &crate::engine::stats::Sample, key: &str) -> Option<f64> {
     let get = |k: &str| s.get(k).copied().filter(|v| v.is_finite());
     match key {
         "e2e" => get("total"),
@@ -216,7 +216,7 @@ pub async fn demo(
         .map_err(|e| CliError::new(ExitCode::State, format!("{}: {e}", path.display())))?;
     eprintln!("demo: tuning the SIMULATED {profile} Ollama server ({trials} trials, time scale {time_scale}); study file {}", path.display());
     let study = crate::study::load_study(&path)?;
-    let opts = crate::runloop::RunOptions {
+    let opts = crate::run::RunOptions {
         state_dir,
         run_id: Some(format!(
             "demo-{profile}-{}",
@@ -229,7 +229,7 @@ pub async fn demo(
         .await
         .map_err(|e| CliError::new(ExitCode::Backend, e.to_string()))?;
     let shutdown = crate::cli::install_signal_handlers();
-    let out = crate::runloop::run(study, &text, &path, opts, backend, shutdown).await?;
+    let out = crate::run::run(study, &text, &path, opts, backend, shutdown).await?;
     crate::cli::print_outcome(&out, crate::cli::ExportFormatArg::Modelfile);
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! (with byte spans on every field), then `validate` turns it into a checked `Study` and reports
 //! the first mistake with the file, line, column and field it concerns.
 
-use crate::space::{Param, ParamKind, ParamValue, SearchSpace};
+use crate::engine::space::{Param, ParamKind, ParamValue, SearchSpace};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
