@@ -167,7 +167,11 @@ async fn run_method(method: &str, seed: u64, trials: usize, target: f64) -> Outc
             })
         };
         let eval = evaluate(&mut b, &trial.config).await;
-        let rec = make_record(&s, &trial, eval, String::new(), 0.0);
+        let mut rec = make_record(&s, &trial, eval, String::new(), 0.0);
+        // The trial's duration in simulated seconds (its reload plus every request), not the
+        // in-process simulator's wall time: the reload-aware optimizer weighs it, and wall time
+        // would make the run depend on how busy the machine is.
+        rec.duration_s = simulated_seconds(&rec, 1);
         if std::env::var_os("OT_TRACE").is_some() {
             eprintln!(
                 "{t} {:?} true {:.2} measured {:?} reload {:?} {}",
