@@ -6,7 +6,7 @@
 //! failure, error`. Numbers are written in full precision (shortest round-trip form); empty
 //! cells mean "not measured". Quoting follows RFC 4180.
 
-use super::Report;
+use super::types::Report;
 use crate::engine::space::ParamValue;
 use crate::trial::{Origin, Status};
 

@@ -5,8 +5,9 @@
 //! below are the schema; they deliberately do not reuse the journal or optimizer types, so a
 //! change there cannot silently change this file's shape.
 
-use super::{
-    unit_of, ConvergencePoint, Counts, FailureSummary, Report, Row, RowClass, Tie, TTFT_METRIC,
+use super::format::unit_of;
+use super::types::{
+    ConvergencePoint, Counts, FailureSummary, Report, Row, RowClass, Tie, TTFT_METRIC,
 };
 use crate::engine::space::Config;
 use crate::engine::stats::Summary;

@@ -2,7 +2,9 @@
 //! SVG `<text>` elements (plotters' built-in naive font metrics), so no system font or `ttf`
 //! feature is needed and the output is byte-for-byte reproducible.
 
-use super::{fmt_num, unit_of, Report, ReportError, RowClass, CONVERGENCE_FILE, PARETO_FILE};
+use super::error::ReportError;
+use super::format::{fmt_num, unit_of};
+use super::types::{Report, RowClass, CONVERGENCE_FILE, PARETO_FILE};
 use plotters::prelude::*;
 
 const SIZE: (u32, u32) = (860, 480);

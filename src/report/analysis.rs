@@ -1,0 +1,394 @@
+//! The analysis every format prints: journal -> `Report`. Classifies and ranks the trials, pools
+//! repeated measurements of one configuration, decides ties with rank 1 and with the baseline
+//! (bootstrap.rs), and builds the Pareto front and the convergence curve. Failures are
+//! summarized in failures.rs, parameter importance in importance.rs.
+
+use super::bootstrap::{bootstrap_ci, bootstrap_diff, seed_for, stat_of};
+use super::failures::failure_summary;
+use super::format::fmt_num;
+use super::importance::importance;
+use super::types::{
+    ConvergencePoint, Counts, Pareto, ParetoPoint, Report, Row, RowClass, Tie, TTFT_METRIC,
+};
+use crate::engine::space::{config_key, format_float};
+use crate::engine::stats::Summary;
+use crate::store::{JournalRead, RunMeta};
+use crate::study::{Comparison, Direction, Stat};
+use crate::trial::{Status, TrialRecord};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Analyse a run already in memory. `with_importance` fits a GP for parameter importance,
+/// which is the only expensive step (export leaves it out).
+pub(crate) fn analyse_journal(
+    meta: RunMeta,
+    journal: JournalRead,
+    with_importance: bool,
+) -> Report {
+    let JournalRead { records, skipped } = journal;
+    let objective = &meta.objective;
+    let maximize = objective.direction == Direction::Maximize;
+
+    let mut param_names: Vec<String> = meta.space.params.iter().map(|p| p.name.clone()).collect();
+    let extra: BTreeSet<&String> = records
+        .iter()
+        .flat_map(|r| r.params.keys())
+        .filter(|k| !param_names.contains(k))
+        .collect();
+    param_names.extend(extra.into_iter().cloned());
+    let metric_names: Vec<String> = records
+        .iter()
+        .flat_map(|r| r.metrics.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .cloned()
+        .collect();
+
+    // Importance first, while the records are in journal order (the GP keeps the most recent).
+    let importance = if with_importance {
+        importance(&meta, &records)
+    } else {
+        vec![]
+    };
+
+    // Classify every record; the rows take the records over rather than copying them, so a
+    // report holds one copy of the journal, not two. Repeated measurements of one configuration
+    // become one row.
+    let rows: Vec<Row> = records
+        .into_iter()
+        .map(|rec| classify(rec, &meta))
+        .collect();
+    let mut rows = pool_repeats(rows, objective.metric.stat);
+
+    // Rank: feasible by objective, infeasible by objective, failed by trial number.
+    rows.sort_by(|a, b| {
+        a.class
+            .cmp(&b.class)
+            .then_with(|| match (a.objective, b.objective) {
+                (Some(x), Some(y)) if maximize => y.total_cmp(&x),
+                (Some(x), Some(y)) => x.total_cmp(&y),
+                _ => std::cmp::Ordering::Equal,
+            })
+            .then(a.trial().cmp(&b.trial()))
+    });
+    let mut next = 1;
+    for r in rows.iter_mut() {
+        if r.class != RowClass::Failed {
+            r.rank = Some(next);
+            next += 1;
+        }
+    }
+
+    let counts = Counts {
+        total: rows.len(),
+        feasible: rows
+            .iter()
+            .filter(|r| r.class == RowClass::Feasible)
+            .count(),
+        infeasible: rows
+            .iter()
+            .filter(|r| r.class == RowClass::Infeasible)
+            .count(),
+        failed: rows.iter().filter(|r| r.class == RowClass::Failed).count(),
+    };
+
+    let best = rows
+        .first()
+        .filter(|r| r.class == RowClass::Feasible)
+        .map(|_| 0);
+    // The first baseline trial (a resumed run never measures it twice, but be robust).
+    let baseline = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_baseline())
+        .min_by_key(|(_, r)| r.trial())
+        .map(|(i, _)| i);
+
+    // Spread, intervals, changes against the baseline and rank 1, ties.
+    let stat = objective.metric.stat;
+    for r in rows.iter_mut() {
+        r.ci95 = bootstrap_ci(&r.objective_samples, stat, seed_for(r.trial(), r.trial()));
+    }
+    if let Some(b) = baseline.and_then(|i| rows[i].objective) {
+        for r in rows.iter_mut() {
+            r.vs_baseline_pct = r.objective.and_then(|v| pct_change(v, b));
+        }
+    }
+    let mut best_vs_baseline = None;
+    if let Some(bi) = best {
+        let best_value = rows[bi].objective;
+        let best_samples = rows[bi].objective_samples.clone();
+        let best_trial = rows[bi].trial();
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.vs_best_pct = match (r.objective, best_value) {
+                (Some(v), Some(b)) if r.class != RowClass::Failed => pct_change(v, b),
+                _ => None,
+            };
+            if r.class != RowClass::Feasible {
+                continue;
+            }
+            r.tie = Some(if i == bi {
+                Tie::Best
+            } else {
+                compare(
+                    &best_samples,
+                    &r.objective_samples,
+                    stat,
+                    seed_for(best_trial, r.trial()),
+                )
+            });
+        }
+        if let Some(base) = baseline.filter(|&b| b != bi) {
+            let base_row = &rows[base];
+            if base_row.class != RowClass::Failed {
+                best_vs_baseline = Some(compare(
+                    &best_samples,
+                    &base_row.objective_samples,
+                    stat,
+                    seed_for(best_trial, base_row.trial()),
+                ));
+            }
+        }
+    }
+
+    let failures = failure_summary(&meta, &rows, &param_names);
+    let pareto = pareto(&meta, &rows, maximize);
+    let convergence = convergence(&rows, maximize);
+
+    Report {
+        meta,
+        skipped_lines: skipped,
+        param_names,
+        metric_names,
+        rows,
+        counts,
+        best,
+        baseline,
+        best_vs_baseline,
+        importance,
+        failures,
+        pareto,
+        convergence,
+    }
+}
+
+fn classify(rec: TrialRecord, meta: &RunMeta) -> Row {
+    let objective = &meta.objective;
+    let metric = &objective.metric.metric;
+    let objective_samples: Vec<f64> = rec
+        .samples
+        .iter()
+        .filter_map(|s| s.get(metric).copied())
+        .filter(|v| v.is_finite())
+        .collect();
+    let objective_summary = rec
+        .metrics
+        .get(metric)
+        .cloned()
+        .or_else(|| Summary::of(&objective_samples));
+    let value = rec.objective.filter(|v| v.is_finite());
+    let (class, failure_kind) = match (rec.status, value) {
+        (Status::Ok, Some(_)) if rec.feasible => (RowClass::Feasible, None),
+        (Status::Ok, Some(_)) => (RowClass::Infeasible, None),
+        (Status::Ok, None) => (RowClass::Failed, Some("missing_objective".to_string())),
+        (Status::Failed, _) => (
+            RowClass::Failed,
+            Some(
+                rec.failure
+                    .map(|k| k.as_str())
+                    .unwrap_or("unknown")
+                    .to_string(),
+            ),
+        ),
+    };
+    let violations = if class == RowClass::Infeasible {
+        let mut v: Vec<String> = objective
+            .constraints
+            .iter()
+            .filter_map(|c| {
+                match rec
+                    .metrics
+                    .get(&c.metric.metric)
+                    .map(|s| s.get(c.metric.stat))
+                {
+                    Some(x) if c.violation(x) <= 0.0 => None,
+                    Some(x) => Some(format!(
+                        "{} {} {} {}",
+                        c.metric.label(),
+                        fmt_num(x),
+                        match c.op {
+                            Comparison::AtMost => ">",
+                            Comparison::AtLeast => "<",
+                        },
+                        format_float(c.bound).trim_end_matches(".0")
+                    )),
+                    None => Some(format!("{} not measured", c.metric.label())),
+                }
+            })
+            .collect();
+        if v.is_empty() {
+            v.push("constraints not met".to_string());
+        }
+        v
+    } else {
+        vec![]
+    };
+    Row {
+        record: rec,
+        class,
+        rank: None,
+        objective: if class == RowClass::Failed {
+            None
+        } else {
+            value
+        },
+        objective_samples,
+        objective_summary,
+        ci95: None,
+        vs_baseline_pct: None,
+        vs_best_pct: None,
+        tie: None,
+        violations,
+        failure_kind,
+        also: vec![],
+    }
+}
+
+/// Merge the rows of trials that measured the same configuration into the first one: its
+/// objective becomes the statistic over all their samples, so a re-measured leader is ranked
+/// on every measurement instead of on its luckiest trial. Feasible only when every measurement
+/// was. Failed trials are never merged (each failure is its own evidence).
+fn pool_repeats(rows: Vec<Row>, stat: Stat) -> Vec<Row> {
+    let mut out: Vec<Row> = Vec::with_capacity(rows.len());
+    let mut first_of: BTreeMap<String, usize> = BTreeMap::new();
+    for row in rows {
+        if row.class == RowClass::Failed {
+            out.push(row);
+            continue;
+        }
+        let key = config_key(&row.record.params);
+        let Some(&i) = first_of.get(&key) else {
+            first_of.insert(key, out.len());
+            out.push(row);
+            continue;
+        };
+        let first = &mut out[i];
+        first.also.push(row.trial());
+        first.objective_samples.extend(row.objective_samples);
+        if row.class == RowClass::Infeasible {
+            first.class = RowClass::Infeasible;
+            first.violations.extend(row.violations);
+        }
+        if !first.objective_samples.is_empty() {
+            let mut v = first.objective_samples.clone();
+            first.objective = Some(stat_of(&mut v, stat));
+            first.objective_summary = Summary::of(&first.objective_samples);
+        }
+    }
+    out
+}
+
+/// Percent change of `v` against `base`; None when the base is zero.
+fn pct_change(v: f64, base: f64) -> Option<f64> {
+    if base == 0.0 || !base.is_finite() || !v.is_finite() {
+        None
+    } else {
+        Some((v - base) / base.abs() * 100.0)
+    }
+}
+
+/// Tied when the bootstrap interval of the difference contains zero.
+fn compare(best: &[f64], other: &[f64], stat: Stat, seed: u64) -> Tie {
+    match bootstrap_diff(best, other, stat, seed) {
+        None => Tie::Unknown,
+        Some((lo, hi)) if lo <= 0.0 && 0.0 <= hi => Tie::Tied,
+        Some(_) => Tie::Different,
+    }
+}
+
+fn pareto(meta: &RunMeta, rows: &[Row], maximize: bool) -> Option<Pareto> {
+    if meta.objective.metric.metric == TTFT_METRIC {
+        return None;
+    }
+    let mut points: Vec<ParetoPoint> = rows
+        .iter()
+        .filter(|r| r.class == RowClass::Feasible)
+        .filter_map(|r| {
+            let ttft = r.metric(TTFT_METRIC)?.median;
+            let obj = r.objective?;
+            ttft.is_finite().then_some(ParetoPoint {
+                trial: r.trial(),
+                rank: r.rank?,
+                objective: obj,
+                ttft_p50: ttft,
+                on_front: false,
+            })
+        })
+        .collect();
+    if points.len() < 2 {
+        return None;
+    }
+    // Better objective (per direction) and lower TTFT; a point is on the front when no other
+    // point is at least as good on both and strictly better on one.
+    let better = |a: f64, b: f64| if maximize { a > b } else { a < b };
+    let dominated: Vec<bool> = points
+        .iter()
+        .map(|p| {
+            points.iter().any(|q| {
+                let obj_ge = q.objective == p.objective || better(q.objective, p.objective);
+                let ttft_le = q.ttft_p50 <= p.ttft_p50;
+                obj_ge && ttft_le && (better(q.objective, p.objective) || q.ttft_p50 < p.ttft_p50)
+            })
+        })
+        .collect();
+    for (p, d) in points.iter_mut().zip(dominated) {
+        p.on_front = !d;
+    }
+    Some(Pareto { points })
+}
+
+fn convergence(rows: &[Row], maximize: bool) -> Vec<ConvergencePoint> {
+    let mut by_trial: Vec<&Row> = rows.iter().collect();
+    by_trial.sort_by_key(|r| r.trial());
+    let mut best: Option<f64> = None;
+    by_trial
+        .into_iter()
+        .map(|r| {
+            if r.class == RowClass::Feasible {
+                if let Some(v) = r.objective {
+                    best = Some(match best {
+                        Some(b) if (maximize && b >= v) || (!maximize && b <= v) => b,
+                        _ => v,
+                    });
+                }
+            }
+            ConvergencePoint {
+                trial: r.trial(),
+                class: r.class,
+                objective: r.objective,
+                best_so_far: best,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_ties_overlapping_and_separates_distinct_samples() {
+        let a = [51.5, 51.8, 52.0, 52.4, 52.9];
+        let b = [51.6, 51.9, 52.1, 52.3, 52.7];
+        let c = [47.7, 48.0, 48.1, 48.3, 48.6];
+        assert_eq!(compare(&b, &a, Stat::Median, 1), Tie::Tied);
+        assert_eq!(compare(&b, &c, Stat::Median, 1), Tie::Different);
+        assert_eq!(compare(&b, &[50.0], Stat::Median, 1), Tie::Unknown);
+        // Deterministic for a seed.
+        assert_eq!(
+            bootstrap_ci(&a, Stat::Median, 3),
+            bootstrap_ci(&a, Stat::Median, 3)
+        );
+        let (lo, hi) = bootstrap_ci(&a, Stat::Median, 3).unwrap();
+        assert!(lo >= 51.5 && hi <= 52.9 && lo < hi);
+    }
+}

@@ -1,0 +1,212 @@
+//! The ranking table and the parameter importance table of the Markdown report.
+
+use super::text::{cell, trial_ref};
+use crate::report::format::{fmt_num, fmt_pct, fmt_share, unit_of};
+use crate::report::types::{
+    Report, Row, RowClass, Tie, CSV_FILE, DECODE_METRIC, JSON_FILE, TTFT_METRIC,
+};
+use std::fmt::Write;
+
+/// Beyond this many trials the ranking table shows the top ones (and the baseline); the CSV and
+/// JSON always hold every trial.
+pub const MAX_TABLE_ROWS: usize = 40;
+
+pub(super) fn ranking(r: &Report, o: &mut String) {
+    let _ = writeln!(o, "## Ranking\n");
+    if r.rows.is_empty() {
+        let _ = writeln!(o, "No trials yet.\n");
+        return;
+    }
+    let label = r.objective_label();
+    let metric = r.meta.objective.metric.metric.clone();
+    let show_decode = metric != DECODE_METRIC && r.metric_names.iter().any(|m| m == DECODE_METRIC);
+    let show_ttft = r.has_ttft();
+    let show_load = r.has_load();
+
+    let unit = unit_of(&metric);
+    let obj_header = if unit.is_empty() {
+        label.clone()
+    } else {
+        format!("{label} ({unit})")
+    };
+    let mut headers: Vec<String> = vec!["rank".into(), "trial".into()];
+    headers.extend(r.param_names.iter().map(|n| cell(n)));
+    headers.extend([
+        obj_header,
+        "± std".into(),
+        "CV".into(),
+        "vs #1".into(),
+        "vs baseline".into(),
+    ]);
+    if show_decode {
+        headers.push("decode_tps (tok/s)".into());
+    }
+    if show_ttft {
+        headers.extend(["TTFT p50 (s)".into(), "TTFT p95 (s)".into()]);
+    }
+    if show_load {
+        headers.push("load (s)".into());
+    }
+    headers.extend(["n".into(), "status".into()]);
+    let _ = writeln!(o, "| {} |", headers.join(" | "));
+    let _ = writeln!(o, "|{}", "---|".repeat(headers.len()));
+
+    let mut shown: Vec<&Row> = r.rows.iter().take(MAX_TABLE_ROWS).collect();
+    if let Some(b) = r.baseline_row() {
+        if !shown.iter().any(|x| x.trial() == b.trial()) {
+            shown.push(b);
+        }
+    }
+    for row in &shown {
+        let mut cells: Vec<String> = vec![
+            row.rank
+                .map(|k| k.to_string())
+                .unwrap_or_else(|| "-".into()),
+            if row.is_baseline() {
+                format!("{} (baseline)", trial_ref(row))
+            } else {
+                trial_ref(row)
+            },
+        ];
+        for n in &r.param_names {
+            cells.push(
+                row.record
+                    .params
+                    .get(n)
+                    .map(|v| cell(&v.to_string()))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+        let s = row
+            .objective_summary
+            .as_ref()
+            .filter(|_| row.class != RowClass::Failed);
+        cells.push(row.objective.map(fmt_num).unwrap_or_else(|| "-".into()));
+        cells.push(
+            s.filter(|s| s.n >= 2)
+                .map(|s| fmt_num(s.std))
+                .unwrap_or_else(|| "-".into()),
+        );
+        cells.push(
+            s.filter(|s| s.n >= 2)
+                .map(|s| fmt_share(s.cv()))
+                .unwrap_or_else(|| "-".into()),
+        );
+        cells.push(match (row.tie, row.vs_best_pct) {
+            (Some(Tie::Best), _) => "best".into(),
+            (Some(Tie::Tied), Some(p)) => format!("{} tied", fmt_pct(p)),
+            (Some(Tie::Unknown), Some(p)) => format!("{} ?", fmt_pct(p)),
+            (_, Some(p)) => fmt_pct(p),
+            _ => "-".into(),
+        });
+        cells.push(if row.is_baseline() {
+            "baseline".into()
+        } else {
+            row.vs_baseline_pct
+                .map(fmt_pct)
+                .unwrap_or_else(|| "-".into())
+        });
+        if show_decode {
+            cells.push(
+                row.metric(DECODE_METRIC)
+                    .map(|s| fmt_num(s.median))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+        if show_ttft {
+            let t = row.metric(TTFT_METRIC);
+            cells.push(t.map(|s| fmt_num(s.median)).unwrap_or_else(|| "-".into()));
+            cells.push(t.map(|s| fmt_num(s.p95)).unwrap_or_else(|| "-".into()));
+        }
+        if show_load {
+            cells.push(match &row.record.load {
+                Some(l) if l.reloaded => fmt_num(l.seconds),
+                Some(_) => "warm".into(),
+                None => "-".into(),
+            });
+        }
+        let n = row
+            .objective_summary
+            .as_ref()
+            .map(|s| s.n)
+            .unwrap_or(row.objective_samples.len());
+        cells.push(if row.class == RowClass::Failed {
+            "-".into()
+        } else {
+            n.to_string()
+        });
+        cells.push(cell(&match row.class {
+            RowClass::Feasible => "ok".to_string(),
+            RowClass::Infeasible => format!("violates {}", row.violations.join("; ")),
+            RowClass::Failed => format!(
+                "failed: {}",
+                row.failure_kind.as_deref().unwrap_or("unknown")
+            ),
+        }));
+        let _ = writeln!(o, "| {} |", cells.join(" | "));
+    }
+    o.push('\n');
+    if r.rows.len() > shown.len() {
+        let _ = writeln!(
+            o,
+            "{} more trial(s) are not shown; every trial is in [{CSV_FILE}]({CSV_FILE}) and [{JSON_FILE}]({JSON_FILE}).\n",
+            r.rows.len() - shown.len()
+        );
+    }
+    let noun = r.sample_noun();
+    let _ = writeln!(
+        o,
+        "Trials that met the constraints come first, best {label} first; then those that violated a constraint; \
+         then failures. `± std` and `CV` are over the trial's {noun}s (`-`: a single {noun}, spread unknown). \
+         `vs #1`: change against rank 1, *tied* = within measurement noise, *?* = undecidable (single {noun}). \
+         `vs baseline`: change against the study's defaults.{}{} `n`: {noun}s measured.\n",
+        if show_ttft { " TTFT is client-side time to first token." } else { "" },
+        if show_load { " `load`: seconds of the model reload the trial paid (*warm*: none)." } else { "" },
+    );
+    let _ = writeln!(o, "How ties are decided: {}\n", r.tie_method());
+}
+
+pub(super) fn importance(r: &Report, o: &mut String) {
+    let _ = writeln!(o, "## Parameter importance\n");
+    let label = r.objective_label();
+    if r.importance.is_empty() {
+        let _ = writeln!(
+            o,
+            "Not available: the model needs at least two trials that produced {label}.\n"
+        );
+        return;
+    }
+    let n = r
+        .rows
+        .iter()
+        .filter(|x| x.class != RowClass::Failed)
+        .count();
+    let _ = writeln!(
+        o,
+        "From the Gaussian process fitted to the {n} trials that produced {label}: how much the predicted {label} \
+         changes when only that parameter moves across its range while the others stay at the best configuration. \
+         A short lengthscale means the objective changes quickly along the parameter. With few trials these \
+         numbers are rough.\n"
+    );
+    let unit = unit_of(&r.meta.objective.metric.metric);
+    let effect_header = if unit.is_empty() {
+        format!("effect on {label}")
+    } else {
+        format!("effect on {label} ({unit})")
+    };
+    let _ = writeln!(
+        o,
+        "| parameter | share | {effect_header} | lengthscale |\n|---|---|---|---|"
+    );
+    for e in &r.importance {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            cell(&e.name),
+            fmt_share(e.share),
+            fmt_num(e.effect),
+            fmt_num(e.lengthscale)
+        );
+    }
+    o.push('\n');
+}
