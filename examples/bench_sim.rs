@@ -74,6 +74,9 @@ fn simulated_seconds(rec: &TrialRecord, warmup: usize) -> f64 {
         .map(|l| (l.seconds, l.reloaded))
         .unwrap_or((0.0, false));
     let requests = e2e.len() + if reloaded { warmup } else { 0 };
+    // Without a reload the backend's load check is a wall-clock ping scaled by 1/time_scale:
+    // counting it would make simulated time depend on how busy the machine is.
+    let load = if reloaded { load } else { 0.0 };
     load + per_request * requests as f64
 }
 
