@@ -1,0 +1,217 @@
+//! `[budget]`, `[objective]`, `[protocol]` and `[optimizer]`: each section absent means its
+//! defaults, some of which depend on the backend kind.
+
+use super::{duration_field, positive_int};
+use crate::study::backends::SERVER_CONFIRM;
+use crate::study::durations::duration_value;
+use crate::study::error::{ConfigError, Locator};
+use crate::study::objective::{
+    Constraint, Direction, MetricRef, Objective, OptimizerSettings, Transform,
+};
+use crate::study::raw::{RawBudget, RawObjective, RawOptimizer, RawProtocol};
+use crate::study::types::{BackendConfig, Budget, Prompts, Protocol};
+use std::path::Path;
+use toml::Spanned;
+
+pub(super) fn validate_budget(
+    loc: &Locator,
+    raw: Option<Spanned<RawBudget>>,
+) -> Result<Budget, ConfigError> {
+    let (trials, wall_time, max_consecutive_failures) = match raw {
+        None => (30, None, 10),
+        Some(b) => {
+            let b = b.into_inner();
+            let trials = match &b.trials {
+                Some(t) => positive_int(loc, t, "budget.trials", 1)?,
+                None => 30,
+            };
+            let wall = match &b.wall_time {
+                Some(w) => Some(duration_value(w.get_ref()).ok_or_else(|| {
+                    loc.err(
+                        w.span(),
+                        "budget.wall_time",
+                        "must be a duration such as \"8h\" or \"90m\"",
+                    )
+                })?),
+                None => None,
+            };
+            let mf = match &b.max_consecutive_failures {
+                Some(m) => positive_int(loc, m, "budget.max_consecutive_failures", 1)?,
+                None => 10,
+            };
+            (trials, wall, mf)
+        }
+    };
+    Ok(Budget {
+        trials,
+        wall_time,
+        max_consecutive_failures,
+    })
+}
+
+pub(super) fn validate_objective(
+    loc: &Locator,
+    raw: Option<Spanned<RawObjective>>,
+    backend: &BackendConfig,
+) -> Result<Objective, ConfigError> {
+    let Some(o) = raw else {
+        let default_metric = match backend {
+            BackendConfig::Command { .. } => "value",
+            _ => "decode_tps",
+        };
+        return Ok(Objective {
+            metric: MetricRef::parse(default_metric),
+            direction: Direction::Maximize,
+            constraints: vec![],
+            transform: Transform::Auto,
+        });
+    };
+    let o = o.into_inner();
+    let m = o.metric.get_ref().trim();
+    if m.is_empty() || !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(loc.err(
+            o.metric.span(),
+            "objective.metric",
+            "must be a metric name such as \"decode_tps\"",
+        ));
+    }
+    let direction = match o.direction.as_ref().map(|d| d.get_ref().as_str()) {
+        None | Some("maximize") | Some("max") => Direction::Maximize,
+        Some("minimize") | Some("min") => Direction::Minimize,
+        Some(other) => {
+            return Err(loc.err(
+                o.direction.as_ref().unwrap().span(),
+                "objective.direction",
+                format!("{other:?} is neither \"maximize\" nor \"minimize\""),
+            ))
+        }
+    };
+    let mut constraints = vec![];
+    for c in &o.constraints {
+        constraints.push(
+            Constraint::parse(c.get_ref())
+                .map_err(|m| loc.err(c.span(), "objective.constraints", m))?,
+        );
+    }
+    let transform = match o.transform.as_ref().map(|t| t.get_ref().as_str()) {
+        None | Some("auto") => Transform::Auto,
+        Some("log") => Transform::Log,
+        Some("none") => Transform::None,
+        Some(other) => {
+            return Err(loc.err(
+                o.transform.as_ref().unwrap().span(),
+                "objective.transform",
+                format!("{other:?} is not one of \"auto\", \"log\", \"none\""),
+            ))
+        }
+    };
+    Ok(Objective {
+        metric: MetricRef::parse(m),
+        direction,
+        constraints,
+        transform,
+    })
+}
+
+pub(super) fn validate_protocol(
+    loc: &Locator,
+    raw: Option<Spanned<RawProtocol>>,
+    backend: &BackendConfig,
+) -> Result<Protocol, ConfigError> {
+    let mut protocol = Protocol::default();
+    if matches!(backend, BackendConfig::Command { .. }) {
+        // A black-box program is usually deterministic or does its own averaging.
+        protocol.repeats = 1;
+        protocol.warmup = 0;
+    }
+    let Some(p) = raw else {
+        return Ok(protocol);
+    };
+    let p = p.into_inner();
+    if let Some(r) = &p.repeats {
+        protocol.repeats = positive_int(loc, r, "protocol.repeats", 1)?;
+    }
+    if let Some(w) = &p.warmup {
+        protocol.warmup = positive_int(loc, w, "protocol.warmup", 0)?;
+    }
+    if let Some(n) = &p.num_predict {
+        protocol.num_predict = positive_int(loc, n, "protocol.num_predict", 1)? as u32;
+    }
+    if let Some(pr) = &p.prompts {
+        protocol.prompts = prompts(loc, pr)?;
+    }
+    if let Some(n) = p.nonce {
+        protocol.nonce = n;
+    }
+    protocol.request_timeout =
+        duration_field(loc, &p.request_timeout, "protocol.request_timeout", 120)?;
+    if protocol.request_timeout.is_zero() {
+        let sp = p.request_timeout.as_ref().map(|x| x.span()).unwrap_or(0..0);
+        return Err(loc.err(sp, "protocol.request_timeout", "must be longer than zero"));
+    }
+    if let Some(m) = &p.max_retries {
+        protocol.max_retries = positive_int(loc, m, "protocol.max_retries", 0)?;
+    }
+    Ok(protocol)
+}
+
+/// `protocol.prompts`: "builtin", or a file relative to the study file that must exist.
+fn prompts(loc: &Locator, pr: &Spanned<String>) -> Result<Prompts, ConfigError> {
+    Ok(match pr.get_ref().as_str() {
+        "builtin" => Prompts::Builtin,
+        file => {
+            let base = loc.path.parent().unwrap_or(Path::new("."));
+            let full = base.join(file);
+            if !full.is_file() {
+                return Err(loc.err(pr.span(), "protocol.prompts", format!("no prompt file at {} (use \"builtin\" or a path relative to the study file)", full.display())));
+            }
+            Prompts::File(full)
+        }
+    })
+}
+
+pub(super) fn validate_optimizer(
+    loc: &Locator,
+    raw: Option<Spanned<RawOptimizer>>,
+    backend: &BackendConfig,
+) -> Result<OptimizerSettings, ConfigError> {
+    let mut optimizer = OptimizerSettings::default();
+    // Inference servers measure with a few percent of noise (docs/ollama-options.md), so a run
+    // against one re-measures statistically tied leaders by default; a command is taken as
+    // exact unless the study says otherwise.
+    if !matches!(backend, BackendConfig::Command { .. }) {
+        optimizer.confirm = SERVER_CONFIRM;
+    }
+    let Some(o) = raw else {
+        return Ok(optimizer);
+    };
+    let o = o.into_inner();
+    if let Some(i) = &o.initial_trials {
+        optimizer.initial_trials = positive_int(loc, i, "optimizer.initial_trials", 0)?;
+    }
+    if let Some(c) = &o.candidates {
+        optimizer.candidates = positive_int(loc, c, "optimizer.candidates", 16)?;
+    }
+    if let Some(a) = o.allow_repeats {
+        optimizer.allow_repeats = a;
+    }
+    if let Some(r) = o.reload_aware {
+        optimizer.reload_aware = r;
+    }
+    if let Some(c) = &o.confirm {
+        optimizer.confirm = positive_int(loc, c, "optimizer.confirm", 1)?;
+    }
+    if let Some(s) = &o.strategy {
+        match s.get_ref().as_str() {
+            "gp" | "random" => optimizer.strategy = s.get_ref().clone(),
+            other => {
+                return Err(loc.err(
+                    s.span(),
+                    "optimizer.strategy",
+                    format!("{other:?} is not \"gp\" or \"random\""),
+                ))
+            }
+        }
+    }
+    Ok(optimizer)
+}
