@@ -51,20 +51,9 @@ fn no_negative_zero(s: String) -> String {
     }
 }
 
-/// Unit of a metric by naming convention, for column headers.
+/// Unit of a metric for column headers, from the metric table (src/domain/metrics.rs).
 pub(crate) fn unit_of(metric: &str) -> &'static str {
-    if metric.ends_with("_tps") || matches!(metric, "tps" | "throughput") {
-        "tok/s"
-    } else if metric.ends_with("_s")
-        || matches!(
-            metric,
-            "ttft" | "load" | "total" | "latency" | "e2e" | "server_load"
-        )
-    {
-        "s"
-    } else {
-        ""
-    }
+    crate::domain::metrics::unit(metric).symbol()
 }
 
 /// Whole seconds as a short human duration ("1h 3m 20s").
