@@ -7,7 +7,7 @@
 //! - `run.json`       `RunMeta`: what was run, against what, and why it stopped
 //! - `lock`           flock-held while a daemon works on the run; holds its pid
 //! - `report.md`, `report.json`, `trials.csv`, `*.svg`   regenerated as the run goes (see
-//!   `run::ReportSchedule`) and whenever a session stops
+//!   src/run/reports.rs) and whenever a session stops
 
 use crate::backend::BackendInfo;
 use crate::engine::optimizer::OptimizerState;
