@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 /// Exit status that asks for a retry (sysexits.h EX_TEMPFAIL).
-pub const EXIT_TEMPFAIL: i32 = 75;
+pub(crate) const EXIT_TEMPFAIL: i32 = 75;
 const STDERR_TAIL: usize = 2000;
 
 pub struct CommandBackend {
@@ -119,7 +119,7 @@ fn failure(kind: FailureKind, message: String) -> Failure {
 
 /// Why the program's stdout holds no result.
 #[derive(Debug, thiserror::Error)]
-pub enum ResultError {
+pub(crate) enum ResultError {
     #[error("the program printed nothing; its last stdout line must be a number or a JSON object")]
     Nothing,
     #[error("the result {0:?} is not a finite number")]
@@ -131,7 +131,7 @@ pub enum ResultError {
 }
 
 /// Last `max` bytes of text, on a character boundary.
-pub fn tail(text: &str, max: usize) -> String {
+pub(crate) fn tail(text: &str, max: usize) -> String {
     let t = text.trim_end();
     if t.len() <= max {
         return t.to_string();
@@ -144,7 +144,7 @@ pub fn tail(text: &str, max: usize) -> String {
 }
 
 /// Parse the program's result from its stdout: the last non-empty line.
-pub fn parse_result(stdout: &str) -> Result<Sample, ResultError> {
+pub(crate) fn parse_result(stdout: &str) -> Result<Sample, ResultError> {
     let Some(line) = stdout.lines().map(str::trim).rfind(|l| !l.is_empty()) else {
         return Err(ResultError::Nothing);
     };

@@ -142,7 +142,10 @@ impl OllamaServer {
 
     /// Version, model facts, and bounds from the model (num_gpu <= block_count+1,
     /// num_ctx <= context_length).
-    pub async fn describe(&self, space: &mut SearchSpace) -> Result<BackendInfo, ServerError> {
+    pub(crate) async fn describe(
+        &self,
+        space: &mut SearchSpace,
+    ) -> Result<BackendInfo, ServerError> {
         let version = self.get_json("/api/version").await?;
         let resp = self
             .post("/api/show", &json!({ "model": self.model }))
@@ -228,7 +231,7 @@ fn ns(v: &Value, key: &str) -> f64 {
 }
 
 /// Metrics of a final `done` line: decode and prefill throughput from nanosecond durations.
-pub fn metrics_from_final(done: &Value) -> Sample {
+pub(crate) fn metrics_from_final(done: &Value) -> Sample {
     let mut s = Sample::new();
     let eval_count = ns(done, "eval_count");
     let eval_ns = ns(done, "eval_duration");

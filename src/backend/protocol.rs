@@ -87,7 +87,7 @@ pub trait InferenceServer: Send {
 
 /// Reading the prompt file of a protocol failed.
 #[derive(Debug, thiserror::Error)]
-pub enum PromptsError {
+pub(crate) enum PromptsError {
     #[error("{}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -100,7 +100,7 @@ pub enum PromptsError {
 
 /// Prompts used when the study does not name a file: varied lengths and topics so prefill is
 /// exercised, none so short that the first token arrives before any real work.
-pub const BUILTIN_PROMPTS: &[&str] = &[
+pub(crate) const BUILTIN_PROMPTS: &[&str] = &[
     "Explain how a hash map handles collisions, and compare open addressing with separate chaining in terms of cache behaviour and worst-case cost.",
     "Write a short story about a lighthouse keeper who discovers that the light has been signalling to something far out at sea.",
     "Summarize the causes and consequences of the 1929 stock market crash for a high-school student, in three paragraphs.",
@@ -110,7 +110,7 @@ pub const BUILTIN_PROMPTS: &[&str] = &[
 ];
 
 /// The prompt set of a protocol.
-pub fn load_prompts(p: &Prompts) -> Result<Vec<String>, PromptsError> {
+pub(crate) fn load_prompts(p: &Prompts) -> Result<Vec<String>, PromptsError> {
     match p {
         Prompts::Builtin => Ok(BUILTIN_PROMPTS.iter().map(|s| s.to_string()).collect()),
         Prompts::File(path) => {
@@ -133,7 +133,8 @@ pub fn load_prompts(p: &Prompts) -> Result<Vec<String>, PromptsError> {
 
 static NONCE: AtomicU64 = AtomicU64::new(0);
 
-/// A prefix that makes every prompt unique (Ollama's own bench tool prefixes "[epoch]").
+/// A prefix that makes every prompt unique, so no prompt cache serves it
+/// (ollama/ollama:cmd/bench/bench.go prefixes "[epoch]").
 fn nonce_prefix() -> String {
     let n = NONCE.fetch_add(1, Ordering::Relaxed);
     let t = std::time::SystemTime::now()
@@ -179,7 +180,7 @@ impl<S: InferenceServer> Protocolled<S> {
         })
     }
 
-    pub fn runner_part(&self, config: &Config) -> Config {
+    pub(crate) fn runner_part(&self, config: &Config) -> Config {
         config
             .iter()
             .filter(|(k, _)| self.runner_params.contains(k))

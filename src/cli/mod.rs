@@ -249,7 +249,7 @@ impl From<ExportFormatArg> for crate::export::ExportFormat {
 
 /// A flag value clap cannot take.
 #[derive(Debug, thiserror::Error)]
-pub enum FlagError {
+pub(crate) enum FlagError {
     #[error("{0} (examples: 90s, 30m, 8h)")]
     Duration(#[from] humantime::DurationError),
     #[error("{0:?} is not a time like 07:00")]
@@ -279,7 +279,7 @@ fn parse_until(s: &str) -> Result<DateTime<Local>, FlagError> {
 
 /// First signal: stop gracefully. Second: exit at once (the journal and checkpoint are
 /// always consistent on disk, so nothing is lost either way).
-pub fn install_signal_handlers() -> watch::Receiver<u32> {
+pub(crate) fn install_signal_handlers() -> watch::Receiver<u32> {
     let (tx, rx) = watch::channel(0u32);
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -344,7 +344,7 @@ async fn run_study(study: Study, path: &Path, opts: RunOptions) -> Result<(), Cl
 /// The export format that configures what a study tuned: a Modelfile for Ollama (and the
 /// simulator, which speaks its API), a llama-server command line for llama-server, the
 /// parameters as JSON for a command.
-pub fn export_format_for(backend: &crate::study::BackendConfig) -> ExportFormatArg {
+pub(crate) fn export_format_for(backend: &crate::study::BackendConfig) -> ExportFormatArg {
     use crate::study::BackendConfig;
     match backend {
         BackendConfig::Ollama { .. } | BackendConfig::Simulator { .. } => {
@@ -355,7 +355,7 @@ pub fn export_format_for(backend: &crate::study::BackendConfig) -> ExportFormatA
     }
 }
 
-pub fn print_outcome(out: &run::RunOutcome, export_format: ExportFormatArg) {
+pub(crate) fn print_outcome(out: &run::RunOutcome, export_format: ExportFormatArg) {
     // The spelling the `export --format` option accepts.
     let export_format = export_format
         .to_possible_value()

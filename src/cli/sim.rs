@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// The study `demo` runs; placeholders are filled from the command line.
-pub const DEMO_STUDY: &str = include_str!("../../search_spaces/demo-simulator.toml");
+pub(crate) const DEMO_STUDY: &str = include_str!("../../search_spaces/demo-simulator.toml");
 
 fn known_profile(profile: &str) -> Result<(), CliError> {
     if crate::sim::profile_names().contains(&profile) {
@@ -23,7 +23,12 @@ fn known_profile(profile: &str) -> Result<(), CliError> {
 }
 
 /// `ollama-tuner sim`: serve until Ctrl-C.
-pub async fn serve(port: u16, profile: &str, seed: u64, time_scale: f64) -> Result<(), CliError> {
+pub(crate) async fn serve(
+    port: u16,
+    profile: &str,
+    seed: u64,
+    time_scale: f64,
+) -> Result<(), CliError> {
     known_profile(profile)?;
     if time_scale.is_nan() || time_scale <= 0.0 {
         return Err(CliError::new(
@@ -69,7 +74,7 @@ pub fn demo_study_text(trials: usize, profile: &str, time_scale: f64, seed: u64)
 }
 
 /// `ollama-tuner demo`: a short study on the simulator through the real Ollama backend.
-pub async fn demo(
+pub(crate) async fn demo(
     trials: usize,
     state_dir: PathBuf,
     profile: &str,
