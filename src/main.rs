@@ -30,7 +30,7 @@ fn main() {
         }
     };
     if let Err(e) = runtime.block_on(dispatch(cli)) {
-        eprintln!("error: {}", e.message);
+        eprintln!("error: {e}");
         std::process::exit(e.code as i32);
     }
 }

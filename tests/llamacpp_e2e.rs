@@ -608,7 +608,7 @@ fn command_line_helper_and_attach_mode() {
         let text = study_text(PARAMS, &attach, PROTOCOL, 1);
         let study = parse_study(Path::new("attach.toml"), &text).unwrap();
         match LlamaCppBackend::from_study(&study) {
-            Err(BackendError::Fatal { message, .. }) => {
+            Err(BackendError::Fatal(backend::Fatal { message, .. })) => {
                 assert!(message.contains("threads"), "{message}")
             }
             Err(e) => panic!("{e}"),

@@ -3,7 +3,7 @@
 //! what stops the run (fatal).
 
 use ollama_tuner::backend::ollama::OllamaBackend;
-use ollama_tuner::backend::{Backend, BackendError};
+use ollama_tuner::backend::{Backend, BackendError, Fatal};
 use ollama_tuner::engine::space::{Config, ParamKind, ParamValue, SearchSpace};
 use ollama_tuner::sim::{self, SimConfig, SimServer, StreamFault};
 use ollama_tuner::study::Protocol;
@@ -117,7 +117,7 @@ async fn measures_with_reload_warmup_and_repeats() {
     c.insert("temperature".into(), ParamValue::Float(0.1));
     let e = b.evaluate(&c).await.unwrap();
     assert!(!e.load.unwrap().reloaded);
-    assert_eq!(b.counters()["reloads"], 1.0);
+    assert_eq!(b.counters().reloads, 1);
     s.shutdown().await;
 }
 
@@ -139,7 +139,7 @@ async fn unknown_model_is_fatal_with_a_pull_hint() {
     let s = sim().await;
     let mut b = backend(&s.url(), "nosuch:1b");
     match b.prepare(&mut space()).await {
-        Err(BackendError::Fatal { message, hint }) => {
+        Err(BackendError::Fatal(Fatal { message, hint })) => {
             assert!(message.contains("not found"), "{message}");
             assert!(hint.contains("ollama pull nosuch:1b"), "{hint}");
         }

@@ -6,7 +6,7 @@
 //! timeout is a failed trial, with the tail of stderr kept. Exit code 75 (EX_TEMPFAIL from
 //! sysexits.h) means "try again later": a transient fault that is not the configuration's.
 
-use super::{Backend, BackendError, BackendInfo, Evaluation};
+use super::{Backend, BackendError, BackendInfo, Evaluation, Failure};
 use crate::engine::space::{Config, SearchSpace};
 use crate::engine::stats::Sample;
 use crate::trial::FailureKind;
@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 /// Exit status that asks for a retry (sysexits.h EX_TEMPFAIL).
-pub const EXIT_TEMPFAIL: i32 = 75;
+pub(crate) const EXIT_TEMPFAIL: i32 = 75;
 const STDERR_TAIL: usize = 2000;
 
 pub struct CommandBackend {
@@ -43,10 +43,7 @@ impl CommandBackend {
         }
     }
 
-    async fn run_once(
-        &self,
-        config: &Config,
-    ) -> Result<Result<Sample, (FailureKind, String)>, BackendError> {
+    async fn run_once(&self, config: &Config) -> Result<Result<Sample, Failure>, BackendError> {
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..])
             .stdin(Stdio::piped())
@@ -80,7 +77,7 @@ impl CommandBackend {
             }
             Err(_) => {
                 // kill_on_drop reaps the child when the future is dropped.
-                return Ok(Err((
+                return Ok(Err(failure(
                     FailureKind::Timeout,
                     format!(
                         "no result within {:.0} s (backend.timeout)",
@@ -99,25 +96,42 @@ impl CommandBackend {
                 )))
             }
             Some(c) => {
-                return Ok(Err((
+                return Ok(Err(failure(
                     FailureKind::Error,
                     format!("exit status {c}: {tail}"),
                 )))
             }
             None => {
-                return Ok(Err((
+                return Ok(Err(failure(
                     FailureKind::Crashed,
                     format!("killed by a signal: {tail}"),
                 )))
             }
         }
         let stdout = String::from_utf8_lossy(&output.stdout);
-        Ok(parse_result(&stdout).map_err(|m| (FailureKind::Error, m)))
+        Ok(parse_result(&stdout).map_err(|e| failure(FailureKind::Error, e.to_string())))
     }
 }
 
+fn failure(kind: FailureKind, message: String) -> Failure {
+    Failure { kind, message }
+}
+
+/// Why the program's stdout holds no result.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ResultError {
+    #[error("the program printed nothing; its last stdout line must be a number or a JSON object")]
+    Nothing,
+    #[error("the result {0:?} is not a finite number")]
+    NotFinite(String),
+    #[error("the JSON result {0:?} has no numeric field")]
+    NoNumericField(String),
+    #[error("the last stdout line {0:?} is neither a number nor a JSON object of metrics")]
+    Unreadable(String),
+}
+
 /// Last `max` bytes of text, on a character boundary.
-pub fn tail(text: &str, max: usize) -> String {
+pub(crate) fn tail(text: &str, max: usize) -> String {
     let t = text.trim_end();
     if t.len() <= max {
         return t.to_string();
@@ -130,18 +144,15 @@ pub fn tail(text: &str, max: usize) -> String {
 }
 
 /// Parse the program's result from its stdout: the last non-empty line.
-pub fn parse_result(stdout: &str) -> Result<Sample, String> {
+pub(crate) fn parse_result(stdout: &str) -> Result<Sample, ResultError> {
     let Some(line) = stdout.lines().map(str::trim).rfind(|l| !l.is_empty()) else {
-        return Err(
-            "the program printed nothing; its last stdout line must be a number or a JSON object"
-                .into(),
-        );
+        return Err(ResultError::Nothing);
     };
     if let Ok(v) = line.parse::<f64>() {
         if v.is_finite() {
             return Ok(Sample::from([("value".to_string(), v)]));
         }
-        return Err(format!("the result {line:?} is not a finite number"));
+        return Err(ResultError::NotFinite(line.to_string()));
     }
     match serde_json::from_str::<serde_json::Value>(line) {
         Ok(serde_json::Value::Object(map)) => {
@@ -150,14 +161,12 @@ pub fn parse_result(stdout: &str) -> Result<Sample, String> {
                 .filter_map(|(k, v)| v.as_f64().filter(|x| x.is_finite()).map(|x| (k.clone(), x)))
                 .collect();
             if sample.is_empty() {
-                Err(format!("the JSON result {line:?} has no numeric field"))
+                Err(ResultError::NoNumericField(line.to_string()))
             } else {
                 Ok(sample)
             }
         }
-        _ => Err(format!(
-            "the last stdout line {line:?} is neither a number nor a JSON object of metrics"
-        )),
+        _ => Err(ResultError::Unreadable(line.to_string())),
     }
 }
 
@@ -182,7 +191,7 @@ impl Backend for CommandBackend {
                         .or_insert(t0.elapsed().as_secs_f64());
                     eval.samples.push(sample);
                 }
-                Err((kind, message)) => return Ok(Evaluation::failed(kind, message)),
+                Err(f) => return Ok(Evaluation::failed(f.kind, f.message)),
             }
         }
         Ok(eval)

@@ -8,11 +8,20 @@
 //!   configuration's fault: the run loop retries with backoff and records nothing.
 //! - `Err(BackendError::Fatal)`: continuing makes no sense (model not found, binary missing);
 //!   the run stops with the message and hint.
+//!
+//! Files: this one holds the trait and the types every backend shares; `protocol.rs` the
+//! measurement protocol and the one `Backend` impl of every protocol-driven server; `ollama.rs`,
+//! `simulated.rs` and `llamacpp/` those servers; `command.rs` the command backend; `factory.rs`
+//! builds the backend a study names.
 
 pub mod command;
+mod factory;
 pub mod llamacpp;
 pub mod ollama;
 pub mod protocol;
+pub mod simulated;
+
+pub use factory::create;
 
 use crate::engine::space::{Config, SearchSpace};
 use crate::engine::stats::Sample;
@@ -66,23 +75,49 @@ impl Evaluation {
     }
 }
 
+/// A failure that stops the run: the message says what is wrong, the hint what to do. The
+/// backends raise it, the run loop stops on it, the CLI prints it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}\nhint: {hint}")]
+pub struct Fatal {
+    pub message: String,
+    pub hint: String,
+}
+
+impl Fatal {
+    pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Fatal {
+        Fatal {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     /// Not the configuration's fault; retry later.
     #[error("{0}")]
     Transient(String),
-    /// Stop the run: the message says what is wrong, the hint what to do.
-    #[error("{message}\nhint: {hint}")]
-    Fatal { message: String, hint: String },
+    /// Stop the run.
+    #[error(transparent)]
+    Fatal(#[from] Fatal),
 }
 
 impl BackendError {
     pub fn fatal(message: impl Into<String>, hint: impl Into<String>) -> BackendError {
-        BackendError::Fatal {
-            message: message.into(),
-            hint: hint.into(),
-        }
+        BackendError::Fatal(Fatal::new(message, hint))
     }
+}
+
+/// What a backend counts over a session; the run loop adds the reloads to run.json.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Counters {
+    /// Runner (re)loads, and the seconds they took.
+    pub reloads: u64,
+    pub reload_seconds: f64,
+    /// llama-server only: restarts of a server that stopped answering, and crashes.
+    pub restarts_after_hang: u64,
+    pub crashes: u64,
 }
 
 #[async_trait]
@@ -95,8 +130,8 @@ pub trait Backend: Send {
     async fn evaluate(&mut self, config: &Config) -> Result<Evaluation, BackendError>;
 
     /// Counters worth reporting (reloads and the time they took).
-    fn counters(&self) -> BTreeMap<String, f64> {
-        BTreeMap::new()
+    fn counters(&self) -> Counters {
+        Counters::default()
     }
 
     /// Runner options currently loaded on the server, for reload-aware proposals.
@@ -108,45 +143,8 @@ pub trait Backend: Send {
     async fn shutdown(&mut self) {}
 }
 
-/// Build the backend a study asks for.
-pub async fn create(study: &crate::study::Study) -> Result<Box<dyn Backend>, BackendError> {
-    use crate::study::BackendConfig;
-    Ok(match &study.backend {
-        BackendConfig::Ollama { url, keep_alive } => Box::new(ollama::OllamaBackend::new(
-            url,
-            &study.model,
-            keep_alive,
-            study.protocol.clone(),
-            study.runner_params.clone(),
-        )?),
-        BackendConfig::Simulator {
-            profile,
-            time_scale,
-            keep_alive,
-        } => Box::new(
-            crate::cli::sim::SimulatedOllama::start(
-                profile,
-                *time_scale,
-                study.seed,
-                &study.model,
-                keep_alive,
-                study.protocol.clone(),
-                study.runner_params.clone(),
-            )
-            .await?,
-        ),
-        BackendConfig::Command { argv, timeout, env } => Box::new(command::CommandBackend::new(
-            argv.clone(),
-            *timeout,
-            env.clone(),
-            study.protocol.repeats,
-        )),
-        BackendConfig::Llamacpp { .. } => Box::new(llamacpp::LlamaCppBackend::from_study(study)?),
-    })
-}
-
 /// Classify a server error message: out-of-memory and load failures are properties of the
-/// configuration (the message list of ollama-api.md, "Errors"); anything else is not.
+/// configuration (the message list in docs/measurement.md, "Errors"); anything else is not.
 pub fn classify_failure(message: &str) -> Option<FailureKind> {
     let m = message.to_lowercase();
     const OOM: &[&str] = &[

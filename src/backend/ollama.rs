@@ -1,11 +1,12 @@
 //! The Ollama backend: /api/generate with the trial's options, measured by the shared protocol.
 //!
-//! Contract (ollama-api.md; ollama/ollama docs/api.md and api/types.go): durations are in
+//! Contract (ollama/ollama:docs/api.md and ollama/ollama:api/types.go; summarized in
+//! docs/measurement.md): durations are in
 //! nanoseconds and omitted when zero; an empty prompt only loads the model (done_reason "load");
 //! errors are {"error": "..."} bodies, or an NDJSON {"error": ...} line under HTTP 200 once
 //! streaming has begun.
 
-use super::{classify_failure, Backend, BackendError, BackendInfo, Evaluation};
+use super::{classify_failure, BackendError, BackendInfo};
 use crate::backend::protocol::{InferenceServer, LoadReport, Protocolled, ServerError};
 use crate::engine::space::{Config, SearchSpace};
 use crate::engine::stats::Sample;
@@ -99,24 +100,22 @@ impl OllamaServer {
     /// Turn an error status and body into the right class of failure.
     fn error_for(&self, status: reqwest::StatusCode, message: &str) -> ServerError {
         if status == reqwest::StatusCode::NOT_FOUND && message.contains("not found") {
-            return ServerError::Fatal {
-                message: format!("Ollama says: {message}"),
-                hint: format!(
+            return ServerError::fatal(
+                format!("Ollama says: {message}"),
+                format!(
                     "pull the model first: `ollama pull {}` (or fix study.model)",
                     self.model
                 ),
-            };
+            );
         }
         if let Some(kind) = classify_failure(message) {
             return ServerError::Config(kind, message.to_string());
         }
         if status == reqwest::StatusCode::BAD_REQUEST || message.contains("must be of type") {
-            return ServerError::Fatal {
-                message: format!("Ollama rejected the request: {message}"),
-                hint:
-                    "check the parameter names and types in the study file against Ollama's options"
-                        .into(),
-            };
+            return ServerError::fatal(
+                format!("Ollama rejected the request: {message}"),
+                "check the parameter names and types in the study file against Ollama's options",
+            );
         }
         ServerError::Transient(format!("HTTP {status}: {message}"))
     }
@@ -143,7 +142,10 @@ impl OllamaServer {
 
     /// Version, model facts, and bounds from the model (num_gpu <= block_count+1,
     /// num_ctx <= context_length).
-    pub async fn describe(&self, space: &mut SearchSpace) -> Result<BackendInfo, ServerError> {
+    pub(crate) async fn describe(
+        &self,
+        space: &mut SearchSpace,
+    ) -> Result<BackendInfo, ServerError> {
         let version = self.get_json("/api/version").await?;
         let resp = self
             .post("/api/show", &json!({ "model": self.model }))
@@ -229,7 +231,7 @@ fn ns(v: &Value, key: &str) -> f64 {
 }
 
 /// Metrics of a final `done` line: decode and prefill throughput from nanosecond durations.
-pub fn metrics_from_final(done: &Value) -> Sample {
+pub(crate) fn metrics_from_final(done: &Value) -> Sample {
     let mut s = Sample::new();
     let eval_count = ns(done, "eval_count");
     let eval_ns = ns(done, "eval_duration");
@@ -250,6 +252,16 @@ pub fn metrics_from_final(done: &Value) -> Sample {
 
 #[async_trait]
 impl InferenceServer for OllamaServer {
+    async fn prepare(&mut self, space: &mut SearchSpace) -> Result<BackendInfo, BackendError> {
+        if self.model.is_empty() {
+            return Err(BackendError::fatal(
+                "the study names no model",
+                "set study.model, for example model = \"gemma3:latest\"",
+            ));
+        }
+        Ok(self.describe(space).await?)
+    }
+
     async fn load(&mut self, config: &Config) -> Result<LoadReport, ServerError> {
         let t0 = Instant::now();
         let body = json!({
@@ -361,9 +373,7 @@ impl InferenceServer for OllamaServer {
 }
 
 /// The backend: Ollama server + measurement protocol.
-pub struct OllamaBackend {
-    inner: Protocolled<OllamaServer>,
-}
+pub type OllamaBackend = Protocolled<OllamaServer>;
 
 impl OllamaBackend {
     pub fn new(
@@ -380,40 +390,8 @@ impl OllamaBackend {
             protocol.request_timeout,
             runner_params.clone(),
         );
-        let inner = Protocolled::new(server, protocol, runner_params)
-            .map_err(|m| BackendError::fatal(m, "fix protocol.prompts in the study file"))?;
-        Ok(OllamaBackend { inner })
+        Protocolled::with_server(server, protocol, runner_params)
     }
-}
-
-#[async_trait]
-impl Backend for OllamaBackend {
-    async fn prepare(&mut self, space: &mut SearchSpace) -> Result<BackendInfo, BackendError> {
-        if self.inner.server.model.is_empty() {
-            return Err(BackendError::fatal(
-                "the study names no model",
-                "set study.model, for example model = \"gemma3:latest\"",
-            ));
-        }
-        Ok(self.inner.server.describe(space).await?)
-    }
-
-    async fn evaluate(&mut self, config: &Config) -> Result<Evaluation, BackendError> {
-        self.inner.measure(config).await
-    }
-
-    fn counters(&self) -> BTreeMap<String, f64> {
-        BTreeMap::from([
-            ("reloads".to_string(), self.inner.reloads as f64),
-            ("reload_seconds".to_string(), self.inner.reload_seconds),
-        ])
-    }
-
-    fn loaded_runner(&self) -> Option<Config> {
-        self.inner.loaded.clone()
-    }
-
-    async fn shutdown(&mut self) {}
 }
 
 #[cfg(test)]

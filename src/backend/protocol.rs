@@ -1,19 +1,21 @@
-//! The measurement protocol shared by the server backends (Ollama, llama-server).
+//! The measurement protocol shared by the server backends (Ollama, the simulator, llama-server),
+//! and the one `Backend` impl they share: `Protocolled<S>` for any `InferenceServer` `S`.
 //!
 //! Per trial: if the runner (load-time) options differ from the loaded ones, load them with an
 //! empty request and time that separately; after a load, send `warmup` requests and discard
 //! them; then send `repeats` measured requests, each prompt prefixed with a unique nonce so no
-//! prefix cache serves it, each with a fixed generation length. The lessons behind each step are
-//! in ollama-api.md ("Lessons from the seed reports") and peers.md (llama-bench PR #21282: warm-up
-//! turned 25231 +- 17262 t/s into 42934 +- 240 t/s).
+//! prefix cache serves it, each with a fixed generation length. Why each step is there:
+//! docs/measurement.md (warm-up: ggml-org/llama.cpp pull request 21282 turned
+//! 25231 +- 17262 t/s into 42934 +- 240 t/s).
 
-use crate::backend::{BackendError, Evaluation, Failure};
-use crate::engine::space::Config;
+use crate::backend::{Backend, BackendError, BackendInfo, Counters, Evaluation, Failure, Fatal};
+use crate::engine::space::{Config, SearchSpace};
 use crate::engine::stats::Sample;
 use crate::study::{Prompts, Protocol};
 use crate::trial::{FailureKind, LoadRecord};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Failure of one server operation.
@@ -24,14 +26,20 @@ pub enum ServerError {
     /// Not the configuration's fault: outage, 5xx, broken stream, timeout.
     Transient(String),
     /// Stop the run.
-    Fatal { message: String, hint: String },
+    Fatal(Fatal),
+}
+
+impl ServerError {
+    pub fn fatal(message: impl Into<String>, hint: impl Into<String>) -> ServerError {
+        ServerError::Fatal(Fatal::new(message, hint))
+    }
 }
 
 impl From<ServerError> for BackendError {
     fn from(e: ServerError) -> BackendError {
         match e {
             ServerError::Transient(m) => BackendError::Transient(m),
-            ServerError::Fatal { message, hint } => BackendError::Fatal { message, hint },
+            ServerError::Fatal(f) => BackendError::Fatal(f),
             ServerError::Config(k, m) => BackendError::Transient(format!("unexpected {k:?}: {m}")),
         }
     }
@@ -46,9 +54,13 @@ pub struct LoadReport {
     pub notes: BTreeMap<String, serde_json::Value>,
 }
 
-/// A server that can load runner options and answer one generation request.
+/// A server that can load runner options and answer one generation request. What differs
+/// between servers beyond that (how they connect, what they count, how they stop) is here too,
+/// so that `Protocolled<S>` is the whole backend.
 #[async_trait]
 pub trait InferenceServer: Send {
+    /// `Backend::prepare`: connect, record facts, adjust the space to what the model allows.
+    async fn prepare(&mut self, space: &mut SearchSpace) -> Result<BackendInfo, BackendError>;
     /// Load (or restart with) the runner options of `config`.
     async fn load(&mut self, config: &Config) -> Result<LoadReport, ServerError>;
     /// One measured generation; returns a sample with at least `decode_tps` and `ttft`.
@@ -58,11 +70,37 @@ pub trait InferenceServer: Send {
         prompt: &str,
         num_predict: u32,
     ) -> Result<Sample, ServerError>;
+    /// Called before each measurement of a configuration.
+    fn before_measure(&mut self) {}
+    /// Adjust a finished measurement (the simulator rescales client-side timings).
+    fn after_measure(&mut self, _eval: &mut Evaluation) {}
+    /// The protocol's counters, completed or adjusted with the server's own.
+    fn counters(&self, protocol: Counters) -> Counters {
+        protocol
+    }
+    /// Release the server; safe to call twice. Returns true when the loaded runner is gone
+    /// with it (a stopped child process), so the protocol forgets what was loaded.
+    async fn shutdown(&mut self) -> bool {
+        false
+    }
+}
+
+/// Reading the prompt file of a protocol failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PromptsError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: no prompts (separate prompts with a blank line)", path.display())]
+    Empty { path: PathBuf },
 }
 
 /// Prompts used when the study does not name a file: varied lengths and topics so prefill is
 /// exercised, none so short that the first token arrives before any real work.
-pub const BUILTIN_PROMPTS: &[&str] = &[
+pub(crate) const BUILTIN_PROMPTS: &[&str] = &[
     "Explain how a hash map handles collisions, and compare open addressing with separate chaining in terms of cache behaviour and worst-case cost.",
     "Write a short story about a lighthouse keeper who discovers that the light has been signalling to something far out at sea.",
     "Summarize the causes and consequences of the 1929 stock market crash for a high-school student, in three paragraphs.",
@@ -72,22 +110,21 @@ pub const BUILTIN_PROMPTS: &[&str] = &[
 ];
 
 /// The prompt set of a protocol.
-pub fn load_prompts(p: &Prompts) -> Result<Vec<String>, String> {
+pub(crate) fn load_prompts(p: &Prompts) -> Result<Vec<String>, PromptsError> {
     match p {
         Prompts::Builtin => Ok(BUILTIN_PROMPTS.iter().map(|s| s.to_string()).collect()),
         Prompts::File(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|source| PromptsError::Read {
+                path: path.clone(),
+                source,
+            })?;
             let prompts: Vec<String> = text
                 .split("\n\n")
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect();
             if prompts.is_empty() {
-                return Err(format!(
-                    "{}: no prompts (separate prompts with a blank line)",
-                    path.display()
-                ));
+                return Err(PromptsError::Empty { path: path.clone() });
             }
             Ok(prompts)
         }
@@ -96,7 +133,8 @@ pub fn load_prompts(p: &Prompts) -> Result<Vec<String>, String> {
 
 static NONCE: AtomicU64 = AtomicU64::new(0);
 
-/// A prefix that makes every prompt unique (Ollama's own bench tool prefixes "[epoch]").
+/// A prefix that makes every prompt unique, so no prompt cache serves it
+/// (ollama/ollama:cmd/bench/bench.go prefixes "[epoch]").
 fn nonce_prefix() -> String {
     let n = NONCE.fetch_add(1, Ordering::Relaxed);
     let t = std::time::SystemTime::now()
@@ -106,7 +144,8 @@ fn nonce_prefix() -> String {
     format!("[{t:x}-{n}] ")
 }
 
-/// Protocol state that lives across trials.
+/// A server driven by the measurement protocol: the backend of every `InferenceServer`.
+/// Protocol state lives across trials.
 pub struct Protocolled<S> {
     pub server: S,
     pub protocol: Protocol,
@@ -120,8 +159,15 @@ pub struct Protocolled<S> {
 }
 
 impl<S: InferenceServer> Protocolled<S> {
-    pub fn new(server: S, protocol: Protocol, runner_params: Vec<String>) -> Result<Self, String> {
-        let prompts = load_prompts(&protocol.prompts)?;
+    /// Drive `server` by `protocol`; fails when the prompt file cannot be read.
+    pub fn with_server(
+        server: S,
+        protocol: Protocol,
+        runner_params: Vec<String>,
+    ) -> Result<Self, BackendError> {
+        let prompts = load_prompts(&protocol.prompts).map_err(|e| {
+            BackendError::fatal(e.to_string(), "fix protocol.prompts in the study file")
+        })?;
         Ok(Protocolled {
             server,
             protocol,
@@ -134,7 +180,7 @@ impl<S: InferenceServer> Protocolled<S> {
         })
     }
 
-    pub fn runner_part(&self, config: &Config) -> Config {
+    pub(crate) fn runner_part(&self, config: &Config) -> Config {
         config
             .iter()
             .filter(|(k, _)| self.runner_params.contains(k))
@@ -214,7 +260,7 @@ impl<S: InferenceServer> Protocolled<S> {
         match self.server.generate(config, prompt, n).await {
             Ok(s) => Ok(Ok(s)),
             Err(ServerError::Config(kind, message)) => {
-                // After a runtime OOM the server unloads its runners (ollama-api.md, Errors).
+                // After a runtime OOM the server unloads its runners (docs/measurement.md, Errors).
                 self.loaded = None;
                 Ok(Err(Failure { kind, message }))
             }
@@ -222,6 +268,38 @@ impl<S: InferenceServer> Protocolled<S> {
                 self.loaded = None;
                 Err(e.into())
             }
+        }
+    }
+}
+
+#[async_trait]
+impl<S: InferenceServer> Backend for Protocolled<S> {
+    async fn prepare(&mut self, space: &mut SearchSpace) -> Result<BackendInfo, BackendError> {
+        self.server.prepare(space).await
+    }
+
+    async fn evaluate(&mut self, config: &Config) -> Result<Evaluation, BackendError> {
+        self.server.before_measure();
+        let mut eval = self.measure(config).await?;
+        self.server.after_measure(&mut eval);
+        Ok(eval)
+    }
+
+    fn counters(&self) -> Counters {
+        self.server.counters(Counters {
+            reloads: self.reloads,
+            reload_seconds: self.reload_seconds,
+            ..Counters::default()
+        })
+    }
+
+    fn loaded_runner(&self) -> Option<Config> {
+        self.loaded.clone()
+    }
+
+    async fn shutdown(&mut self) {
+        if self.server.shutdown().await {
+            self.loaded = None;
         }
     }
 }
@@ -241,6 +319,9 @@ mod tests {
 
     #[async_trait]
     impl InferenceServer for Fake {
+        async fn prepare(&mut self, _space: &mut SearchSpace) -> Result<BackendInfo, BackendError> {
+            Ok(BackendInfo::default())
+        }
         async fn load(&mut self, config: &Config) -> Result<LoadReport, ServerError> {
             self.loads.push(config.clone());
             if self.oom_on_load {
@@ -279,7 +360,8 @@ mod tests {
             warmup: 1,
             ..Protocol::default()
         };
-        let mut p = Protocolled::new(Fake::default(), proto, vec!["num_ctx".into()]).unwrap();
+        let mut p =
+            Protocolled::with_server(Fake::default(), proto, vec!["num_ctx".into()]).unwrap();
         let e = p.measure(&cfg(2048, 0.2)).await.unwrap();
         assert_eq!(e.samples.len(), 3);
         assert_eq!(
@@ -308,7 +390,8 @@ mod tests {
             oom_on_load: true,
             ..Fake::default()
         };
-        let mut p = Protocolled::new(fake, Protocol::default(), vec!["num_ctx".into()]).unwrap();
+        let mut p =
+            Protocolled::with_server(fake, Protocol::default(), vec!["num_ctx".into()]).unwrap();
         let e = p.measure(&cfg(2048, 0.2)).await.unwrap();
         assert_eq!(e.failure.unwrap().kind, FailureKind::OutOfMemory);
         assert!(e.samples.is_empty());

@@ -2,10 +2,11 @@
 //! Every user-facing failure maps to a distinct exit code (see `ExitCode` and README.md).
 
 pub mod sim;
+mod status;
 
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, BackendError};
 use crate::run::{self, RunError, RunOptions};
-use crate::store::{RunDir, RunLock, StoreError};
+use crate::store::{RunDir, StoreError};
 use crate::study::{load_study, ConfigError, Study};
 use chrono::{DateTime, Local, NaiveTime, TimeZone};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -31,7 +32,8 @@ pub enum ExitCode {
 }
 
 /// A failure with the exit code it maps to.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct CliError {
     pub code: ExitCode,
     pub message: String,
@@ -67,9 +69,16 @@ impl From<RunError> for CliError {
         match e {
             RunError::Config(c) => c.into(),
             RunError::Store(s) => s.into(),
-            RunError::Fatal { .. } => CliError::new(ExitCode::Backend, e.to_string()),
+            RunError::Fatal(f) => CliError::new(ExitCode::Backend, f.to_string()),
             RunError::Refused(m) => CliError::new(ExitCode::Refused, m),
         }
+    }
+}
+
+/// A backend that cannot be built (server, binary or model missing).
+impl From<BackendError> for CliError {
+    fn from(e: BackendError) -> Self {
+        CliError::new(ExitCode::Backend, e.to_string())
     }
 }
 
@@ -207,6 +216,17 @@ pub enum ReportFormatArg {
     Csv,
 }
 
+impl From<ReportFormatArg> for crate::report::ReportFormat {
+    fn from(f: ReportFormatArg) -> Self {
+        use crate::report::ReportFormat;
+        match f {
+            ReportFormatArg::Md => ReportFormat::Markdown,
+            ReportFormatArg::Json => ReportFormat::Json,
+            ReportFormatArg::Csv => ReportFormat::Csv,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ExportFormatArg {
     Modelfile,
@@ -215,19 +235,42 @@ pub enum ExportFormatArg {
     LlamaServer,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (examples: 90s, 30m, 8h)"))
+impl From<ExportFormatArg> for crate::export::ExportFormat {
+    fn from(f: ExportFormatArg) -> Self {
+        use crate::export::ExportFormat;
+        match f {
+            ExportFormatArg::Modelfile => ExportFormat::Modelfile,
+            ExportFormatArg::Json => ExportFormat::Json,
+            ExportFormatArg::Toml => ExportFormat::Toml,
+            ExportFormatArg::LlamaServer => ExportFormat::LlamaServer,
+        }
+    }
 }
 
-fn parse_until(s: &str) -> Result<DateTime<Local>, String> {
+/// A flag value clap cannot take.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FlagError {
+    #[error("{0} (examples: 90s, 30m, 8h)")]
+    Duration(#[from] humantime::DurationError),
+    #[error("{0:?} is not a time like 07:00")]
+    NotATime(String),
+    #[error("{0} does not exist today (clock change)")]
+    NoSuchTime(String),
+}
+
+fn parse_duration(s: &str) -> Result<Duration, FlagError> {
+    Ok(humantime::parse_duration(s.trim())?)
+}
+
+fn parse_until(s: &str) -> Result<DateTime<Local>, FlagError> {
     let t = NaiveTime::parse_from_str(s.trim(), "%H:%M")
-        .map_err(|_| format!("{s:?} is not a time like 07:00"))?;
+        .map_err(|_| FlagError::NotATime(s.to_string()))?;
     let now = Local::now();
     let today = now.date_naive().and_time(t);
     let mut at = Local
         .from_local_datetime(&today)
         .earliest()
-        .ok_or_else(|| format!("{s} does not exist today (clock change)"))?;
+        .ok_or_else(|| FlagError::NoSuchTime(s.to_string()))?;
     if at <= now {
         at += chrono::Duration::days(1);
     }
@@ -236,7 +279,7 @@ fn parse_until(s: &str) -> Result<DateTime<Local>, String> {
 
 /// First signal: stop gracefully. Second: exit at once (the journal and checkpoint are
 /// always consistent on disk, so nothing is lost either way).
-pub fn install_signal_handlers() -> watch::Receiver<u32> {
+pub(crate) fn install_signal_handlers() -> watch::Receiver<u32> {
     let (tx, rx) = watch::channel(0u32);
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -290,9 +333,7 @@ fn run_options(
 async fn run_study(study: Study, path: &Path, opts: RunOptions) -> Result<(), CliError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::new(ExitCode::BadInput, format!("{}: {e}", path.display())))?;
-    let backend: Box<dyn Backend> = backend::create(&study)
-        .await
-        .map_err(|e| CliError::new(ExitCode::Backend, e.to_string()))?;
+    let backend: Box<dyn Backend> = backend::create(&study).await?;
     let shutdown = install_signal_handlers();
     let export = export_format_for(&study.backend);
     let out = run::run(study, &text, path, opts, backend, shutdown).await?;
@@ -303,7 +344,7 @@ async fn run_study(study: Study, path: &Path, opts: RunOptions) -> Result<(), Cl
 /// The export format that configures what a study tuned: a Modelfile for Ollama (and the
 /// simulator, which speaks its API), a llama-server command line for llama-server, the
 /// parameters as JSON for a command.
-pub fn export_format_for(backend: &crate::study::BackendConfig) -> ExportFormatArg {
+pub(crate) fn export_format_for(backend: &crate::study::BackendConfig) -> ExportFormatArg {
     use crate::study::BackendConfig;
     match backend {
         BackendConfig::Ollama { .. } | BackendConfig::Simulator { .. } => {
@@ -314,7 +355,7 @@ pub fn export_format_for(backend: &crate::study::BackendConfig) -> ExportFormatA
     }
 }
 
-pub fn print_outcome(out: &run::RunOutcome, export_format: ExportFormatArg) {
+pub(crate) fn print_outcome(out: &run::RunOutcome, export_format: ExportFormatArg) {
     // The spelling the `export --format` option accepts.
     let export_format = export_format
         .to_possible_value()
@@ -443,21 +484,16 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             time_scale,
             seed,
         } => crate::cli::sim::demo(trials, state_dir, &profile, time_scale, seed).await,
-        Command::Status { run_dir } => status(&run_dir),
+        Command::Status { run_dir } => status::status(&run_dir),
         Command::Report {
             run_dir,
             format,
             out,
         } => {
             let run = RunDir::open(&run_dir)?;
-            let fmt = match format {
-                ReportFormatArg::Md => crate::report::ReportFormat::Markdown,
-                ReportFormatArg::Json => crate::report::ReportFormat::Json,
-                ReportFormatArg::Csv => crate::report::ReportFormat::Csv,
-            };
             let report = crate::report::analyse(&run)
                 .map_err(|e| CliError::new(ExitCode::State, e.to_string()))?;
-            let text = crate::report::render(&report, fmt);
+            let text = crate::report::render(&report, format.into());
             write_out(out.as_deref(), &text)
         }
         Command::Export {
@@ -467,13 +503,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             out,
         } => {
             let run = RunDir::open(&run_dir)?;
-            let fmt = match format {
-                ExportFormatArg::Modelfile => crate::export::ExportFormat::Modelfile,
-                ExportFormatArg::Json => crate::export::ExportFormat::Json,
-                ExportFormatArg::Toml => crate::export::ExportFormat::Toml,
-                ExportFormatArg::LlamaServer => crate::export::ExportFormat::LlamaServer,
-            };
-            let text = crate::export::export(&run, fmt, rank)
+            let text = crate::export::export(&run, format.into(), rank)
                 .map_err(|e| CliError::new(ExitCode::BadInput, e.to_string()))?;
             write_out(out.as_deref(), &text)
         }
@@ -489,99 +519,4 @@ fn write_out(out: Option<&Path>, text: &str) -> Result<(), CliError> {
             Ok(())
         }
     }
-}
-
-/// `status RUN_DIR`: trials done, best so far, elapsed time, budget left, daemon alive.
-fn status(run_dir: &Path) -> Result<(), CliError> {
-    let run = RunDir::open(run_dir)?;
-    let meta = run.read_meta()?;
-    let journal = run.read_journal()?;
-    let holder = RunLock::holder(&run);
-    let n = journal.records.len();
-    let ok = journal.records.iter().filter(|r| r.is_ok()).count();
-    println!("run:       {}", run.path.display());
-    match &holder {
-        Some(pid) => println!("daemon:    running (pid {pid})"),
-        None => println!("daemon:    not running"),
-    }
-    if let Some(m) = &meta {
-        if m.backend.simulated {
-            println!("backend:   {} (SIMULATED)", m.backend.backend);
-        } else {
-            println!(
-                "backend:   {} {}",
-                m.backend.backend,
-                m.backend.server_version.clone().unwrap_or_default()
-            );
-        }
-        println!("study:     {} (model {})", m.study_name, m.model);
-        println!(
-            "trials:    {n} of {} ({ok} ok, {} failed)",
-            m.budget.trials,
-            n - ok
-        );
-        println!(
-            "elapsed:   {}",
-            humantime::format_duration(Duration::from_secs(m.elapsed_seconds as u64))
-        );
-        if let Some(w) = m.budget.wall_time {
-            let left = (w.as_secs_f64() - m.elapsed_seconds).max(0.0);
-            println!(
-                "time left: {}",
-                humantime::format_duration(Duration::from_secs(left as u64))
-            );
-        }
-        println!("reloads:   {} ({:.1} s)", m.reloads, m.reload_seconds);
-        if let Some(p) = m.progress.as_ref().filter(|p| p.report_trials < n) {
-            println!(
-                "report:    covers {} of the {n} trials so far (regenerated every few seconds on fast trials, and when the run stops)",
-                p.report_trials
-            );
-        }
-        let sign = if m.objective.direction == crate::study::Direction::Maximize {
-            1.0
-        } else {
-            -1.0
-        };
-        let best = journal
-            .records
-            .iter()
-            .filter(|r| r.is_ok() && r.feasible)
-            .filter_map(|r| r.objective.map(|v| (r, v)))
-            .max_by(|a, b| (sign * a.1).total_cmp(&(sign * b.1)));
-        match best {
-            Some((r, v)) => {
-                let params: Vec<String> =
-                    r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!(
-                    "best:      {} = {v:.4} (trial {}: {})",
-                    m.objective.metric.label(),
-                    r.trial,
-                    params.join(" ")
-                );
-            }
-            None => println!("best:      none yet"),
-        }
-        match (&m.stop_reason, &m.stop_message) {
-            (Some(r), msg) => println!(
-                "stopped:   {} {}",
-                r.as_str(),
-                msg.clone().unwrap_or_default()
-            ),
-            (None, _) if holder.is_none() => println!(
-                "stopped:   not cleanly (killed?); `ollama-tuner resume {}` continues it",
-                run.path.display()
-            ),
-            _ => {}
-        }
-    } else {
-        println!("trials:    {n}");
-    }
-    if !journal.skipped.is_empty() {
-        println!(
-            "warning:   {} unreadable journal line(s) skipped",
-            journal.skipped.len()
-        );
-    }
-    Ok(())
 }

@@ -1,153 +1,35 @@
-//! Running the simulator: `ollama-tuner sim`, `ollama-tuner demo`, and the `simulator` backend
-//! kind (the simulator started in-process, measured through the real Ollama backend).
+//! The simulator commands: `ollama-tuner sim` serves it, `ollama-tuner demo` runs a short study
+//! on it. (The `simulator` backend kind, started in-process, is `backend/simulated.rs`.)
 
-use crate::backend::ollama::OllamaBackend;
-use crate::backend::{Backend, BackendError, BackendInfo, Evaluation};
-use crate::cli::{CliError, ExitCode};
-use crate::engine::space::{Config, SearchSpace};
-use crate::sim::{SimConfig, SimServer};
-use crate::study::Protocol;
-use async_trait::async_trait;
-use std::collections::BTreeMap;
+use crate::cli::{CliError, ExitCode, ExportFormatArg};
+use crate::sim::SimConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// The study `demo` runs; placeholders are filled from the command line.
-pub const DEMO_STUDY: &str = include_str!("../../search_spaces/demo-simulator.toml");
+pub(crate) const DEMO_STUDY: &str = include_str!("../../search_spaces/demo-simulator.toml");
 
-/// The simulator in-process + the Ollama backend pointed at it.
-pub struct SimulatedOllama {
-    sim: Option<SimServer>,
-    inner: OllamaBackend,
-    /// The simulator sleeps `time_scale` times the simulated durations; client-side timings
-    /// (TTFT, end-to-end, load) are divided by it so they read in simulated seconds, like the
-    /// server-side metrics, and the cost model sees realistic reload times.
-    time_scale: f64,
-}
-
-impl SimulatedOllama {
-    pub async fn start(
-        profile: &str,
-        time_scale: f64,
-        seed: u64,
-        model: &str,
-        keep_alive: &str,
-        protocol: Protocol,
-        runner_params: Vec<String>,
-    ) -> Result<Self, BackendError> {
-        let config = SimConfig {
-            profile: profile.to_string(),
-            seed,
-            time_scale,
-        };
-        let sim = crate::sim::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .map_err(|e| {
-                BackendError::fatal(
-                    format!("cannot start the simulator: {e}"),
-                    format!("profiles: {}", crate::sim::profile_names().join(", ")),
-                )
-            })?;
-        let url = format!("http://{}", sim.addr);
-        let inner = OllamaBackend::new(&url, model, keep_alive, protocol, runner_params)?;
-        Ok(SimulatedOllama {
-            sim: Some(sim),
-            inner,
-            time_scale,
-        })
+fn known_profile(profile: &str) -> Result<(), CliError> {
+    if crate::sim::profile_names().contains(&profile) {
+        return Ok(());
     }
-}
-
-/// A client-side timing in simulated seconds, rebuilt from the server's own (simulated)
-/// metrics. Dividing the wall-clock figure by the time scale instead would magnify the real
-/// HTTP and scheduling overhead with it: 5 ms of overhead at time scale 0.002 reads as 2.5
-/// simulated seconds, which once made every trial of a fast benchmark violate a TTFT
-/// constraint. TTFT = load + prompt processing + the first generated token.
-fn simulated_seconds(s: &crate::engine::stats::Sample, key: &str) -> Option<f64> {
-    let get = |k: &str| s.get(k).copied().filter(|v| v.is_finite());
-    match key {
-        "e2e" => get("total"),
-        "ttft" => {
-            let prefill = get("prompt_eval_count")? / get("prefill_tps")?;
-            Some(get("server_load").unwrap_or(0.0) + prefill + 1.0 / get("decode_tps")?)
-        }
-        _ => None,
-    }
-}
-
-impl SimulatedOllama {
-    fn simulated_load_seconds(&self) -> f64 {
-        self.sim
-            .as_ref()
-            .map_or(0.0, |s| s.control.stats().load_seconds)
-    }
-}
-
-#[async_trait]
-impl Backend for SimulatedOllama {
-    async fn prepare(&mut self, space: &mut SearchSpace) -> Result<BackendInfo, BackendError> {
-        let mut info = self.inner.prepare(space).await?;
-        info.simulated = true;
-        info.backend = "simulator (ollama API)".into();
-        Ok(info)
-    }
-
-    async fn evaluate(&mut self, config: &Config) -> Result<Evaluation, BackendError> {
-        let loads_before = self.simulated_load_seconds();
-        let mut e = self.inner.evaluate(config).await?;
-        let k = 1.0 / self.time_scale;
-        for s in &mut e.samples {
-            for key in ["ttft", "e2e"] {
-                let simulated = simulated_seconds(s, key);
-                if let Some(v) = s.get_mut(key) {
-                    *v = simulated.unwrap_or(*v * k);
-                }
-            }
-        }
-        // Ollama's load answer carries no timings; the simulator's own count of simulated load
-        // seconds does (the same overhead argument as `simulated_seconds`).
-        let loaded_s = self.simulated_load_seconds() - loads_before;
-        if let Some(l) = &mut e.load {
-            l.seconds = if l.reloaded && loaded_s > 0.0 {
-                loaded_s
-            } else {
-                l.seconds * k
-            };
-        }
-        Ok(e)
-    }
-
-    fn counters(&self) -> BTreeMap<String, f64> {
-        let mut c = self.inner.counters();
-        if let Some(v) = c.get_mut("reload_seconds") {
-            *v /= self.time_scale;
-        }
-        c
-    }
-
-    fn loaded_runner(&self) -> Option<Config> {
-        self.inner.loaded_runner()
-    }
-
-    async fn shutdown(&mut self) {
-        self.inner.shutdown().await;
-        if let Some(s) = self.sim.take() {
-            s.shutdown().await;
-        }
-    }
+    Err(CliError::new(
+        ExitCode::BadInput,
+        format!(
+            "unknown profile {profile:?}; profiles: {}",
+            crate::sim::profile_names().join(", ")
+        ),
+    ))
 }
 
 /// `ollama-tuner sim`: serve until Ctrl-C.
-pub async fn serve(port: u16, profile: &str, seed: u64, time_scale: f64) -> Result<(), CliError> {
-    if !crate::sim::profile_names().contains(&profile) {
-        return Err(CliError::new(
-            ExitCode::BadInput,
-            format!(
-                "unknown profile {profile:?}; profiles: {}",
-                crate::sim::profile_names().join(", ")
-            ),
-        ));
-    }
+pub(crate) async fn serve(
+    port: u16,
+    profile: &str,
+    seed: u64,
+    time_scale: f64,
+) -> Result<(), CliError> {
+    known_profile(profile)?;
     if time_scale.is_nan() || time_scale <= 0.0 {
         return Err(CliError::new(
             ExitCode::BadInput,
@@ -192,22 +74,14 @@ pub fn demo_study_text(trials: usize, profile: &str, time_scale: f64, seed: u64)
 }
 
 /// `ollama-tuner demo`: a short study on the simulator through the real Ollama backend.
-pub async fn demo(
+pub(crate) async fn demo(
     trials: usize,
     state_dir: PathBuf,
     profile: &str,
     time_scale: f64,
     seed: u64,
 ) -> Result<(), CliError> {
-    if !crate::sim::profile_names().contains(&profile) {
-        return Err(CliError::new(
-            ExitCode::BadInput,
-            format!(
-                "unknown profile {profile:?}; profiles: {}",
-                crate::sim::profile_names().join(", ")
-            ),
-        ));
-    }
+    known_profile(profile)?;
     std::fs::create_dir_all(&state_dir)
         .map_err(|e| CliError::new(ExitCode::State, format!("{}: {e}", state_dir.display())))?;
     let text = demo_study_text(trials, profile, time_scale, seed);
@@ -225,11 +99,9 @@ pub async fn demo(
         reports_dir: Some(PathBuf::from("reports")),
         ..Default::default()
     };
-    let backend = crate::backend::create(&study)
-        .await
-        .map_err(|e| CliError::new(ExitCode::Backend, e.to_string()))?;
+    let backend = crate::backend::create(&study).await?;
     let shutdown = crate::cli::install_signal_handlers();
     let out = crate::run::run(study, &text, &path, opts, backend, shutdown).await?;
-    crate::cli::print_outcome(&out, crate::cli::ExportFormatArg::Modelfile);
+    crate::cli::print_outcome(&out, ExportFormatArg::Modelfile);
     Ok(())
 }

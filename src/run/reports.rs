@@ -1,0 +1,176 @@
+//! When the run loop regenerates the full report set, and what it does with the report when a
+//! session ends (copy to reports/, rank the best configuration).
+
+use crate::store::RunDir;
+use crate::trial::TrialRecord;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tracing::warn;
+
+/// Share of the run's wall time that regenerating the full report set may take.
+const REPORT_TIME_SHARE: f64 = 0.05;
+/// Past this many trials, parameter importance (a GP fit) is recomputed every
+/// `IMPORTANCE_EVERY` trials rather than in every report.
+const IMPORTANCE_ALWAYS_UNTIL: usize = 100;
+const IMPORTANCE_EVERY: usize = 25;
+
+/// The report set files copied to the reports directory, so the Markdown's relative links to
+/// the plots keep working.
+const REPORT_FILES: [&str; 5] = [
+    "report.md",
+    "report.json",
+    "trials.csv",
+    "convergence.svg",
+    "pareto.svg",
+];
+
+/// Why the report set could not be written (logged; never fatal to the run).
+#[derive(Debug, thiserror::Error)]
+enum RefreshError {
+    #[error("{0}")]
+    Report(#[from] crate::report::ReportError),
+    #[error("the report task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// When the run loop regenerates the full report set. A full report re-reads and re-renders
+/// the whole journal: time, memory and disk writes grow with the run. It is redone after a
+/// trial only when the time since the last one is at least 19 times what the last one took
+/// (at most `REPORT_TIME_SHARE` of the run): after every trial whenever trials take seconds, as
+/// on any real server, and every few seconds on the simulator's millisecond trials. The start
+/// of a session, its end and a stop by signal or error always write it; run.json's `progress`
+/// is rewritten after every trial and says how many trials the report files cover.
+#[derive(Debug, Default)]
+pub(super) struct ReportSchedule {
+    /// End of the last full report and how long it took.
+    last: Option<(Instant, Duration)>,
+    /// Trials covered by the report files.
+    pub covered: usize,
+    /// Trials covered by the last report with parameter importance.
+    importance_at: Option<usize>,
+}
+
+impl ReportSchedule {
+    pub fn due(&self, now: Instant) -> bool {
+        match self.last {
+            None => true,
+            Some((at, took)) => {
+                now.duration_since(at).as_secs_f64() * REPORT_TIME_SHARE
+                    >= took.as_secs_f64() * (1.0 - REPORT_TIME_SHARE)
+            }
+        }
+    }
+
+    pub fn wants_importance(&self, done: usize) -> bool {
+        done <= IMPORTANCE_ALWAYS_UNTIL
+            || self
+                .importance_at
+                .is_none_or(|at| done >= at + IMPORTANCE_EVERY)
+    }
+
+    /// Write the full report set for `done` trials; a failure is logged, never fatal to the
+    /// run. Returns whether the files were written.
+    ///
+    /// The report is built on a blocking-pool thread: besides not stalling the runtime, its
+    /// allocations (the whole parsed journal) then come from that thread's malloc arena, apart
+    /// from the run loop's long-lived data, so freeing them leaves whole free pages that
+    /// `release_free_memory` can hand back, rather than holes between the optimizer's records.
+    pub async fn refresh(&mut self, run: &RunDir, done: usize, with_importance: bool) -> bool {
+        let t0 = Instant::now();
+        let dir = run.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let written = crate::report::write_all_with(&dir, with_importance).map(|_| ());
+            release_free_memory();
+            written
+        })
+        .await
+        .map_err(RefreshError::from)
+        .and_then(|w| w.map_err(RefreshError::from));
+        let now = Instant::now();
+        self.last = Some((now, now - t0));
+        match written {
+            Ok(_) => {
+                self.covered = done;
+                if with_importance {
+                    self.importance_at = Some(done);
+                }
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "could not write the report");
+                false
+            }
+        }
+    }
+}
+
+/// Give the heap's free pages back to the system after a full report. The report parses the
+/// whole journal (about 3 KiB per trial) and frees it at once; glibc keeps freed memory mapped
+/// whenever a small allocation made meanwhile sits above it, so without this the daemon's
+/// resident memory ratcheted up with the journal's size (measured in BENCHMARKS.md, section 4).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    // SAFETY: malloc_trim only returns unused pages of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
+
+/// Copy the whole report set of a run to `dir/<run_id>/`; best effort.
+pub(super) fn copy_report_set(run: &RunDir, dir: &Path, run_id: &str) {
+    let dest = dir.join(run_id);
+    if std::fs::create_dir_all(&dest).is_ok() {
+        for name in REPORT_FILES {
+            if let Ok(bytes) = std::fs::read(run.file(name)) {
+                let _ = crate::store::write_atomic(&dest.join(name), &bytes);
+            }
+        }
+    }
+}
+
+/// The best configuration as the report ranks it (re-measurements pooled), falling back to
+/// the best single trial when the report cannot be built.
+/// The ranking alone: no parameter importance, which would fit a GP again.
+pub(super) fn pooled_best(
+    run: &RunDir,
+    single: Option<TrialRecord>,
+) -> (Option<TrialRecord>, Vec<usize>) {
+    let ranked = crate::report::load(run)
+        .map(|(meta, journal)| crate::report::analyse_journal(meta, journal, false));
+    match ranked {
+        Ok(report) => match report.best_row() {
+            Some(row) => {
+                let mut rec = row.record.clone();
+                rec.objective = row.objective;
+                (Some(rec), row.also.clone())
+            }
+            None => (None, vec![]),
+        },
+        Err(e) => {
+            warn!(error = %e, "could not rank the trials; reporting the best single trial");
+            (single, vec![])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_reports_take_at_most_a_twentieth_of_the_time() {
+        let t0 = Instant::now();
+        let mut r = ReportSchedule::default();
+        assert!(r.due(t0));
+        r.last = Some((t0, Duration::from_millis(100)));
+        assert!(!r.due(t0 + Duration::from_millis(1800)));
+        assert!(r.due(t0 + Duration::from_millis(1900)));
+        assert!(r.wants_importance(100));
+        r.importance_at = Some(200);
+        assert!(!r.wants_importance(224));
+        assert!(r.wants_importance(225));
+    }
+}

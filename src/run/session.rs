@@ -1,0 +1,267 @@
+//! Starting or resuming a session of a run: the run directory and its lock, the checks that a
+//! resume continues the same experiment, the budget in force, the optimizer rebuilt from the
+//! journal and the checkpoint, and run.json as this session starts it.
+
+use super::record::now_rfc3339;
+use super::tally::Tally;
+use super::{RunError, RunOptions};
+use crate::backend::BackendInfo;
+use crate::engine::optimizer::Optimizer;
+use crate::engine::space::SearchSpace;
+use crate::store::{BudgetOverrides, Checkpoint, RunDir, RunLock, RunMeta, StoreError, STUDY_FILE};
+use crate::study::{parse_study, Budget, Study};
+use crate::trial::Trial;
+use chrono::Local;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Fingerprint of what makes two studies the same experiment: search space and objective.
+pub fn study_fingerprint(study: &Study) -> String {
+    let text = serde_json::to_string(&(&study.space, &study.objective)).unwrap_or_default();
+    // FNV-1a 64: stable across versions and platforms, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+pub fn default_run_id(study: &Study) -> String {
+    let name: String = study
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{name}-{}", Local::now().format("%Y%m%d-%H%M%S"))
+}
+
+/// Load the study a run directory was started with (its frozen copy).
+pub fn frozen_study(run: &RunDir) -> Result<(Study, String), RunError> {
+    let path = run.file(STUDY_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        RunError::Store(StoreError::Io {
+            path: path.clone(),
+            source: e,
+        })
+    })?;
+    Ok((parse_study(&path, &text)?, text))
+}
+
+/// The budget of this session and the overrides to keep in run.json: a flag on this command
+/// line wins, then a flag kept from an earlier command line of the run, then the study's
+/// `[budget]`. A resume thus keeps the `--trials` / `--time-budget` the run was started with.
+pub fn effective_budget(
+    study: &Budget,
+    saved: Option<&RunMeta>,
+    opts: &RunOptions,
+) -> (Budget, BudgetOverrides) {
+    let kept = saved
+        .map(|m| {
+            m.budget_overrides
+                .clone()
+                .unwrap_or_else(|| legacy_overrides(&m.budget, study))
+        })
+        .unwrap_or_default();
+    let overrides = BudgetOverrides {
+        trials: opts.trials.or(kept.trials),
+        wall_time_s: opts
+            .time_budget
+            .map(|d| d.as_secs_f64())
+            .or(kept.wall_time_s),
+    };
+    let mut budget = study.clone();
+    if let Some(t) = overrides.trials {
+        budget.trials = t;
+    }
+    if let Some(s) = overrides.wall_time_s.filter(|s| s.is_finite() && *s >= 0.0) {
+        budget.wall_time = Some(Duration::from_secs_f64(s));
+    }
+    (budget, overrides)
+}
+
+/// A run.json written before the overrides were kept holds the budget its last session ran
+/// with; where that differs from the study, it came from a flag.
+fn legacy_overrides(ran: &Budget, study: &Budget) -> BudgetOverrides {
+    BudgetOverrides {
+        trials: (ran.trials != study.trials).then_some(ran.trials),
+        wall_time_s: ran
+            .wall_time
+            .filter(|_| ran.wall_time != study.wall_time)
+            .map(|d| d.as_secs_f64()),
+    }
+}
+
+/// A session holding its run directory: locked, checked, with what the previous sessions left.
+pub(super) struct Session {
+    pub run_id: String,
+    pub run: RunDir,
+    pub resuming: bool,
+    _lock: RunLock,
+    pub fingerprint: String,
+    pub checkpoint: Option<Checkpoint>,
+    pub saved_meta: Option<RunMeta>,
+    pub budget: Budget,
+    pub budget_overrides: BudgetOverrides,
+}
+
+impl Session {
+    /// Take the run directory (created if new) and refuse to resume a different experiment
+    /// unless `--force`; a new run, or a forced one, gets the study file frozen.
+    pub fn open(
+        study: &Study,
+        study_text: &str,
+        study_path: &Path,
+        opts: &RunOptions,
+    ) -> Result<Session, RunError> {
+        let run_id = opts.run_id.clone().unwrap_or_else(|| default_run_id(study));
+        let run = RunDir::new(opts.state_dir.join(&run_id));
+        let resuming = run.exists();
+        run.create_dir()?;
+        let lock = RunLock::acquire(&run)?;
+
+        if resuming {
+            let (frozen, _) = frozen_study(&run)?;
+            if study_fingerprint(&frozen) != study_fingerprint(study) {
+                if !opts.force {
+                    return Err(RunError::Refused(format!(
+                        "the search space or objective of {} differs from the one run {} was started with; \
+                         resume with the original file (`ollama-tuner resume {}`), pick a new --run-id, or pass --force to continue anyway",
+                        study_path.display(),
+                        run.path.display(),
+                        run.path.display()
+                    )));
+                }
+                warn!("study changed since the run started; continuing because of --force");
+                run.write_file(STUDY_FILE, study_text.as_bytes())?;
+            }
+        } else {
+            run.write_file(STUDY_FILE, study_text.as_bytes())?;
+        }
+        let checkpoint = run.read_checkpoint()?;
+        if let Some(c) = &checkpoint {
+            if c.study_fingerprint != study_fingerprint(study) && !opts.force {
+                return Err(RunError::Refused(format!(
+                    "the checkpoint of {} belongs to a different study; pass --force to continue anyway",
+                    run.path.display()
+                )));
+            }
+        }
+        let fingerprint = study_fingerprint(study);
+        let saved_meta = run.read_meta()?;
+        let (budget, budget_overrides) = effective_budget(&study.budget, saved_meta.as_ref(), opts);
+        Ok(Session {
+            run_id,
+            run,
+            resuming,
+            _lock: lock,
+            fingerprint,
+            checkpoint,
+            saved_meta,
+            budget,
+            budget_overrides,
+        })
+    }
+
+    /// Rebuild the optimizer from the journal and the checkpoint, in one pass over the
+    /// journal: tell the optimizer, keep the tally, drop the record. Returns the trial that was
+    /// in flight when the last session stopped, unless the journal has it.
+    pub fn replay(
+        &mut self,
+        study: &Study,
+        space: &SearchSpace,
+    ) -> Result<(Optimizer, Tally, Option<Trial>), RunError> {
+        let mut optimizer = Optimizer::new(
+            space.clone(),
+            study.objective.clone(),
+            study.optimizer.clone(),
+            study.runner_params.clone(),
+            study.seed,
+        );
+        let mut tally = Tally::default();
+        let mut done_numbers: BTreeSet<usize> = BTreeSet::new();
+        let skipped = self.run.scan_journal(|r| {
+            if done_numbers.insert(r.trial) {
+                optimizer.tell_record(&r);
+                tally.add(study, r);
+            }
+        })?;
+        for (line, reason) in &skipped {
+            warn!(line, reason = %reason, "skipping an unreadable journal line (a write cut short by a crash or power loss)");
+        }
+        let mut pending: Option<Trial> = None;
+        if let Some(c) = self.checkpoint.take() {
+            optimizer.restore(c.optimizer);
+            pending = c.pending.filter(|p| !done_numbers.contains(&p.number));
+        }
+        drop(done_numbers);
+        if self.resuming {
+            info!(
+                trials = tally.done,
+                pending = pending.is_some(),
+                "resuming run"
+            );
+        }
+        Ok((optimizer, tally, pending))
+    }
+
+    /// run.json as this session starts: the saved one (or a new one) with this session's
+    /// backend, space, objective and budget, and no stop yet.
+    pub fn start_meta(
+        &mut self,
+        study: &Study,
+        study_path: &Path,
+        info: &BackendInfo,
+        space: &SearchSpace,
+    ) -> RunMeta {
+        let mut meta = match self.saved_meta.take() {
+            Some(m) => m,
+            None => RunMeta {
+                run_id: self.run_id.clone(),
+                study_name: study.name.clone(),
+                model: study.model.clone(),
+                seed: study.seed,
+                study_file: study_path.display().to_string(),
+                backend: info.clone(),
+                space: space.clone(),
+                objective: study.objective.clone(),
+                budget: study.budget.clone(),
+                protocol: study.protocol.clone(),
+                runner_params: study.runner_params.clone(),
+                tuner_version: env!("CARGO_PKG_VERSION").to_string(),
+                started_at: now_rfc3339(),
+                updated_at: now_rfc3339(),
+                finished_at: None,
+                stop_reason: None,
+                stop_message: None,
+                reloads: 0,
+                reload_seconds: 0.0,
+                outage_seconds: 0.0,
+                elapsed_seconds: 0.0,
+                budget_overrides: None,
+                progress: None,
+            },
+        };
+        meta.backend = info.clone();
+        meta.space = space.clone();
+        meta.objective = study.objective.clone();
+        meta.budget = self.budget.clone();
+        meta.budget_overrides = Some(self.budget_overrides.clone());
+        meta.finished_at = None;
+        meta.stop_reason = None;
+        meta.stop_message = None;
+        meta
+    }
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -1,0 +1,310 @@
+//! The loop of a session: check the stops, ask, checkpoint, measure, journal, tell, and keep
+//! run.json and the report files current; then the end of the session.
+
+use super::offload;
+use super::outage::{measure_with_grace, Measured};
+use super::record::{log_trial, make_record, now_rfc3339};
+use super::reports::ReportSchedule;
+use super::tally::Tally;
+use super::{RunError, RunOptions, Shutdown};
+use crate::backend::{Backend, Counters, Fatal};
+use crate::engine::optimizer::{AskContext, Optimizer};
+use crate::engine::space::config_key;
+use crate::store::{Checkpoint, RunDir, RunMeta, StopReason};
+use crate::study::Study;
+use crate::trial::{Origin, Trial};
+use chrono::Local;
+use std::io::IsTerminal;
+use std::time::Instant;
+use tracing::info;
+
+/// What the loop reads and never changes.
+pub(super) struct Context<'a> {
+    pub study: &'a Study,
+    pub opts: &'a RunOptions,
+    pub run: &'a RunDir,
+    pub fingerprint: &'a str,
+    /// When this session started, and the run's elapsed seconds before it.
+    pub started: Instant,
+    pub elapsed_before: f64,
+    /// Reloads and their seconds over the run before this session.
+    pub reloads_before: (u64, f64),
+}
+
+impl Context<'_> {
+    /// Wall seconds spent on the run, over all sessions.
+    fn elapsed(&self) -> f64 {
+        self.elapsed_before + self.started.elapsed().as_secs_f64()
+    }
+
+    fn checkpoint(
+        &self,
+        optimizer: &Optimizer,
+        pending: Option<Trial>,
+        trials_done: usize,
+        backend: &dyn Backend,
+    ) -> Checkpoint {
+        Checkpoint {
+            optimizer: optimizer.state().clone(),
+            pending,
+            trials_done,
+            loaded_runner: backend.loaded_runner(),
+            study_fingerprint: self.fingerprint.to_string(),
+        }
+    }
+}
+
+/// What the loop keeps current: run.json, the tally of the journal, the report schedule.
+pub(super) struct Books {
+    pub meta: RunMeta,
+    pub tally: Tally,
+    pub reports: ReportSchedule,
+}
+
+impl Books {
+    /// The start of a session writes run.json and the full report set.
+    pub async fn begin(&mut self, cx: &Context<'_>) -> Result<(), RunError> {
+        self.meta.progress = Some(self.tally.progress(self.tally.done));
+        offload::write_meta(cx.run, &self.meta).await?;
+        self.reports.refresh(cx.run, self.tally.done, true).await;
+        Ok(())
+    }
+
+    /// After a journaled trial: run.json, and the report set when it is due.
+    async fn after_trial(&mut self, cx: &Context<'_>, counters: Counters) -> Result<(), RunError> {
+        let meta = &mut self.meta;
+        meta.reloads = cx.reloads_before.0 + counters.reloads;
+        meta.reload_seconds = cx.reloads_before.1 + counters.reload_seconds;
+        meta.updated_at = now_rfc3339();
+        meta.elapsed_seconds = cx.elapsed();
+        let full_report = self.reports.due(Instant::now());
+        let covered = if full_report {
+            self.tally.done
+        } else {
+            self.reports.covered
+        };
+        meta.progress = Some(self.tally.progress(covered));
+        offload::write_meta(cx.run, meta).await?;
+        let importance = self.reports.wants_importance(self.tally.done);
+        if full_report
+            && !self
+                .reports
+                .refresh(cx.run, self.tally.done, importance)
+                .await
+        {
+            // Say truthfully how far the report files lag.
+            self.meta.progress = Some(self.tally.progress(self.reports.covered));
+            offload::write_meta(cx.run, &self.meta).await?;
+        }
+        Ok(())
+    }
+
+    /// A fatal backend error: record the stop, write the report, release the backend.
+    async fn stop_fatal(
+        &mut self,
+        cx: &Context<'_>,
+        backend: &mut dyn Backend,
+        fatal: Fatal,
+    ) -> RunError {
+        self.meta.stop_reason = Some(StopReason::Fatal);
+        self.meta.stop_message = Some(format!("{} ({})", fatal.message, fatal.hint));
+        self.meta.finished_at = Some(now_rfc3339());
+        if let Err(e) = offload::write_meta(cx.run, &self.meta).await {
+            return e.into();
+        }
+        self.reports.refresh(cx.run, self.tally.done, true).await;
+        backend.shutdown().await;
+        RunError::Fatal(fatal)
+    }
+
+    /// The end of a session (the backend already shut down): the stop in run.json, the full
+    /// report set.
+    pub async fn finish(
+        &mut self,
+        cx: &Context<'_>,
+        stop: &StopReason,
+        stop_message: &str,
+    ) -> Result<(), RunError> {
+        info!(reason = stop.as_str(), message = %stop_message, "run stopped");
+        let meta = &mut self.meta;
+        meta.stop_reason = Some(stop.clone());
+        meta.stop_message = Some(stop_message.to_string());
+        meta.finished_at = Some(now_rfc3339());
+        meta.updated_at = now_rfc3339();
+        meta.elapsed_seconds = cx.elapsed();
+        meta.progress = Some(self.tally.progress(self.tally.done));
+        offload::write_meta(cx.run, meta).await?;
+        self.reports.refresh(cx.run, self.tally.done, true).await;
+        Ok(())
+    }
+}
+
+/// The progress bar; hidden when stderr is not a terminal (hyperfine, logs).
+struct Progress {
+    bar: indicatif::ProgressBar,
+}
+
+impl Progress {
+    fn new(enabled: bool, total: usize, done: usize) -> Progress {
+        // One factory that returns a hidden bar when output is not a terminal (hyperfine).
+        let bar = if enabled && std::io::stderr().is_terminal() {
+            let b = indicatif::ProgressBar::new(total as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} trials  {msg}  eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_position(done as u64);
+        Progress { bar }
+    }
+
+    fn show(&self, tally: &Tally, study: &Study) {
+        self.bar.set_position(tally.done as u64);
+        if let Some(b) = &tally.best {
+            self.bar.set_message(format!(
+                "best {} = {:.4}",
+                study.objective.metric.label(),
+                b.objective.unwrap_or(f64::NAN)
+            ));
+        }
+    }
+}
+
+/// Why the loop stops before asking for another trial, if it does: a signal, the trial or
+/// wall-time budget, the deadline, too many failures in a row.
+fn stop_before_ask(
+    cx: &Context<'_>,
+    meta: &RunMeta,
+    tally: &Tally,
+    elapsed_total: f64,
+    shutdown: &Shutdown,
+) -> Option<(StopReason, String)> {
+    let budget_trials = meta.budget.trials;
+    if *shutdown.borrow() > 0 {
+        return Some((StopReason::Interrupted, "stopped by a signal".to_string()));
+    }
+    if tally.done >= budget_trials {
+        return Some((StopReason::Budget, format!("{budget_trials} trials done")));
+    }
+    if let Some(w) = meta.budget.wall_time {
+        if elapsed_total >= w.as_secs_f64() {
+            return Some((
+                StopReason::WallTime,
+                format!("wall-time budget of {} used", humantime::format_duration(w)),
+            ));
+        }
+    }
+    if let Some(u) = cx.opts.until {
+        if Local::now() >= u {
+            return Some((
+                StopReason::Deadline,
+                format!("deadline {} reached", u.format("%Y-%m-%d %H:%M")),
+            ));
+        }
+    }
+    if tally.consecutive_failures >= cx.study.budget.max_consecutive_failures {
+        return Some((
+            StopReason::TooManyFailures,
+            format!("{} trials in a row failed (budget.max_consecutive_failures); see the errors in the report", tally.consecutive_failures),
+        ));
+    }
+    None
+}
+
+/// Trials until a stop; returns why the loop stopped. A fatal backend error ends the session
+/// here (run.json, report, backend shut down) and comes back as the error.
+pub(super) async fn run_trials(
+    cx: &Context<'_>,
+    books: &mut Books,
+    mut optimizer: Optimizer,
+    mut pending: Option<Trial>,
+    backend: &mut dyn Backend,
+    shutdown: &mut Shutdown,
+) -> Result<(StopReason, String), RunError> {
+    let progress = Progress::new(cx.opts.progress, books.meta.budget.trials, books.tally.done);
+    let stop = loop {
+        let elapsed_total = cx.elapsed();
+        books.meta.elapsed_seconds = elapsed_total;
+        if let Some(stop) = stop_before_ask(cx, &books.meta, &books.tally, elapsed_total, shutdown)
+        {
+            break stop;
+        }
+
+        let t_ask = Instant::now();
+        let trial = match pending.take() {
+            Some(t) => t,
+            None => {
+                let ctx = AskContext {
+                    loaded_runner: backend.loaded_runner(),
+                };
+                let asked;
+                (optimizer, asked) = offload::ask(optimizer, ctx).await;
+                asked
+            }
+        };
+        let ask_s = t_ask.elapsed().as_secs_f64();
+        if !cx.study.optimizer.allow_repeats
+            && trial.origin != Origin::Confirm
+            && optimizer.was_measured(&trial.config)
+        {
+            break (
+                StopReason::Converged,
+                "every configuration of the search space has been measured".to_string(),
+            );
+        }
+        let c = cx.checkpoint(&optimizer, Some(trial.clone()), books.tally.done, backend);
+        offload::write_checkpoint(cx.run, c).await?;
+        info!(trial = trial.number, origin = ?trial.origin, config = %config_key(&trial.config), "measuring");
+
+        let started_at = now_rfc3339();
+        let t0 = Instant::now();
+        let outage0 = books.meta.outage_seconds;
+        let measured = measure_with_grace(
+            backend,
+            &trial,
+            shutdown,
+            cx.opts,
+            &mut books.meta.outage_seconds,
+        )
+        .await;
+        let eval = match measured {
+            Measured::Done(e) => e,
+            Measured::Fatal(f) => return Err(books.stop_fatal(cx, backend, f).await),
+            Measured::Outage(m) => {
+                break (
+                    StopReason::TooManyFailures,
+                    format!("the backend stayed unreachable: {m}"),
+                )
+            }
+            Measured::Abandoned => {
+                break (
+                    StopReason::Interrupted,
+                    "stopped by a signal; the trial in flight will be measured again on resume"
+                        .to_string(),
+                )
+            }
+        };
+        // Outage time is not the configuration's: leave it out of the trial's duration.
+        let duration =
+            (t0.elapsed().as_secs_f64() - (books.meta.outage_seconds - outage0)).max(0.0);
+        let mut rec = make_record(cx.study, &trial, eval, started_at, duration);
+        rec.notes.insert("ask_s".into(), serde_json::json!(ask_s));
+
+        // Journal first, then act.
+        let rec = offload::append_trial(cx.run, rec).await?;
+        optimizer.tell_record(&rec);
+        log_trial(&rec);
+        books.tally.add(cx.study, rec);
+        let c = cx.checkpoint(&optimizer, None, books.tally.done, backend);
+        offload::write_checkpoint(cx.run, c).await?;
+        books.after_trial(cx, backend.counters()).await?;
+        progress.show(&books.tally, cx.study);
+    };
+    progress.bar.finish_and_clear();
+    Ok(stop)
+}
