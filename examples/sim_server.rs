@@ -1,4 +1,5 @@
-//! Run the built-in Ollama simulator until Ctrl-C or SIGTERM (the future `ollama-tuner sim` command):
+//! Run the built-in Ollama simulator until Ctrl-C or SIGTERM (what `ollama-tuner sim` does, with
+//! a choice of address and profile names checked by the simulator itself; docs/simulator.md):
 //!
 //! ```text
 //! cargo run --example sim_server -- --port 11435 --profile gemma3-4b --seed 1 --time-scale 0.01
@@ -52,7 +53,8 @@ async fn main() -> anyhow::Result<()> {
         config.time_scale,
         listener.local_addr()?
     );
-    sim::serve_until(config, listener, interrupted()).await
+    sim::serve_until(config, listener, interrupted()).await?;
+    Ok(())
 }
 
 /// Ctrl-C, or SIGTERM (what `kill` sends a background job).

@@ -14,60 +14,15 @@
 //!   in flight cut, the loaded model forgotten) and comes back on the same address.
 
 use super::model::{Expected, RunnerKey};
-use std::collections::VecDeque;
+use super::state::{lock, HttpFault, Shared, SimStats, StreamFault};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Ollama's answer when its request queue is full (server/sched.go ErrMaxQueue), HTTP 503.
 pub const BUSY_MESSAGE: &str = "server busy, please try again.  maximum pending requests exceeded";
-
-/// A misbehaviour of one streamed `/api/generate` answer.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StreamFault {
-    /// After `after_lines` lines, send `{"error": message}` (HTTP status stays 200, as when a
-    /// runner dies mid-generation) and end the stream. A non-streaming request gets HTTP 500.
-    ErrorLine { after_lines: usize, message: String },
-    /// After `after_lines` lines, close the connection abruptly: no `done:true`, no final chunk.
-    Truncate { after_lines: usize },
-    /// After `after_lines` lines, send one line that is not JSON, then go on normally.
-    InvalidJson { after_lines: usize },
-}
-
-impl StreamFault {
-    pub fn after_lines(&self) -> usize {
-        match self {
-            StreamFault::ErrorLine { after_lines, .. }
-            | StreamFault::Truncate { after_lines }
-            | StreamFault::InvalidJson { after_lines } => *after_lines,
-        }
-    }
-}
-
-/// An error answer given before any work.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HttpFault {
-    pub status: u16,
-    pub message: String,
-}
-
-/// Counters since the server started (simulated seconds).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SimStats {
-    /// Every HTTP request received.
-    pub requests: u64,
-    pub generate_requests: u64,
-    /// Completed (re)loads of the model, and the simulated seconds they took.
-    pub loads: u64,
-    pub load_seconds: f64,
-    pub unloads: u64,
-    /// Loads that failed for lack of memory.
-    pub ooms: u64,
-    /// Injected faults that fired.
-    pub faults_fired: u64,
-}
 
 /// The loaded runner as `SimControl::loaded` reports it.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,109 +36,27 @@ pub struct LoadedInfo {
     pub expires_in: Option<Duration>,
 }
 
-/// The runner the server holds between requests.
-#[derive(Clone, Debug)]
-pub(crate) struct LoadedRunner {
-    pub key: RunnerKey,
-    pub expected: Expected,
-    /// Wall-clock expiry (keep_alive is not time-scaled); None = forever.
-    pub expires: Option<Instant>,
-    /// Serving a request: never expires meanwhile.
-    pub busy: bool,
-    /// Text of the last prompt, for Ollama's prompt cache.
-    pub last_prompt: Option<String>,
-}
-
-impl LoadedRunner {
-    fn expired(&self, now: Instant) -> bool {
-        !self.busy && self.expires.is_some_and(|t| t <= now)
-    }
-}
-
-#[derive(Default)]
-struct Faults {
-    http: VecDeque<HttpFault>,
-    stream: VecDeque<StreamFault>,
-}
-
-/// State shared by the HTTP handlers and the control handle.
-pub(crate) struct Shared {
-    faults: Mutex<Faults>,
-    runner: Mutex<Option<LoadedRunner>>,
-    stats: Mutex<SimStats>,
-    /// Bumped when the server goes down: every request in flight stops.
-    pub kill: watch::Sender<u64>,
-}
-
-/// Lock ignoring poisoning: the protected data stays consistent (plain values).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Shared {
-    pub fn new() -> Arc<Shared> {
-        Arc::new(Shared {
-            faults: Mutex::new(Faults::default()),
-            runner: Mutex::new(None),
-            stats: Mutex::new(SimStats::default()),
-            kill: watch::channel(0).0,
-        })
-    }
-
-    pub fn pop_http_fault(&self) -> Option<HttpFault> {
-        let fault = lock(&self.faults).http.pop_front();
-        if fault.is_some() {
-            self.stats(|s| s.faults_fired += 1);
-        }
-        fault
-    }
-
-    pub fn pop_stream_fault(&self) -> Option<StreamFault> {
-        lock(&self.faults).stream.pop_front()
-    }
-
-    pub fn stats(&self, f: impl FnOnce(&mut SimStats)) {
-        f(&mut lock(&self.stats));
-    }
-
-    /// The loaded runner, after dropping it if its keep-alive ran out.
-    pub fn runner(&self) -> Option<LoadedRunner> {
-        let mut slot = lock(&self.runner);
-        if slot.as_ref().is_some_and(|r| r.expired(Instant::now())) {
-            *slot = None;
-            self.stats(|s| s.unloads += 1);
-        }
-        slot.clone()
-    }
-
-    pub fn set_runner(&self, runner: LoadedRunner) {
-        *lock(&self.runner) = Some(runner);
-    }
-
-    /// Change the loaded runner in place (no-op when none is loaded).
-    pub fn update_runner(&self, f: impl FnOnce(&mut LoadedRunner)) {
-        if let Some(r) = lock(&self.runner).as_mut() {
-            f(r);
-        }
-    }
-
-    pub fn unload(&self) {
-        if lock(&self.runner).take().is_some() {
-            self.stats(|s| s.unloads += 1);
-        }
-    }
-
-    /// The server goes down: stop every request in flight and forget the model.
-    pub fn kill_all(&self) {
-        self.kill.send_modify(|epoch| *epoch += 1);
-        self.unload();
-    }
-}
-
 /// A running accept loop and the way to stop it.
 pub(crate) struct Running {
     pub stop: oneshot::Sender<()>,
     pub task: JoinHandle<()>,
+}
+
+/// Serve `router` on `listener` in a task until `Running::stop` fires.
+pub(crate) fn spawn_serve(listener: tokio::net::TcpListener, router: axum::Router) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::warn!("simulator: server error: {e}");
+        }
+    });
+    Running { stop, task }
 }
 
 /// What restarting the listener needs.
@@ -255,7 +128,7 @@ impl SimControl {
             return Ok(());
         }
         let listener = tokio::net::TcpListener::bind(ctl.addr).await?;
-        ctl.running = Some(super::server::spawn_serve(listener, ctl.router.clone()));
+        ctl.running = Some(spawn_serve(listener, ctl.router.clone()));
         Ok(())
     }
 

@@ -1,39 +1,48 @@
 //! An Ollama SIMULATOR: a fake Ollama server for offline runs, tests and benchmarks. It is not
 //! Ollama and runs no model; every number it reports comes from the performance model in
-//! [`model`], calibrated to published figures (the TR108 seed report, ollama issue reports).
+//! [`model`], calibrated to published figures (docs/simulator.md says which).
 //! It says so: `/api/version` answers `0.12.6-sim` and `/api/show` has
 //! `model_info["general.simulated"] = true`.
 //!
 //! It speaks the API subset the tuner uses, with Ollama's field names, units (durations in
 //! nanoseconds, zero metrics omitted), NDJSON streaming, status codes and `{"error": ...}`
-//! bodies (shared/reference/ollama-api.md):
+//! bodies (ollama/ollama:docs/api.md, server/routes.go):
 //! `GET /`, `GET /api/version`, `GET /api/tags`, `POST /api/show`, `GET /api/ps`,
 //! `POST /api/generate` (streaming or not; empty prompt = load, with `keep_alive: 0` = unload).
 //!
-//! - [`model`]: profiles and the pure performance model (`SimModel::expected`, `best_decode`).
+//! - [`model`]: the pure performance model (`SimModel::expected`, `best_decode`).
 //! - [`profiles`]: the simulated models and machines with their calibration figures.
-//! - [`options`]: Ollama's option parsing rules.
-//! - [`server`]: the axum handlers and streaming; `request` parses their bodies.
-//! - [`control`]: `SimControl`, fault injection and state inspection from Rust.
-//! - [`text`]: filler tokens and the crude prompt tokenizer.
+//! - [`options`]: Ollama's option table and parsing rules.
+//! - `server`: the axum routes; `app` holds the runner slot and loads, `answer` plans and
+//!   sends a generate answer, `reply` writes the bodies, `request` parses them.
+//! - [`control`]: `SimControl`, fault injection and state inspection from Rust; `state` is
+//!   what it shares with the handlers.
+//! - `text`: filler tokens and the crude prompt tokenizer.
+//! - [`error`]: `SimError` (start, serve) and `RequestError` (a refused request).
 //!
 //! `time_scale` multiplies every sleep (0.001 makes tests fast); reported durations stay in
 //! simulated seconds, so the numbers look real while a client's wall-clock timings scale.
 
+mod answer;
+mod app;
 pub mod control;
+pub mod error;
 pub mod model;
 pub mod options;
 pub mod profiles;
+mod reply;
 mod request;
-pub mod server;
-pub mod text;
+mod server;
+mod state;
+mod text;
 
-pub use control::{LoadedInfo, SimControl, SimStats, StreamFault, BUSY_MESSAGE};
+pub use control::{LoadedInfo, SimControl, BUSY_MESSAGE};
+pub use error::{RequestError, SimError};
 pub use model::{best_decode, Expected, OomKind, RunnerKey, SearchBox, SimModel, SimOom};
-pub use options::SimOptions;
+pub use options::{option_names_and_types, OptionKind, SimOptions, OPTION_KINDS};
 pub use profiles::{profile, Profile, PROFILES};
+pub use state::{HttpFault, SimStats, StreamFault};
 
-use anyhow::{bail, Context};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,34 +94,30 @@ pub fn profile_names() -> Vec<&'static str> {
     PROFILES.iter().map(|p| p.name).collect()
 }
 
-fn app_for(config: &SimConfig) -> anyhow::Result<Arc<server::App>> {
+fn app_for(config: &SimConfig) -> Result<Arc<app::App>, SimError> {
     let Some(profile) = profiles::profile(&config.profile) else {
-        bail!(
-            "unknown simulator profile {:?}; known profiles: {}",
-            config.profile,
-            profile_names().join(", ")
-        );
+        return Err(SimError::UnknownProfile {
+            profile: config.profile.clone(),
+            known: profile_names().join(", "),
+        });
     };
     if !(config.time_scale >= 0.0 && config.time_scale.is_finite()) {
-        bail!(
-            "time scale must be a finite number >= 0, got {}",
-            config.time_scale
-        );
+        return Err(SimError::TimeScale(config.time_scale));
     }
-    Ok(server::App::new(profile, config.seed, config.time_scale))
+    Ok(app::App::new(profile, config.seed, config.time_scale))
 }
 
 /// Bind `addr` (port 0 = any free port) and serve in a tokio task.
-pub async fn start(config: SimConfig, addr: SocketAddr) -> anyhow::Result<SimServer> {
+pub async fn start(config: SimConfig, addr: SocketAddr) -> Result<SimServer, SimError> {
     let app = app_for(&config)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let addr = listener.local_addr()?;
+        .map_err(|source| SimError::Listen { addr, source })?;
+    let addr = listener.local_addr().map_err(SimError::LocalAddr)?;
     let model = app.profile.model;
     let shared = app.shared.clone();
     let router = server::router(app);
-    let running = server::spawn_serve(listener, router.clone());
+    let running = control::spawn_serve(listener, router.clone());
     let control = SimControl {
         model,
         shared,
@@ -131,7 +136,7 @@ pub async fn serve_until(
     config: SimConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), SimError> {
     let app = app_for(&config)?;
     let shared = app.shared.clone();
     let router = server::router(app);
@@ -141,5 +146,5 @@ pub async fn serve_until(
             shared.kill_all();
         })
         .await
-        .context("simulator server failed")
+        .map_err(SimError::Serve)
 }

@@ -5,7 +5,12 @@
 //! Ollama's (`option "num_ctx" must be of type integer`), answered with HTTP 500 by the server;
 //! `null` leaves the default; unknown names are ignored. Nothing is range-checked here: the
 //! performance model clamps (num_ctx to the training context, and so on).
+//!
+//! This table is the simulator's own copy of Ollama's, kept apart from the tuner's on purpose so
+//! that the simulator stays an independent implementation; a test compares the two through
+//! [`OPTION_KINDS`] (or [`option_names_and_types`]) and `RunnerKey::OPTIONS`.
 
+use super::error::RequestError;
 use serde_json::{Map, Value};
 
 /// Options after Ollama's defaults, the model's Modelfile parameters and the request's options.
@@ -38,7 +43,7 @@ pub struct SimOptions {
 }
 
 impl Default for SimOptions {
-    /// api.DefaultOptions() as listed in shared/reference/ollama-api.md ("Options").
+    /// api.DefaultOptions() (ollama/ollama:api/types.go; also in docs/simulator.md).
     fn default() -> Self {
         SimOptions {
             num_ctx: 4096,
@@ -64,37 +69,62 @@ impl Default for SimOptions {
     }
 }
 
-/// The JSON type Ollama's option struct field has.
-#[derive(Clone, Copy)]
-enum Kind {
+/// The type of the field of Ollama's `api.Options` / `api.Runner` struct an option fills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionKind {
+    /// Go `int`: JSON numbers, truncated toward zero.
     Int,
+    /// Go `float32`.
     Float,
+    /// Go `bool` (`*bool` for use_mmap).
     Bool,
+    /// Go `[]string`.
     Strings,
 }
 
-/// Every option name the simulator understands; any other name is ignored like Ollama does.
-const KINDS: &[(&str, Kind)] = &[
-    ("num_ctx", Kind::Int),
-    ("num_batch", Kind::Int),
-    ("num_gpu", Kind::Int),
-    ("main_gpu", Kind::Int),
-    ("use_mmap", Kind::Bool),
-    ("num_thread", Kind::Int),
-    ("num_keep", Kind::Int),
-    ("seed", Kind::Int),
-    ("num_predict", Kind::Int),
-    ("top_k", Kind::Int),
-    ("top_p", Kind::Float),
-    ("min_p", Kind::Float),
-    ("typical_p", Kind::Float),
-    ("repeat_last_n", Kind::Int),
-    ("temperature", Kind::Float),
-    ("repeat_penalty", Kind::Float),
-    ("presence_penalty", Kind::Float),
-    ("frequency_penalty", Kind::Float),
-    ("stop", Kind::Strings),
+impl OptionKind {
+    /// The Go type of the field: `int`, `float32`, `bool` or `[]string`.
+    pub fn go_type(self) -> &'static str {
+        match self {
+            OptionKind::Int => "int",
+            OptionKind::Float => "float32",
+            OptionKind::Bool => "bool",
+            OptionKind::Strings => "[]string",
+        }
+    }
+}
+
+/// Every option name the simulator understands, with its type; any other name is ignored like
+/// Ollama does. The runner options (a change reloads the model) are `RunnerKey::OPTIONS`.
+pub const OPTION_KINDS: &[(&str, OptionKind)] = &[
+    ("num_ctx", OptionKind::Int),
+    ("num_batch", OptionKind::Int),
+    ("num_gpu", OptionKind::Int),
+    ("main_gpu", OptionKind::Int),
+    ("use_mmap", OptionKind::Bool),
+    ("num_thread", OptionKind::Int),
+    ("num_keep", OptionKind::Int),
+    ("seed", OptionKind::Int),
+    ("num_predict", OptionKind::Int),
+    ("top_k", OptionKind::Int),
+    ("top_p", OptionKind::Float),
+    ("min_p", OptionKind::Float),
+    ("typical_p", OptionKind::Float),
+    ("repeat_last_n", OptionKind::Int),
+    ("temperature", OptionKind::Float),
+    ("repeat_penalty", OptionKind::Float),
+    ("presence_penalty", OptionKind::Float),
+    ("frequency_penalty", OptionKind::Float),
+    ("stop", OptionKind::Strings),
 ];
+
+/// `OPTION_KINDS` as (name, Go type) pairs, in the table's order.
+pub fn option_names_and_types() -> Vec<(&'static str, &'static str)> {
+    OPTION_KINDS
+        .iter()
+        .map(|(name, kind)| (*name, kind.go_type()))
+        .collect()
+}
 
 /// A parsed option value.
 enum Parsed {
@@ -106,9 +136,9 @@ enum Parsed {
 
 impl SimOptions {
     /// Apply a JSON options map over `self`, with Ollama's errors for wrong types.
-    pub fn apply(&mut self, map: &Map<String, Value>) -> Result<(), String> {
+    pub fn apply(&mut self, map: &Map<String, Value>) -> Result<(), RequestError> {
         for (key, value) in map {
-            let Some((_, kind)) = KINDS.iter().find(|(name, _)| name == key) else {
+            let Some((_, kind)) = OPTION_KINDS.iter().find(|(name, _)| name == key) else {
                 continue; // Ollama logs "invalid option provided" and goes on.
             };
             if value.is_null() {
@@ -184,32 +214,36 @@ impl SimOptions {
     }
 }
 
-fn parse_value(key: &str, kind: Kind, value: &Value) -> Result<Parsed, String> {
+fn parse_value(key: &str, kind: OptionKind, value: &Value) -> Result<Parsed, RequestError> {
+    let wrong = |expected| RequestError::OptionType {
+        key: key.to_string(),
+        expected,
+    };
     match kind {
         // JSON numbers decode to float64 in Go; int64(f) truncates toward zero (and Rust's
         // `as` saturates where Go's is undefined).
-        Kind::Int => value
+        OptionKind::Int => value
             .as_f64()
             .map(|f| Parsed::Int(f as i64))
-            .ok_or_else(|| format!("option {key:?} must be of type integer")),
-        Kind::Float => value
+            .ok_or_else(|| wrong("integer")),
+        OptionKind::Float => value
             .as_f64()
             .map(Parsed::Float)
-            .ok_or_else(|| format!("option {key:?} must be of type float32")),
-        Kind::Bool => value
+            .ok_or_else(|| wrong("float32")),
+        OptionKind::Bool => value
             .as_bool()
             .map(Parsed::Bool)
-            .ok_or_else(|| format!("option {key:?} must be of type boolean")),
-        Kind::Strings => {
-            let items = value
-                .as_array()
-                .ok_or_else(|| format!("option {key:?} must be of type array"))?;
+            .ok_or_else(|| wrong("boolean")),
+        OptionKind::Strings => {
+            let items = value.as_array().ok_or_else(|| wrong("array"))?;
             items
                 .iter()
                 .map(|v| v.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
                 .map(Parsed::Strings)
-                .ok_or_else(|| format!("option {key:?} must be of an array of strings"))
+                .ok_or_else(|| RequestError::OptionNotStrings {
+                    key: key.to_string(),
+                })
         }
     }
 }
@@ -221,7 +255,9 @@ mod tests {
 
     fn apply(v: Value) -> Result<SimOptions, String> {
         let mut o = SimOptions::default();
-        o.apply(v.as_object().unwrap()).map(|_| o)
+        o.apply(v.as_object().unwrap())
+            .map(|_| o)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -249,6 +285,37 @@ mod tests {
             apply(json!({"stop": "x"})).unwrap_err(),
             "option \"stop\" must be of type array"
         );
+        assert_eq!(
+            apply(json!({"stop": ["a", 1]})).unwrap_err(),
+            "option \"stop\" must be of an array of strings"
+        );
+    }
+
+    #[test]
+    fn the_table_names_every_settable_option() {
+        let names: Vec<&str> = option_names_and_types().iter().map(|(n, _)| *n).collect();
+        assert_eq!(names.len(), 19);
+        assert_eq!(
+            option_names_and_types()[4],
+            ("use_mmap", "bool"),
+            "{names:?}"
+        );
+        // Every name in the table sets a field.
+        for (name, kind) in OPTION_KINDS {
+            let value = match kind {
+                OptionKind::Int => json!(3),
+                OptionKind::Float => json!(0.125),
+                OptionKind::Bool => json!(false),
+                OptionKind::Strings => json!(["x"]),
+            };
+            let mut map = Map::new();
+            map.insert(name.to_string(), value);
+            assert_ne!(
+                apply(Value::Object(map)).unwrap(),
+                SimOptions::default(),
+                "{name}"
+            );
+        }
     }
 
     #[test]

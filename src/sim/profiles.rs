@@ -8,7 +8,8 @@
 //! - `gemma3-270m`: gemma3 270M Q8_0, ~350 tok/s on the GPU.
 //!
 //! Architecture figures (layers, heads, vocabulary, file sizes) are those of the GGUF files
-//! Ollama ships for these models.
+//! Ollama ships for these models. TR108 (the seed report) and the user reports are described in
+//! docs/simulator.md ("Where the numbers come from").
 
 use super::options::SimOptions;
 

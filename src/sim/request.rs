@@ -2,6 +2,7 @@
 //! body, a wrong field type, keep_alive as number or Go duration), and what a generate request
 //! amounts to: prompt tokens (with Ollama's prompt cache) and answer length.
 
+use super::error::RequestError;
 use super::options::SimOptions;
 use super::profiles::Profile;
 use super::text::count_tokens;
@@ -29,33 +30,43 @@ fn go_kind(v: &Value) -> &'static str {
 }
 
 /// A JSON object body (`null` reads as an empty one, as in Go).
-pub(crate) fn parse_object(body: &[u8], go_type: &str) -> Result<Map<String, Value>, String> {
+pub(crate) fn parse_object(
+    body: &[u8],
+    go_type: &'static str,
+) -> Result<Map<String, Value>, RequestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err("missing request body".to_string());
+        return Err(RequestError::MissingBody);
     }
     match serde_json::from_slice::<Value>(body) {
-        Err(e) => Err(format!("invalid JSON in request body: {e}")),
+        Err(e) => Err(RequestError::InvalidJson(e)),
         Ok(Value::Object(m)) => Ok(m),
         Ok(Value::Null) => Ok(Map::new()),
-        Ok(other) => Err(format!(
-            "json: cannot unmarshal {} into Go value of type {go_type}",
-            go_kind(&other)
-        )),
+        Ok(other) => Err(RequestError::NotAnObject {
+            kind: go_kind(&other),
+            go_type,
+        }),
     }
 }
 
-fn type_error(v: &Value, go_struct: &str, key: &str, go_type: &str) -> String {
-    format!(
-        "json: cannot unmarshal {} into Go struct field {go_struct}.{key} of type {go_type}",
-        go_kind(v)
-    )
+fn type_error(
+    v: &Value,
+    go_struct: &'static str,
+    key: &str,
+    go_type: &'static str,
+) -> RequestError {
+    RequestError::FieldType {
+        kind: go_kind(v),
+        go_struct,
+        key: key.to_string(),
+        go_type,
+    }
 }
 
 pub(crate) fn get_string(
     obj: &Map<String, Value>,
     key: &str,
-    go_struct: &str,
-) -> Result<String, String> {
+    go_struct: &'static str,
+) -> Result<String, RequestError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
@@ -63,7 +74,7 @@ pub(crate) fn get_string(
     }
 }
 
-fn get_bool(obj: &Map<String, Value>, key: &str, default: bool) -> Result<bool, String> {
+fn get_bool(obj: &Map<String, Value>, key: &str, default: bool) -> Result<bool, RequestError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
@@ -87,19 +98,19 @@ impl KeepAlive {
         }
     }
 
-    fn parse(v: &Value) -> Result<Option<KeepAlive>, String> {
+    fn parse(v: &Value) -> Result<Option<KeepAlive>, RequestError> {
         match v {
             Value::Null => Ok(None),
             Value::Number(n) => Ok(n.as_f64().map(KeepAlive::from_seconds)),
             Value::String(s) => parse_go_duration(s).map(|x| Some(KeepAlive::from_seconds(x))),
-            other => Err(format!("Unsupported type: '{}'", go_kind(other))),
+            other => Err(RequestError::KeepAliveType(go_kind(other))),
         }
     }
 }
 
 /// Go's time.ParseDuration ("5m", "1h30m", "300ms", "-1s", "0"), in seconds.
-fn parse_go_duration(text: &str) -> Result<f64, String> {
-    let invalid = || format!("time: invalid duration {text:?}");
+fn parse_go_duration(text: &str) -> Result<f64, RequestError> {
+    let invalid = || RequestError::InvalidDuration(text.to_string());
     let (sign, mut rest) = match text.strip_prefix('-') {
         Some(r) => (-1.0, r),
         None => (1.0, text.strip_prefix('+').unwrap_or(text)),
@@ -123,14 +134,19 @@ fn parse_go_duration(text: &str) -> Result<f64, String> {
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let scale = match unit {
-            "" => return Err(format!("time: missing unit in duration {text:?}")),
+            "" => return Err(RequestError::MissingUnit(text.to_string())),
             "ns" => 1e-9,
             "us" | "µs" | "μs" => 1e-6,
             "ms" => 1e-3,
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            other => return Err(format!("time: unknown unit {other:?} in duration {text:?}")),
+            other => {
+                return Err(RequestError::UnknownUnit {
+                    unit: other.to_string(),
+                    text: text.to_string(),
+                })
+            }
         };
         total += number * scale;
     }
@@ -149,7 +165,7 @@ pub(crate) struct GenerateRequest {
 }
 
 impl GenerateRequest {
-    pub fn parse(body: &[u8]) -> Result<GenerateRequest, String> {
+    pub fn parse(body: &[u8]) -> Result<GenerateRequest, RequestError> {
         let obj = parse_object(body, "api.GenerateRequest")?;
         let options = match obj.get("options") {
             None | Some(Value::Null) => Map::new(),
@@ -265,16 +281,26 @@ mod tests {
 
     #[test]
     fn go_durations() {
-        assert_eq!(parse_go_duration("5m"), Ok(300.0));
-        assert_eq!(parse_go_duration("1h30m"), Ok(5400.0));
-        assert_eq!(parse_go_duration("0"), Ok(0.0));
-        assert_eq!(parse_go_duration("-1s"), Ok(-1.0));
-        assert!(parse_go_duration("-1")
-            .unwrap_err()
-            .contains("missing unit"));
-        assert!(parse_go_duration("5x")
-            .unwrap_err()
-            .contains("unknown unit"));
+        assert_eq!(parse_go_duration("5m").unwrap(), 300.0);
+        assert_eq!(parse_go_duration("1h30m").unwrap(), 5400.0);
+        assert_eq!(parse_go_duration("0").unwrap(), 0.0);
+        assert_eq!(parse_go_duration("-1s").unwrap(), -1.0);
+        assert_eq!(
+            parse_go_duration("-1").unwrap_err().to_string(),
+            "time: missing unit in duration \"-1\""
+        );
+        assert_eq!(
+            parse_go_duration("5x").unwrap_err().to_string(),
+            "time: unknown unit \"x\" in duration \"5x\""
+        );
+        assert_eq!(
+            parse_go_duration("m").unwrap_err().to_string(),
+            "time: invalid duration \"m\""
+        );
+        assert_eq!(
+            KeepAlive::parse(&json!(true)).unwrap_err().to_string(),
+            "Unsupported type: 'bool'"
+        );
         assert_eq!(
             KeepAlive::parse(&json!(-1)).unwrap(),
             Some(KeepAlive::Forever)
@@ -291,14 +317,19 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(
-            e,
+            e.to_string(),
             "json: cannot unmarshal number into Go struct field GenerateRequest.prompt of type string"
         );
         assert_eq!(
-            GenerateRequest::parse(b"").err().unwrap(),
+            GenerateRequest::parse(b"").err().unwrap().to_string(),
             "missing request body"
         );
-        assert!(GenerateRequest::parse(b"{nope").is_err());
+        assert_eq!(
+            GenerateRequest::parse(b"[1]").err().unwrap().to_string(),
+            "json: cannot unmarshal array into Go value of type api.GenerateRequest"
+        );
+        let bad = GenerateRequest::parse(b"{nope").err().unwrap().to_string();
+        assert!(bad.starts_with("invalid JSON in request body: "), "{bad}");
     }
 
     #[test]

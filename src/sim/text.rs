@@ -70,7 +70,7 @@ const WORDS: &[&str] = &[
 
 /// Produces one token at a time: mostly " word", sometimes a word split in two pieces, and
 /// punctuation at the end of sentences.
-pub struct TextGen {
+pub(crate) struct TextGen {
     rng: ChaCha8Rng,
     emitted: usize,
     words_in_sentence: usize,
@@ -137,7 +137,7 @@ fn capitalize(w: &str) -> String {
 }
 
 /// Tokens of a piece of text: about 4 characters each.
-pub fn count_tokens(text: &str) -> u32 {
+pub(crate) fn count_tokens(text: &str) -> u32 {
     (text.chars().count() as u32).div_ceil(4)
 }
 
