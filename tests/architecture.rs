@@ -124,7 +124,10 @@ fn parse_tail(chars: &[char], i: &mut usize, path: &mut Vec<String>, out: &mut V
         if chars.get(*i) == Some(&'{') {
             *i += 1;
             loop {
-                while chars.get(*i).is_some_and(|c| c.is_whitespace() || *c == ',') {
+                while chars
+                    .get(*i)
+                    .is_some_and(|c| c.is_whitespace() || *c == ',')
+                {
                     *i += 1;
                 }
                 match chars.get(*i) {
@@ -305,7 +308,9 @@ fn the_engine_imports_nothing_from_outside_the_engine() {
             let code = &files[name].code;
             for forbidden in ["tokio::", "std::fs", "std::net", "reqwest::"] {
                 if code.contains(forbidden) {
-                    bad.push(format!("  {name} uses {forbidden} (the engine does no I/O)"));
+                    bad.push(format!(
+                        "  {name} uses {forbidden} (the engine does no I/O)"
+                    ));
                 }
             }
         }

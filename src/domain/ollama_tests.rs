@@ -97,7 +97,8 @@ fn simulator_parses_the_same_types() {
     for o in OPTIONS {
         let mut s = SimOptions::default();
         assert_eq!(
-            s.apply(&one(o.name, good_value(o.ty))),
+            s.apply(&one(o.name, good_value(o.ty)))
+                .map_err(|e| e.to_string()),
             Ok(()),
             "{} takes {:?}",
             o.name,
@@ -105,7 +106,7 @@ fn simulator_parses_the_same_types() {
         );
         let err = s.apply(&one(o.name, bad_value(o.ty))).expect_err(o.name);
         assert_eq!(
-            err,
+            err.to_string(),
             format!(
                 "option {:?} must be of type {}",
                 o.name,
