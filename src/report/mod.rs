@@ -14,11 +14,12 @@ pub mod markdown;
 pub mod plots;
 
 use crate::engine::optimizer::{Optimizer, ParamEffect};
+use crate::engine::random::splitmix64;
 use crate::engine::space::{config_key, format_float, Config, ParamKind, ParamValue};
 use crate::engine::stats::{quantile_sorted, Summary};
 use crate::store::{JournalRead, RunDir, RunMeta, StoreError, META_FILE};
 use crate::study::{Comparison, Direction, OptimizerSettings, Stat};
-use crate::trial::{FailureKind, Origin, Status, TrialRecord};
+use crate::trial::{tell_record, FailureKind, Origin, Status, TrialRecord};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -733,17 +734,10 @@ fn pct_change(v: f64, base: f64) -> Option<f64> {
     }
 }
 
-/// splitmix64, to derive a bootstrap seed per pair of trials: the result for a pair does not
+/// A bootstrap seed per pair of trials, mixed by splitmix64: the result for a pair does not
 /// depend on which other trials exist or in which order they are compared.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn seed_for(a: usize, b: usize) -> u64 {
-    mix(BOOTSTRAP_SEED ^ mix(a as u64) ^ mix(b as u64).rotate_left(17))
+    splitmix64(BOOTSTRAP_SEED ^ splitmix64(a as u64) ^ splitmix64(b as u64).rotate_left(17))
 }
 
 /// The statistic of a sample, as `Summary::get` defines it.
@@ -837,12 +831,13 @@ fn importance(meta: &RunMeta, records: &[TrialRecord]) -> Vec<ParamEffect> {
     let mut opt = Optimizer::new(
         meta.space.clone(),
         meta.objective.clone(),
+        crate::study::is_positive_metric,
         OptimizerSettings::default(),
         meta.runner_params.clone(),
         meta.seed,
     );
     for r in records {
-        opt.tell_record(r);
+        tell_record(&mut opt, r);
     }
     let mut effects: Vec<ParamEffect> = opt
         .explain()

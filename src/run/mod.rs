@@ -12,7 +12,7 @@ use crate::store::{
     STUDY_FILE,
 };
 use crate::study::{parse_study, Budget, ConfigError, Study};
-use crate::trial::{FailureKind, Origin, Status, Trial, TrialRecord};
+use crate::trial::{tell_record, FailureKind, Origin, Status, Trial, TrialRecord};
 use chrono::{DateTime, Local, Utc};
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
@@ -533,6 +533,7 @@ pub async fn run(
     let mut optimizer = Optimizer::new(
         space.clone(),
         study.objective.clone(),
+        crate::study::is_positive_metric,
         study.optimizer.clone(),
         study.runner_params.clone(),
         study.seed,
@@ -542,7 +543,7 @@ pub async fn run(
     let mut done_numbers: BTreeSet<usize> = BTreeSet::new();
     let skipped = run.scan_journal(|r| {
         if done_numbers.insert(r.trial) {
-            optimizer.tell_record(&r);
+            tell_record(&mut optimizer, &r);
             tally.add(&study, r);
         }
     })?;
@@ -714,7 +715,7 @@ pub async fn run(
 
         // Journal first, then act.
         run.append_trial(&rec)?;
-        optimizer.tell_record(&rec);
+        tell_record(&mut optimizer, &rec);
         log_trial(&rec);
         tally.add(&study, rec);
         run.write_checkpoint(&Checkpoint {

@@ -4,6 +4,10 @@
 //! (with byte spans on every field), then `validate` turns it into a checked `Study` and reports
 //! the first mistake with the file, line, column and field it concerns.
 
+pub use crate::engine::objective::{
+    parse_quantity, Comparison, Constraint, Direction, MetricRef, Objective, Stat, Transform,
+};
+pub use crate::engine::optimizer::OptimizerSettings;
 use crate::engine::space::{Param, ParamKind, ParamValue, SearchSpace};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -29,185 +33,6 @@ impl fmt::Display for ConfigError {
             write!(f, "{}: ", self.field)?;
         }
         write!(f, "{}", self.message)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Maximize,
-    Minimize,
-}
-
-/// Which statistic of a metric's samples a reference means.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stat {
-    Median,
-    Mean,
-    P95,
-    Std,
-    Min,
-    Max,
-}
-
-impl Stat {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Stat::Median => "median",
-            Stat::Mean => "mean",
-            Stat::P95 => "p95",
-            Stat::Std => "std",
-            Stat::Min => "min",
-            Stat::Max => "max",
-        }
-    }
-}
-
-/// `ttft_p95` -> metric `ttft`, statistic p95; `decode_tps` -> median of `decode_tps`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MetricRef {
-    pub metric: String,
-    pub stat: Stat,
-}
-
-impl MetricRef {
-    pub fn parse(text: &str) -> MetricRef {
-        for (suffix, stat) in [
-            ("_median", Stat::Median),
-            ("_p50", Stat::Median),
-            ("_mean", Stat::Mean),
-            ("_p95", Stat::P95),
-            ("_std", Stat::Std),
-            ("_min", Stat::Min),
-            ("_max", Stat::Max),
-        ] {
-            if let Some(base) = text.strip_suffix(suffix) {
-                if !base.is_empty() {
-                    return MetricRef {
-                        metric: base.to_string(),
-                        stat,
-                    };
-                }
-            }
-        }
-        MetricRef {
-            metric: text.to_string(),
-            stat: Stat::Median,
-        }
-    }
-
-    pub fn label(&self) -> String {
-        if self.stat == Stat::Median {
-            self.metric.clone()
-        } else {
-            format!("{}_{}", self.metric, self.stat.as_str())
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Comparison {
-    #[serde(rename = "<=")]
-    AtMost,
-    #[serde(rename = ">=")]
-    AtLeast,
-}
-
-/// An outcome constraint such as `ttft_p95 <= 0.5s`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Constraint {
-    pub metric: MetricRef,
-    pub op: Comparison,
-    pub bound: f64,
-    pub text: String,
-}
-
-impl Constraint {
-    pub fn parse(text: &str) -> Result<Constraint, String> {
-        let (lhs, op, rhs) = if let Some((l, r)) = text.split_once("<=") {
-            (l, Comparison::AtMost, r)
-        } else if let Some((l, r)) = text.split_once(">=") {
-            (l, Comparison::AtLeast, r)
-        } else {
-            return Err(format!(
-                "constraint {text:?} must look like `METRIC <= VALUE` or `METRIC >= VALUE`, for example \"ttft_p95 <= 0.5s\""
-            ));
-        };
-        let lhs = lhs.trim();
-        if lhs.is_empty() || !lhs.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("constraint {text:?}: {lhs:?} is not a metric name"));
-        }
-        let bound = parse_quantity(rhs.trim()).ok_or_else(|| {
-            format!(
-                "constraint {text:?}: {:?} is not a number (units allowed: s, ms, us)",
-                rhs.trim()
-            )
-        })?;
-        Ok(Constraint {
-            metric: MetricRef::parse(lhs),
-            op,
-            bound,
-            text: text.trim().to_string(),
-        })
-    }
-
-    /// Signed slack: <= 0 when satisfied (the convention of Optuna's constraints_func).
-    pub fn violation(&self, value: f64) -> f64 {
-        match self.op {
-            Comparison::AtMost => value - self.bound,
-            Comparison::AtLeast => self.bound - value,
-        }
-    }
-}
-
-/// A number with an optional time unit, in seconds: "0.5s", "500ms", "250us", "2".
-pub fn parse_quantity(text: &str) -> Option<f64> {
-    let t = text.trim();
-    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = t.strip_suffix("us") {
-        (n, 1e-6)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        (t, 1.0)
-    };
-    num.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|x| x.is_finite())
-        .map(|x| x * scale)
-}
-
-/// How the GP sees the objective.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transform {
-    /// log for known positive metrics (throughputs and durations), none otherwise.
-    Auto,
-    Log,
-    None,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Objective {
-    pub metric: MetricRef,
-    pub direction: Direction,
-    pub constraints: Vec<Constraint>,
-    pub transform: Transform,
-}
-
-impl Objective {
-    /// Whether the GP should model log(value): tokens/s and seconds are positive with
-    /// multiplicative noise (bayesopt.md, "Practical rules").
-    pub fn use_log(&self, values: &[f64]) -> bool {
-        let positive = values.iter().all(|v| *v > 0.0);
-        match self.transform {
-            Transform::Log => positive,
-            Transform::None => false,
-            Transform::Auto => positive && is_positive_metric(&self.metric.metric),
-        }
     }
 }
 
@@ -311,45 +136,8 @@ impl BackendConfig {
     }
 }
 
-/// Knobs of the optimizer itself; defaults follow bayesopt.md.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OptimizerSettings {
-    /// Quasi-random trials before the GP takes over; 0 = automatic (depends on dimension).
-    pub initial_trials: usize,
-    /// Random candidates scored per ask before local refinement.
-    pub candidates: usize,
-    /// Measure an already measured configuration again when the optimizer picks it.
-    pub allow_repeats: bool,
-    /// Weigh improvement by the expected cost of a reload (see acquisition.rs).
-    pub reload_aware: bool,
-    /// "gp" (default) or "random" (the baseline the benchmark compares against).
-    pub strategy: String,
-    /// Measure a configuration statistically tied for the lead up to this many times in all
-    /// (optimizer.rs `confirmation`); 1 = never re-measure (the engine's default, and the
-    /// command backend's), `SERVER_CONFIRM` for inference-server backends.
-    #[serde(default = "default_confirm")]
-    pub confirm: usize,
-}
-
-fn default_confirm() -> usize {
-    1
-}
-
 /// Default `optimizer.confirm` of studies on an inference server.
 pub const SERVER_CONFIRM: usize = 3;
-
-impl Default for OptimizerSettings {
-    fn default() -> Self {
-        OptimizerSettings {
-            initial_trials: 0,
-            candidates: 2048,
-            allow_repeats: false,
-            reload_aware: true,
-            strategy: "gp".into(),
-            confirm: default_confirm(),
-        }
-    }
-}
 
 /// A checked study.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -781,7 +569,7 @@ fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError> {
             for c in &o.constraints {
                 constraints.push(
                     Constraint::parse(c.get_ref())
-                        .map_err(|m| loc.err(c.span(), "objective.constraints", m))?,
+                        .map_err(|e| loc.err(c.span(), "objective.constraints", e.to_string()))?,
                 );
             }
             let transform = match o.transform.as_ref().map(|t| t.get_ref().as_str()) {
