@@ -3,7 +3,7 @@
 
 use super::{AskContext, Optimizer, Outcome};
 use crate::engine::configkey::{runner_part, ConfigKey, RunnerCoords};
-use crate::engine::space::{config_key, Config};
+use crate::engine::space::{config_key, Config, Param, ParamValue};
 use crate::engine::stats::quantile;
 
 /// The reload cost of one ask: what a candidate that needs a reload pays against its log
@@ -26,6 +26,16 @@ impl ReloadCost {
     }
 }
 
+/// Coordinate of a value after `SearchSpace::normalize_config` (re-rounded through its
+/// encoding, when it has one) and `SearchSpace::encode` (the middle when it has none).
+fn settled(p: &Param, v: &ParamValue) -> f64 {
+    let middle = p.encoded_upper() / 2.0;
+    match p.encode(v) {
+        Some(u) => p.encode(&p.decode(u)).unwrap_or(middle),
+        None => middle,
+    }
+}
+
 impl Optimizer {
     /// Text key of the runner part of a configuration.
     fn runner_key(&self, config: &Config) -> String {
@@ -36,18 +46,25 @@ impl Optimizer {
     /// candidates almost never match the loaded runner exactly (several integer options), so
     /// without these the cost weighting would never be offered a configuration that needs no
     /// reload, and every trial would reload (measured: 1.00 reloads per trial, BENCHMARKS.md).
+    /// Computed per parameter, as `encode(normalize_config(decode(x) with the loaded values))`
+    /// would, without building the configurations.
     pub(super) fn keep_runner(&self, xs: &[Vec<f64>], loaded: &Config) -> Vec<Vec<f64>> {
+        let params = &self.space.params;
+        // The coordinate of each loaded runner option; None for the others.
+        let fixed: Vec<Option<f64>> = params
+            .iter()
+            .map(|p| loaded.get(&p.name).map(|v| settled(p, v)))
+            .collect();
         let step = (xs.len() / 512).max(1);
         xs.iter()
             .step_by(step)
             .map(|x| {
-                let mut c = self.space.decode(x);
-                for (k, v) in loaded {
-                    if c.contains_key(k) {
-                        c.insert(k.clone(), v.clone());
-                    }
-                }
-                self.space.encode(&self.space.normalize_config(&c))
+                params
+                    .iter()
+                    .zip(x)
+                    .zip(&fixed)
+                    .map(|((p, u), f)| f.unwrap_or_else(|| settled(p, &p.decode(*u))))
+                    .collect()
             })
             .collect()
     }

@@ -348,3 +348,54 @@ fn checkpointed_state_resumes_the_same_sequence() {
         resumed.tell(&t2, ok(f(&t2.config)));
     }
 }
+
+/// `keep_runner` computes per parameter what the configuration round trip computed.
+#[test]
+fn keep_runner_matches_the_configuration_round_trip() {
+    let space = space2();
+    let opt = Optimizer::new(
+        space.clone(),
+        objective(),
+        not_positive,
+        OptimizerSettings::default(),
+        vec!["b".into()],
+        1,
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let xs: Vec<Vec<f64>> = (0..50)
+        .map(|_| vec![rng.random::<f64>(), rng.random::<f64>()])
+        .collect();
+    let loaded_runners = [
+        vec![("b", ParamValue::Int(7))],
+        vec![("b", ParamValue::Int(99))],
+        vec![("b", ParamValue::Float(3.0))],
+        vec![("b", ParamValue::Str("x".into()))],
+        vec![("zz", ParamValue::Int(1))],
+        vec![],
+    ];
+    for loaded in loaded_runners {
+        let loaded: Config = loaded.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        let slow: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|x| {
+                let mut c = space.decode(x);
+                for (k, v) in &loaded {
+                    if c.contains_key(k) {
+                        c.insert(k.clone(), v.clone());
+                    }
+                }
+                space.encode(&space.normalize_config(&c))
+            })
+            .collect();
+        let bits = |v: &[Vec<f64>]| -> Vec<Vec<u64>> {
+            v.iter()
+                .map(|x| x.iter().map(|u| u.to_bits()).collect())
+                .collect()
+        };
+        assert_eq!(
+            bits(&opt.keep_runner(&xs, &loaded)),
+            bits(&slow),
+            "{loaded:?}"
+        );
+    }
+}
