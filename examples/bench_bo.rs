@@ -7,7 +7,9 @@
 use ollama_tuner::engine::optimizer::{gaussian, AskContext, Optimizer, Outcome};
 use ollama_tuner::engine::space::Config;
 use ollama_tuner::engine::testfunctions::{suite, Problem};
-use ollama_tuner::study::{Direction, MetricRef, Objective, OptimizerSettings, Transform};
+use ollama_tuner::study::{
+    is_positive_metric, Direction, MetricRef, Objective, OptimizerSettings, Transform,
+};
 use rand::{Rng, SeedableRng};
 use std::io::Write;
 use std::time::Instant;
@@ -59,7 +61,14 @@ fn run(problem: &Problem, strategy: &str, seed: u64, evals: usize, marks: &[usiz
         initial_trials: arg("--init", "0").parse().expect("--init N"),
         ..OptimizerSettings::default()
     };
-    let mut opt = Optimizer::new(problem.space.clone(), objective(), settings, vec![], seed);
+    let mut opt = Optimizer::new(
+        problem.space.clone(),
+        objective(),
+        is_positive_metric,
+        settings,
+        vec![],
+        seed,
+    );
     let mut noise_rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xBEEF);
     let (mut truth, mut observed, mut times) = (vec![], vec![], vec![]);
     let mut recommended = vec![];
@@ -95,6 +104,7 @@ fn ask_time(problem: &Problem, n: usize) -> (f64, f64) {
     let mut opt = Optimizer::new(
         problem.space.clone(),
         objective(),
+        is_positive_metric,
         OptimizerSettings::default(),
         vec![],
         99,

@@ -13,7 +13,7 @@ use ollama_tuner::engine::stats::{quantile, Summary};
 use ollama_tuner::run::make_record;
 use ollama_tuner::sim::{best_decode, profile, SearchBox, SimModel, SimOptions};
 use ollama_tuner::study::{parse_study, Study};
-use ollama_tuner::trial::{Origin, Trial, TrialRecord};
+use ollama_tuner::trial::{tell_record, Origin, Trial, TrialRecord};
 use std::path::Path;
 
 fn arg(name: &str, default: &str) -> String {
@@ -134,6 +134,7 @@ async fn run_method(method: &str, seed: u64, trials: usize, target: f64) -> Outc
     let mut opt = Optimizer::new(
         space.clone(),
         s.objective.clone(),
+        ollama_tuner::study::is_positive_metric,
         s.optimizer.clone(),
         s.runner_params.clone(),
         s.seed,
@@ -185,7 +186,7 @@ async fn run_method(method: &str, seed: u64, trials: usize, target: f64) -> Outc
                 ollama_tuner::engine::space::config_key(&rec.params)
             );
         }
-        opt.tell_record(&rec);
+        tell_record(&mut opt, &rec);
         out.total_seconds += simulated_seconds(&rec, 1);
         if rec.load.as_ref().is_some_and(|l| l.reloaded) {
             out.reloads += 1;

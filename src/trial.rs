@@ -1,40 +1,17 @@
 //! Trials and their journaled records: the one data format every other module reads.
 //!
 //! A `TrialRecord` is one line of `trials.jsonl`. Its field names are a stable contract for
-//! reports, scripts and resume; add fields, never rename them.
+//! reports, scripts and resume; add fields, never rename them. This is also the journal
+//! adapter of the engine: what a record tells the optimizer (`TrialRecord::outcome`,
+//! `tell_record`).
 
+use crate::engine::objective::Objective;
+use crate::engine::optimizer::{Optimizer, Outcome};
 use crate::engine::space::Config;
 use crate::engine::stats::{Sample, Summary};
+pub use crate::engine::trial::{Origin, Trial};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// Why the optimizer proposed a configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    /// The study's defaults: what the user runs today.
-    Baseline,
-    /// Quasi-random initial design.
-    Initial,
-    /// Chosen by the GP and the acquisition function.
-    Model,
-    /// Random search (strategy = "random", or a fallback when the model cannot propose).
-    Random,
-    /// A measured configuration measured again because it was statistically tied for the lead.
-    Confirm,
-}
-
-/// A configuration the optimizer asks to be measured.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Trial {
-    /// 0-based, in the order trials were asked.
-    pub number: usize,
-    pub config: Config,
-    pub origin: Origin,
-    /// Log expected improvement (with feasibility) of the proposal, when model-based.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acquisition: Option<f64>,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -121,4 +98,38 @@ impl TrialRecord {
     pub fn metric(&self, name: &str) -> Option<&Summary> {
         self.metrics.get(name)
     }
+
+    /// What the optimizer learns from this record. An ok record that lacks the objective
+    /// metric counts as failed: there is nothing to learn from it.
+    pub fn outcome(&self, objective: &Objective) -> Outcome {
+        if self.status != Status::Ok {
+            return Outcome::Failed;
+        }
+        let Some(value) = self.objective.filter(|v| v.is_finite()) else {
+            return Outcome::Failed;
+        };
+        let constraint_values = objective
+            .constraints
+            .iter()
+            .map(|c| {
+                self.metrics
+                    .get(&c.metric.metric)
+                    .map(|s| s.get(c.metric.stat))
+                    .unwrap_or(f64::NAN)
+            })
+            .collect();
+        let reload_s = self.load.as_ref().filter(|l| l.reloaded).map(|l| l.seconds);
+        Outcome::Ok {
+            value,
+            constraint_values,
+            duration_s: self.duration_s,
+            reload_s,
+        }
+    }
+}
+
+/// Tell the optimizer a journaled trial (resume, replays and the run loop after each trial).
+pub fn tell_record(optimizer: &mut Optimizer, rec: &TrialRecord) {
+    let outcome = rec.outcome(optimizer.objective());
+    optimizer.tell_config(&rec.params, outcome);
 }

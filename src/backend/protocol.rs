@@ -181,11 +181,7 @@ impl<S: InferenceServer> Protocolled<S> {
     }
 
     pub(crate) fn runner_part(&self, config: &Config) -> Config {
-        config
-            .iter()
-            .filter(|(k, _)| self.runner_params.contains(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        crate::engine::configkey::runner_part(config, &self.runner_params)
     }
 
     fn next_prompt(&mut self) -> String {

@@ -1,12 +1,18 @@
 //! The optimization engine: search space, initial design, output warp, Gaussian process,
-//! acquisition and the ask/tell optimizer. Pure computation: no I/O, no async runtime.
+//! acquisition and the ask/tell optimizer. Pure computation: no I/O, no async runtime, and
+//! nothing imported from outside `engine/` (a study parses into `objective` and
+//! `optimizer::OptimizerSettings`; the journal adapter lives in trial.rs of the crate root).
 
 pub mod acquisition;
 pub mod boxmin;
+pub(crate) mod configkey;
 pub mod design;
 pub mod gp;
+pub mod objective;
 pub mod optimizer;
+pub mod random;
 pub mod space;
 pub mod stats;
 pub mod testfunctions;
+pub mod trial;
 pub mod warp;

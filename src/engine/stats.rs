@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::study::Stat;
+use crate::engine::objective::Stat;
 
 /// One measured request: metric name -> value (tokens/s, seconds, ...).
 pub type Sample = BTreeMap<String, f64>;

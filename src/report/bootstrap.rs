@@ -12,16 +12,10 @@ pub(crate) const BOOTSTRAP_RESAMPLES: usize = 2000;
 /// Fixed seed of every bootstrap, so a report is identical every time it is regenerated.
 const BOOTSTRAP_SEED: u64 = 0x7E55_E1A7_ED5E_ED01;
 
-/// splitmix64, to derive a bootstrap seed per pair of trials: the result for a pair does not
-/// depend on which other trials exist or in which order they are compared.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
+/// A bootstrap seed per pair of trials (splitmix64): the result for a pair does not depend on
+/// which other trials exist or in which order they are compared.
 pub(super) fn seed_for(a: usize, b: usize) -> u64 {
+    let mix = crate::engine::random::splitmix64;
     mix(BOOTSTRAP_SEED ^ mix(a as u64) ^ mix(b as u64).rotate_left(17))
 }
 

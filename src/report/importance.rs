@@ -20,12 +20,13 @@ pub(super) fn importance(meta: &RunMeta, records: &[TrialRecord]) -> Vec<ParamEf
     let mut opt = Optimizer::new(
         meta.space.clone(),
         meta.objective.clone(),
+        crate::study::is_positive_metric,
         OptimizerSettings::default(),
         meta.runner_params.clone(),
         meta.seed,
     );
     for r in records {
-        opt.tell_record(r);
+        crate::trial::tell_record(&mut opt, r);
     }
     let mut effects: Vec<ParamEffect> = opt
         .explain()

@@ -182,6 +182,7 @@ impl Session {
         let mut optimizer = Optimizer::new(
             space.clone(),
             study.objective.clone(),
+            crate::study::is_positive_metric,
             study.optimizer.clone(),
             study.runner_params.clone(),
             study.seed,
@@ -190,7 +191,7 @@ impl Session {
         let mut done_numbers: BTreeSet<usize> = BTreeSet::new();
         let skipped = self.run.scan_journal(|r| {
             if done_numbers.insert(r.trial) {
-                optimizer.tell_record(&r);
+                crate::trial::tell_record(&mut optimizer, &r);
                 tally.add(study, r);
             }
         })?;

@@ -297,7 +297,7 @@ pub(super) async fn run_trials(
 
         // Journal first, then act.
         let rec = offload::append_trial(cx.run, rec).await?;
-        optimizer.tell_record(&rec);
+        crate::trial::tell_record(&mut optimizer, &rec);
         log_trial(&rec);
         books.tally.add(cx.study, rec);
         let c = cx.checkpoint(&optimizer, None, books.tally.done, backend);

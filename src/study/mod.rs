@@ -3,23 +3,23 @@
 //! Parsing happens in two steps, ripgrep-style: serde reads a raw structure close to the file
 //! (`raw`, with byte spans on every field), then `validate` turns it into a checked `Study`
 //! (`types`) and reports the first mistake with the file, line, column and field it concerns
-//! (`error`). `objective` holds the objective and optimizer settings, `backends` what the study
-//! knows of each backend kind, `durations` how durations are read and written.
+//! (`error`). The objective and optimizer settings are the engine's types (re-exported here);
+//! `backends` says what the study knows of each backend kind, `durations` how durations are read and written.
 
 mod backends;
 mod durations;
 mod error;
-mod objective;
 mod raw;
 mod types;
 mod validate;
 
+/// The study parses into the engine's objective and optimizer settings: one definition each.
+pub use crate::engine::objective::{
+    parse_quantity, Comparison, Constraint, Direction, MetricRef, Objective, Stat, Transform,
+};
+pub use crate::engine::optimizer::OptimizerSettings;
 pub use backends::{LLAMACPP_LOAD_OPTIONS, OLLAMA_RUNNER_OPTIONS, SERVER_CONFIRM};
 pub use error::ConfigError;
-pub use objective::{
-    parse_quantity, Comparison, Constraint, Direction, MetricRef, Objective, OptimizerSettings,
-    Stat, Transform,
-};
 pub use types::{BackendConfig, Budget, Prompts, Protocol, Study};
 
 /// Metrics that are rates or durations, hence positive with multiplicative noise (the table

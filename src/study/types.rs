@@ -1,7 +1,7 @@
 //! The checked study and its plain parts: budget, measurement protocol, backend settings.
 
 use super::durations::{opt_secs, secs};
-use super::objective::{Objective, OptimizerSettings};
+use super::{Objective, OptimizerSettings};
 use crate::engine::space::SearchSpace;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

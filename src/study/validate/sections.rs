@@ -5,11 +5,9 @@ use super::{duration_field, positive_int};
 use crate::study::backends::SERVER_CONFIRM;
 use crate::study::durations::duration_value;
 use crate::study::error::{ConfigError, Locator};
-use crate::study::objective::{
-    Constraint, Direction, MetricRef, Objective, OptimizerSettings, Transform,
-};
 use crate::study::raw::{RawBudget, RawObjective, RawOptimizer, RawProtocol};
 use crate::study::types::{BackendConfig, Budget, Prompts, Protocol};
+use crate::study::{Constraint, Direction, MetricRef, Objective, OptimizerSettings, Transform};
 use std::path::Path;
 use toml::Spanned;
 
@@ -90,7 +88,7 @@ pub(super) fn validate_objective(
     for c in &o.constraints {
         constraints.push(
             Constraint::parse(c.get_ref())
-                .map_err(|m| loc.err(c.span(), "objective.constraints", m))?,
+                .map_err(|m| loc.err(c.span(), "objective.constraints", m.to_string()))?,
         );
     }
     let transform = match o.transform.as_ref().map(|t| t.get_ref().as_str()) {

@@ -1,9 +1,22 @@
-//! The objective and optimizer settings of a study: which metric, which direction, which
-//! constraints, how the GP sees it, and the optimizer's own knobs. Kept in one file because
-//! these types are on their way to the engine (src/engine/), which will own them.
+//! The objective the engine optimizes: a metric's statistic, its direction, the outcome
+//! constraints and how the GP sees the values. A study parses into these types.
 
-use crate::domain::metrics::is_positive as is_positive_metric;
 use serde::{Deserialize, Serialize};
+
+/// Which metrics are positive with multiplicative noise (throughputs and durations), so that
+/// `Transform::Auto` models their logarithm. Domain knowledge: the caller supplies it.
+pub type PositiveMetric = fn(&str) -> bool;
+
+/// A constraint text that does not parse.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ObjectiveError {
+    #[error("constraint {text:?} must look like `METRIC <= VALUE` or `METRIC >= VALUE`, for example \"ttft_p95 <= 0.5s\"")]
+    NoComparison { text: String },
+    #[error("constraint {text:?}: {lhs:?} is not a metric name")]
+    NotAMetric { text: String, lhs: String },
+    #[error("constraint {text:?}: {rhs:?} is not a number (units allowed: s, ms, us)")]
+    NotANumber { text: String, rhs: String },
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -97,25 +110,26 @@ pub struct Constraint {
 }
 
 impl Constraint {
-    pub fn parse(text: &str) -> Result<Constraint, String> {
+    pub fn parse(text: &str) -> Result<Constraint, ObjectiveError> {
         let (lhs, op, rhs) = if let Some((l, r)) = text.split_once("<=") {
             (l, Comparison::AtMost, r)
         } else if let Some((l, r)) = text.split_once(">=") {
             (l, Comparison::AtLeast, r)
         } else {
-            return Err(format!(
-                "constraint {text:?} must look like `METRIC <= VALUE` or `METRIC >= VALUE`, for example \"ttft_p95 <= 0.5s\""
-            ));
+            return Err(ObjectiveError::NoComparison {
+                text: text.to_string(),
+            });
         };
         let lhs = lhs.trim();
         if lhs.is_empty() || !lhs.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("constraint {text:?}: {lhs:?} is not a metric name"));
+            return Err(ObjectiveError::NotAMetric {
+                text: text.to_string(),
+                lhs: lhs.to_string(),
+            });
         }
-        let bound = parse_quantity(rhs.trim()).ok_or_else(|| {
-            format!(
-                "constraint {text:?}: {:?} is not a number (units allowed: s, ms, us)",
-                rhs.trim()
-            )
+        let bound = parse_quantity(rhs.trim()).ok_or_else(|| ObjectiveError::NotANumber {
+            text: text.to_string(),
+            rhs: rhs.trim().to_string(),
         })?;
         Ok(Constraint {
             metric: MetricRef::parse(lhs),
@@ -173,50 +187,14 @@ pub struct Objective {
 
 impl Objective {
     /// Whether the GP should model log(value): tokens/s and seconds are positive with
-    /// multiplicative noise (bayesopt.md, "Practical rules").
-    pub fn use_log(&self, values: &[f64]) -> bool {
-        let positive = values.iter().all(|v| *v > 0.0);
+    /// multiplicative noise (bayesopt.md, "Practical rules"). `positive` says which metrics are
+    /// such rates or durations (domain knowledge the caller supplies).
+    pub fn use_log(&self, values: &[f64], positive: PositiveMetric) -> bool {
+        let all_positive = values.iter().all(|v| *v > 0.0);
         match self.transform {
-            Transform::Log => positive,
+            Transform::Log => all_positive,
             Transform::None => false,
-            Transform::Auto => positive && is_positive_metric(&self.metric.metric),
-        }
-    }
-}
-
-/// Knobs of the optimizer itself; defaults follow bayesopt.md.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OptimizerSettings {
-    /// Quasi-random trials before the GP takes over; 0 = automatic (depends on dimension).
-    pub initial_trials: usize,
-    /// Random candidates scored per ask before local refinement.
-    pub candidates: usize,
-    /// Measure an already measured configuration again when the optimizer picks it.
-    pub allow_repeats: bool,
-    /// Weigh improvement by the expected cost of a reload (see acquisition.rs).
-    pub reload_aware: bool,
-    /// "gp" (default) or "random" (the baseline the benchmark compares against).
-    pub strategy: String,
-    /// Measure a configuration statistically tied for the lead up to this many times in all
-    /// (optimizer.rs `confirmation`); 1 = never re-measure (the engine's default, and the
-    /// command backend's), `SERVER_CONFIRM` for inference-server backends.
-    #[serde(default = "default_confirm")]
-    pub confirm: usize,
-}
-
-fn default_confirm() -> usize {
-    1
-}
-
-impl Default for OptimizerSettings {
-    fn default() -> Self {
-        OptimizerSettings {
-            initial_trials: 0,
-            candidates: 2048,
-            allow_repeats: false,
-            reload_aware: true,
-            strategy: "gp".into(),
-            confirm: default_confirm(),
+            Transform::Auto => all_positive && positive(&self.metric.metric),
         }
     }
 }

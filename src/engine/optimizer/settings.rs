@@ -1,0 +1,40 @@
+//! The optimizer's own knobs (the `[optimizer]` table of a study).
+
+use serde::{Deserialize, Serialize};
+
+/// Knobs of the optimizer itself; defaults follow bayesopt.md.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerSettings {
+    /// Quasi-random trials before the GP takes over; 0 = automatic (depends on dimension).
+    pub initial_trials: usize,
+    /// Random candidates scored per ask before local refinement.
+    pub candidates: usize,
+    /// Measure an already measured configuration again when the optimizer picks it.
+    pub allow_repeats: bool,
+    /// Weigh improvement by the expected cost of a reload (see acquisition.rs).
+    pub reload_aware: bool,
+    /// "gp" (default) or "random" (the baseline the benchmark compares against).
+    pub strategy: String,
+    /// Measure a configuration statistically tied for the lead up to this many times in all
+    /// (leaders.rs `confirmation`); 1 = never re-measure (the engine's default, and the
+    /// command backend's); studies on an inference server default to more (study's `SERVER_CONFIRM`).
+    #[serde(default = "default_confirm")]
+    pub confirm: usize,
+}
+
+fn default_confirm() -> usize {
+    1
+}
+
+impl Default for OptimizerSettings {
+    fn default() -> Self {
+        OptimizerSettings {
+            initial_trials: 0,
+            candidates: 2048,
+            allow_repeats: false,
+            reload_aware: true,
+            strategy: "gp".into(),
+            confirm: default_confirm(),
+        }
+    }
+}
