@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod domain;
 pub mod engine;
 pub mod export;
 pub mod report;

@@ -483,19 +483,9 @@ pub const OLLAMA_RUNNER_OPTIONS: &[&str] = &[
     "num_thread",
 ];
 
-/// Load-time options of llama-server (a change needs a restart, llama-server.md).
-pub const LLAMACPP_LOAD_OPTIONS: &[&str] = &[
-    "ctx_size",
-    "threads",
-    "threads_batch",
-    "batch_size",
-    "ubatch_size",
-    "flash_attn",
-    "cache_type_k",
-    "cache_type_v",
-    "n_gpu_layers",
-    "parallel",
-];
+/// Load-time options of llama-server (a change needs a restart): the `restart` rows of the
+/// table in src/domain/llamaserver.rs.
+pub const LLAMACPP_LOAD_OPTIONS: &[&str] = crate::domain::llamaserver::LOAD_OPTION_NAMES;
 
 struct Locator<'a> {
     path: &'a Path,
