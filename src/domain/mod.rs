@@ -1,5 +1,6 @@
 //! Domain tables: facts about the servers and their measurements that several layers need
 //! (study validation, backends, simulator, report, export), written down once.
 
+pub mod llamaserver;
 pub mod metrics;
 pub mod ollama;

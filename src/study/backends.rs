@@ -8,20 +8,9 @@ use crate::domain::ollama;
 /// option table in src/domain/ollama.rs (see docs/ollama-options.md).
 pub const OLLAMA_RUNNER_OPTIONS: &[&str] = ollama::RUNNER_OPTIONS;
 
-/// Load-time options of llama-server: a change needs a restart (its flags are fixed when the
-/// process starts; ggml-org/llama.cpp:tools/server/README.md lists them).
-pub const LLAMACPP_LOAD_OPTIONS: &[&str] = &[
-    "ctx_size",
-    "threads",
-    "threads_batch",
-    "batch_size",
-    "ubatch_size",
-    "flash_attn",
-    "cache_type_k",
-    "cache_type_v",
-    "n_gpu_layers",
-    "parallel",
-];
+/// Load-time options of llama-server (a change needs a restart): the `restart` rows of the
+/// table in src/domain/llamaserver.rs (see docs/llama-server.md).
+pub const LLAMACPP_LOAD_OPTIONS: &[&str] = crate::domain::llamaserver::LOAD_OPTION_NAMES;
 
 /// Default `optimizer.confirm` of studies on an inference server.
 pub const SERVER_CONFIRM: usize = 3;

@@ -1,0 +1,485 @@
+//! The llama-server command line of a configuration and the streaming /completion request body,
+//! both built from the option table in src/domain/llamaserver.rs.
+//!
+//! Every load-time option is passed explicitly, with `--fit off`: `--fit on` (llama-server's
+//! default) rewrites *unset* options to fit the device, which would make the measured
+//! configuration differ from the recorded one (docs/llama-server.md).
+
+use crate::domain::llamaserver::{
+    self, FlashAttn, LlamaOption, Untuned, ValueKind, KV_CACHE_TYPES,
+};
+use crate::engine::space::{Config, ParamValue};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Request fields the protocol owns; a parameter with one of these names would corrupt the
+/// measurement.
+pub(crate) const RESERVED_FIELDS: &[&str] = &[
+    "prompt",
+    "n_predict",
+    "stream",
+    "cache_prompt",
+    "ignore_eos",
+];
+
+/// A value a load option cannot take.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum OptionError {
+    #[error("{name} must be an integer, got {value}")]
+    NotInteger { name: String, value: ParamValue },
+    #[error("{name} must be >= {min} ({what}), got {value}")]
+    TooSmall {
+        name: String,
+        min: i64,
+        what: &'static str,
+        value: i64,
+    },
+    #[error("flash_attn must be true/false or \"on\"/\"off\"/\"auto\", got {0}")]
+    FlashAttn(ParamValue),
+    #[error("{name} must be one of {} (llama-server --help), got {value}", KV_CACHE_TYPES.join(", "))]
+    CacheType { name: String, value: ParamValue },
+}
+
+/// Facts of the machine that set the values of untuned options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostDefaults {
+    /// `threads` (and `threads_batch`) when not tuned: llama-server's -1 lets llama.cpp choose from
+    /// the CPU count; the logical CPU count is what it uses on these VMs.
+    pub threads: i64,
+    /// `n_gpu_layers` when not tuned: 0 when the build lists no GPU device, else 999 (all).
+    pub n_gpu_layers: i64,
+}
+
+impl HostDefaults {
+    /// Before `prepare` knows the devices: all layers on the GPU (harmless on a CPU-only build).
+    pub fn detect() -> HostDefaults {
+        HostDefaults {
+            threads: cpu_count() as i64,
+            n_gpu_layers: 999,
+        }
+    }
+}
+
+/// Logical CPUs available to this process.
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// The load-time flags of a configuration and the adjustments made to it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadArgs {
+    pub args: Vec<String>,
+    pub notes: BTreeMap<String, Value>,
+}
+
+fn int_value(name: &str, v: &ParamValue) -> Result<i64, OptionError> {
+    let n = match v {
+        ParamValue::Int(i) => Some(*i),
+        ParamValue::Float(f) if f.fract() == 0.0 && f.is_finite() => Some(*f as i64),
+        ParamValue::Str(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    n.ok_or_else(|| OptionError::NotInteger {
+        name: name.to_string(),
+        value: v.clone(),
+    })
+}
+
+fn at_least(name: &str, v: i64, min: i64, what: &'static str) -> Result<i64, OptionError> {
+    if v < min {
+        Err(OptionError::TooSmall {
+            name: name.to_string(),
+            min,
+            what,
+            value: v,
+        })
+    } else {
+        Ok(v)
+    }
+}
+
+/// `-fa` value of a `flash_attn` parameter: a bool, or one of "on", "off", "auto".
+pub(crate) fn flash_attn_flag(v: &ParamValue) -> Result<&'static str, OptionError> {
+    FlashAttn::parse(v)
+        .map(FlashAttn::flag)
+        .ok_or_else(|| OptionError::FlashAttn(v.clone()))
+}
+
+fn cache_type_flag(name: &str, v: &ParamValue) -> Result<String, OptionError> {
+    match v {
+        ParamValue::Str(s) if KV_CACHE_TYPES.contains(&s.trim().to_ascii_lowercase().as_str()) => {
+            Ok(s.trim().to_ascii_lowercase())
+        }
+        _ => Err(OptionError::CacheType {
+            name: name.to_string(),
+            value: v.clone(),
+        }),
+    }
+}
+
+fn gpu_layers_flag(v: &ParamValue) -> Result<String, OptionError> {
+    match v {
+        ParamValue::Str(s) if matches!(s.trim(), "auto" | "all") => Ok(s.trim().to_string()),
+        _ => Ok(at_least(
+            "n_gpu_layers",
+            int_value("n_gpu_layers", v)?,
+            0,
+            "layers offloaded to the GPU",
+        )?
+        .to_string()),
+    }
+}
+
+/// The flag value of a tuned load option; `what` overrides the table's explanation of an
+/// integer bound.
+fn flag_value(
+    opt: &LlamaOption,
+    v: &ParamValue,
+    what: Option<&'static str>,
+) -> Result<String, OptionError> {
+    match opt.kind {
+        ValueKind::Int { min, what: w } => {
+            at_least(opt.name, int_value(opt.name, v)?, min, what.unwrap_or(w))
+                .map(|n| n.to_string())
+        }
+        ValueKind::FlashAttn => flash_attn_flag(v).map(str::to_string),
+        ValueKind::CacheType => cache_type_flag(opt.name, v),
+        ValueKind::GpuLayers => gpu_layers_flag(v),
+        ValueKind::Sampling => Ok(v.to_string()),
+    }
+}
+
+/// Check one value of one load option (used by `prepare` on every bound and choice, so a bad
+/// study fails before the first trial).
+pub(crate) fn check_option(name: &str, v: &ParamValue) -> Result<(), OptionError> {
+    let Some(opt) = llamaserver::option(name).filter(|o| o.restart) else {
+        return Ok(());
+    };
+    // Bounds are checked with the generic wording "at least one".
+    let what = match opt.kind {
+        ValueKind::Int { min, .. } if min > 0 => Some("at least one"),
+        _ => None,
+    };
+    flag_value(opt, v, what).map(|_| ())
+}
+
+/// The load-time flags of `config`: EVERY load option explicit (untuned ones at the table's
+/// values), `ubatch_size` clamped to `batch_size` (llama.cpp requires ubatch <= batch), and
+/// `--fit off` so nothing is rewritten behind the measurement's back.
+pub(crate) fn load_args(config: &Config, host: &HostDefaults) -> Result<LoadArgs, OptionError> {
+    let mut notes = BTreeMap::new();
+    let mut values: Vec<(&'static LlamaOption, String)> = Vec::new();
+    for opt in llamaserver::load_options() {
+        let mut value = match config.get(opt.name) {
+            Some(v) => flag_value(opt, v, None)?,
+            None => match opt.untuned {
+                Untuned::Int(i) => i.to_string(),
+                Untuned::Text(t) => t.to_string(),
+                Untuned::HostThreads => host.threads.max(1).to_string(),
+                Untuned::HostGpuLayers => host.n_gpu_layers.to_string(),
+                Untuned::SameAs(other) => values
+                    .iter()
+                    .find(|(o, _)| o.name == other)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+                Untuned::Unset => continue,
+            },
+        };
+        if let Some(limit) = opt.at_most {
+            let limit_value = values
+                .iter()
+                .find(|(o, _)| o.name == limit)
+                .and_then(|(_, v)| v.parse::<i64>().ok());
+            if let (Ok(requested), Some(used)) = (value.parse::<i64>(), limit_value) {
+                if requested > used {
+                    notes.insert(
+                        format!("{}_clamped", opt.name),
+                        json!({"requested": requested, "used": used, "why": format!("{} must not exceed {limit}", opt.name)}),
+                    );
+                    value = used.to_string();
+                }
+            }
+        }
+        values.push((opt, value));
+    }
+    let mut args = Vec::with_capacity(2 * values.len() + 2);
+    for (opt, value) in values {
+        args.push(opt.flag.to_string());
+        args.push(value);
+    }
+    args.extend(["--fit".to_string(), "off".to_string()]);
+    Ok(LoadArgs { args, notes })
+}
+
+/// The untuned values as `prepare` records them in the run's backend details
+/// (`untuned_defaults`).
+pub(crate) fn untuned_defaults(host: &HostDefaults) -> Value {
+    let mut m = serde_json::Map::new();
+    for opt in llamaserver::load_options() {
+        let v = match opt.untuned {
+            Untuned::Int(i) => json!(i),
+            Untuned::Text(t) => json!(t),
+            Untuned::HostThreads => json!(host.threads),
+            Untuned::HostGpuLayers => json!(host.n_gpu_layers),
+            Untuned::SameAs(other) => json!(format!("= {other}")),
+            Untuned::Unset => continue,
+        };
+        m.insert(opt.name.to_string(), v);
+    }
+    m.insert("fit".into(), json!("off"));
+    m.insert("warmup".into(), json!("off (the protocol warms up)"));
+    Value::Object(m)
+}
+
+/// The complete llama-server argv (binary first) for `config` on `host:port`. `--no-warmup`:
+/// the protocol sends its own warm-up requests. `extra_args` come last.
+pub fn command_line(
+    binary: &Path,
+    model: &Path,
+    host: &str,
+    port: u16,
+    config: &Config,
+    defaults: &HostDefaults,
+    extra_args: &[String],
+) -> Result<LoadArgs, OptionError> {
+    let load = load_args(config, defaults)?;
+    let mut args = vec![
+        binary.display().to_string(),
+        "-m".to_string(),
+        model.display().to_string(),
+        "--host".to_string(),
+        host.to_string(),
+        "--port".to_string(),
+        port.to_string(),
+    ];
+    args.extend(load.args);
+    args.push("--no-warmup".to_string());
+    args.extend(extra_args.iter().cloned());
+    Ok(LoadArgs {
+        args,
+        notes: load.notes,
+    })
+}
+
+/// Name of a sampling option in the /completion request (Ollama's `num_keep` is `n_keep`).
+fn request_field(name: &str) -> &str {
+    match name {
+        "num_keep" => "n_keep",
+        other => other,
+    }
+}
+
+/// The streaming /completion request: every non-load option of the configuration as a request
+/// field (temperature, top_k, top_p, min_p, repeat_penalty, seed, ... under llama-server's names),
+/// a fixed length (`ignore_eos`, so every request decodes exactly `n_predict` tokens) and no
+/// prompt cache (`cache_prompt` defaults to true, which would inflate prefill numbers).
+pub(crate) fn completion_body(
+    config: &Config,
+    prompt: &str,
+    n_predict: u32,
+    load_options: &[String],
+) -> Value {
+    let mut o = serde_json::Map::new();
+    for (k, v) in config {
+        if llamaserver::LOAD_OPTION_NAMES.contains(&k.as_str())
+            || load_options.contains(k)
+            || RESERVED_FIELDS.contains(&k.as_str())
+        {
+            continue;
+        }
+        o.insert(request_field(k).to_string(), v.to_json());
+    }
+    o.insert("prompt".into(), json!(prompt));
+    o.insert("n_predict".into(), json!(n_predict));
+    o.insert("stream".into(), json!(true));
+    o.insert("cache_prompt".into(), json!(false));
+    o.insert("ignore_eos".into(), json!(true));
+    Value::Object(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, ParamValue)]) -> Config {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    fn host() -> HostDefaults {
+        HostDefaults {
+            threads: 2,
+            n_gpu_layers: 0,
+        }
+    }
+
+    fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str)
+    }
+
+    #[test]
+    fn every_load_option_is_explicit_with_defaults() {
+        let a = load_args(&Config::new(), &host()).unwrap();
+        assert_eq!(
+            a.args.join(" "),
+            "-c 4096 -t 2 -tb 2 -b 2048 -ub 512 -fa auto -ctk f16 -ctv f16 -ngl 0 -np 1 --fit off"
+        );
+        assert!(a.notes.is_empty());
+    }
+
+    #[test]
+    fn tuned_options_map_to_flags() {
+        let c = cfg(&[
+            ("ctx_size", ParamValue::Int(1024)),
+            ("threads", ParamValue::Int(1)),
+            ("batch_size", ParamValue::Int(256)),
+            ("ubatch_size", ParamValue::Int(64)),
+            ("flash_attn", ParamValue::Bool(true)),
+            ("cache_type_k", ParamValue::Str("q8_0".into())),
+            ("cache_type_v", ParamValue::Str("Q4_0".into())),
+            ("n_gpu_layers", ParamValue::Int(7)),
+            ("parallel", ParamValue::Int(2)),
+            ("temperature", ParamValue::Float(0.7)),
+        ]);
+        let a = load_args(&c, &host()).unwrap();
+        assert_eq!(flag(&a.args, "-c"), Some("1024"));
+        assert_eq!(flag(&a.args, "-t"), Some("1"));
+        assert_eq!(
+            flag(&a.args, "-tb"),
+            Some("1"),
+            "threads_batch follows threads when untuned"
+        );
+        assert_eq!(flag(&a.args, "-b"), Some("256"));
+        assert_eq!(flag(&a.args, "-ub"), Some("64"));
+        assert_eq!(flag(&a.args, "-fa"), Some("on"));
+        assert_eq!(flag(&a.args, "-ctk"), Some("q8_0"));
+        assert_eq!(flag(&a.args, "-ctv"), Some("q4_0"));
+        assert_eq!(flag(&a.args, "-ngl"), Some("7"));
+        assert_eq!(flag(&a.args, "-np"), Some("2"));
+        assert!(!a
+            .args
+            .iter()
+            .any(|x| x.contains("temperature") || x == "0.7"));
+        let c2 = cfg(&[
+            ("threads", ParamValue::Int(1)),
+            ("threads_batch", ParamValue::Int(2)),
+        ]);
+        assert_eq!(
+            flag(&load_args(&c2, &host()).unwrap().args, "-tb"),
+            Some("2")
+        );
+    }
+
+    #[test]
+    fn ubatch_is_clamped_to_batch_and_noted() {
+        let c = cfg(&[
+            ("batch_size", ParamValue::Int(64)),
+            ("ubatch_size", ParamValue::Int(512)),
+        ]);
+        let a = load_args(&c, &host()).unwrap();
+        assert_eq!(flag(&a.args, "-ub"), Some("64"));
+        assert_eq!(a.notes["ubatch_size_clamped"]["requested"], 512);
+        assert_eq!(a.notes["ubatch_size_clamped"]["used"], 64);
+    }
+
+    #[test]
+    fn flash_attn_forms() {
+        for (v, want) in [
+            (ParamValue::Bool(true), "on"),
+            (ParamValue::Bool(false), "off"),
+            (ParamValue::Str("on".into()), "on"),
+            (ParamValue::Str("OFF".into()), "off"),
+            (ParamValue::Str("auto".into()), "auto"),
+            (ParamValue::Int(1), "on"),
+        ] {
+            assert_eq!(flash_attn_flag(&v).unwrap(), want, "{v:?}");
+        }
+        assert!(flash_attn_flag(&ParamValue::Str("maybe".into()))
+            .unwrap_err()
+            .to_string()
+            .contains("auto"));
+        assert!(flash_attn_flag(&ParamValue::Float(0.5)).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_errors_not_panics() {
+        let e = load_args(
+            &cfg(&[("cache_type_v", ParamValue::Str("q3_k".into()))]),
+            &host(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("q8_0"), "{e}");
+        let e = load_args(&cfg(&[("threads", ParamValue::Int(0))]), &host())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(">= 1"), "{e}");
+        let e = load_args(
+            &cfg(&[("ctx_size", ParamValue::Str("big".into()))]),
+            &host(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("integer"), "{e}");
+        assert!(load_args(
+            &cfg(&[("n_gpu_layers", ParamValue::Str("all".into()))]),
+            &host()
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn command_line_order() {
+        let a = command_line(
+            Path::new("/opt/llama-server"),
+            Path::new("/m.gguf"),
+            "127.0.0.1",
+            8081,
+            &Config::new(),
+            &host(),
+            &["--mlock".to_string()],
+        )
+        .unwrap();
+        assert_eq!(
+            &a.args[..7],
+            [
+                "/opt/llama-server",
+                "-m",
+                "/m.gguf",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "8081"
+            ]
+        );
+        assert_eq!(a.args[a.args.len() - 2..], ["--no-warmup", "--mlock"]);
+    }
+
+    #[test]
+    fn request_body_carries_sampling_options_only() {
+        let c = cfg(&[
+            ("ctx_size", ParamValue::Int(1024)),
+            ("temperature", ParamValue::Float(0.2)),
+            ("top_k", ParamValue::Int(20)),
+            ("num_keep", ParamValue::Int(4)),
+            ("my_load", ParamValue::Int(1)),
+        ]);
+        let b = completion_body(&c, "hi", 64, &["my_load".to_string()]);
+        assert_eq!(b["temperature"], 0.2);
+        assert_eq!(b["top_k"], 20);
+        assert_eq!(b["n_keep"], 4);
+        assert!(b.get("ctx_size").is_none() && b.get("my_load").is_none());
+        assert_eq!(b["n_predict"], 64);
+        assert_eq!(b["stream"], true);
+        assert_eq!(b["cache_prompt"], false);
+        assert_eq!(b["ignore_eos"], true);
+    }
+}
