@@ -32,7 +32,7 @@ fn study(
     repeats: usize,
     warmup: usize,
 ) -> Study {
-    let text = ollama_tuner::cli::sim::demo_study_text(trials, "gemma3-4b", 0.002, seed)
+    let text = ollama_tuner::demo_study_text(trials, "gemma3-4b", 0.002, seed)
         .replace("repeats = 3 ", &format!("repeats = {repeats} "))
         .replace("warmup = 1 ", &format!("warmup = {warmup} "));
     let text =

@@ -1,7 +1,7 @@
 //! The `ollama-tuner` binary: parse flags, set up logging, run, map failures to exit codes.
 
 use clap::Parser;
-use ollama_tuner::cli::{dispatch, Cli, LogFormat};
+use ollama_tuner::{dispatch, Cli, LogFormat};
 
 fn init_logging(format: LogFormat, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)

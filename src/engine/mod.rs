@@ -13,6 +13,9 @@ pub mod optimizer;
 pub mod random;
 pub mod space;
 pub mod stats;
+/// Standard benchmark functions (Branin, Hartmann6, mixed Ackley) for examples/bench_bo.rs:
+/// public for that example only, not part of the tuner's API.
+#[doc(hidden)]
 pub mod testfunctions;
 pub mod trial;
 pub mod warp;
