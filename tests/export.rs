@@ -4,8 +4,10 @@
 mod common;
 
 use common::{basic_run, fixture, llamacpp_run, nofeasible_run, write_run};
+use ollama_tuner::backend::llamacpp::{command_line, HostDefaults};
 use ollama_tuner::export::{export, ExportError, ExportFormat};
 use ollama_tuner::store::RunDir;
+use std::path::Path;
 
 const INT_OPTIONS: &[&str] = &[
     "num_ctx",
@@ -226,9 +228,158 @@ fn json_and_toml_are_typed_options() {
     insta::assert_snapshot!("toml_rank2", text);
 }
 
+/// The llamacpp fixture as the backend records a managed run: its values for untuned options in
+/// run.json, and on every trial the arguments of the llama-server it was measured on (built by
+/// the backend's own `command_line`, on a different ephemeral port each time).
+fn recorded_llamacpp_run() -> (
+    ollama_tuner::store::RunMeta,
+    Vec<ollama_tuner::trial::TrialRecord>,
+) {
+    let (mut meta, mut records) = llamacpp_run();
+    let host = HostDefaults {
+        threads: 2,
+        n_gpu_layers: 0,
+    };
+    meta.backend.details.insert(
+        "untuned_defaults".into(),
+        serde_json::json!({"ctx_size": 4096, "threads": 2, "threads_batch": "= threads",
+            "batch_size": 2048, "ubatch_size": 512, "flash_attn": "auto", "cache_type_k": "f16",
+            "cache_type_v": "f16", "n_gpu_layers": 0, "parallel": 1, "fit": "off",
+            "warmup": "off (the protocol warms up)"}),
+    );
+    for r in records.iter_mut() {
+        let argv = command_line(
+            Path::new("/opt/llama/bin/llama-server"),
+            Path::new(MODEL),
+            "127.0.0.1",
+            40000 + r.trial as u16,
+            &r.params,
+            &host,
+            &["--mlock".to_string()],
+        )
+        .unwrap()
+        .args;
+        r.notes
+            .insert("llama_server_args".into(), serde_json::json!(argv[1..]));
+    }
+    (meta, records)
+}
+
+const MODEL: &str = "/models/gemma 3/gemma-3-270m-q4_k_m.gguf";
+
+/// Words of a POSIX shell command line with single-quoted words (what the export writes).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            ' ' if !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                }
+                in_word = false;
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
+}
+
 #[test]
-fn llama_server_command_from_a_llamacpp_run() {
-    let (meta, records) = llamacpp_run();
+fn llama_server_command_from_a_llamacpp_run_is_the_one_measured() {
+    let (meta, records) = recorded_llamacpp_run();
+    let dir = tempfile::tempdir().unwrap();
+    let run = write_run(dir.path(), &meta, &records);
+    let text = export(&run, ExportFormat::LlamaServer, 1).unwrap();
+    let cmd = text.lines().find(|l| !l.starts_with('#')).unwrap();
+    assert_eq!(
+        cmd,
+        "llama-server -m '/models/gemma 3/gemma-3-270m-q4_k_m.gguf' --host 127.0.0.1 --port 8080 \
+         -c 4096 -t 2 -tb 2 -b 512 -ub 512 -fa on -ctk f16 -ctv q8_0 -ngl 0 -np 1 --fit off \
+         --no-warmup --mlock --temp 0.4"
+    );
+    // Word for word the recorded arguments of trial #4 (rank 1), the port aside, then the
+    // sampling option the backend sent with every request.
+    let recorded: Vec<String> = records[4].notes["llama_server_args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let words = shell_words(cmd);
+    assert_eq!(words[0], "llama-server");
+    let n = recorded.len();
+    let port = recorded.iter().position(|a| a == "--port").unwrap() + 1;
+    assert_eq!(recorded[port], "40004");
+    for (i, (got, want)) in words[1..=n].iter().zip(&recorded).enumerate() {
+        if i == port {
+            assert_eq!(got, "8080");
+        } else {
+            assert_eq!(got, want, "argument {i}");
+        }
+    }
+    assert_eq!(words[n + 1..], ["--temp", "0.4"]);
+    assert!(
+        text.contains("# the llama-server arguments this trial was measured with (trials.jsonl, notes.llama_server_args), except --port 8080 (llama-server's default) for the port 40004 of the measurement"),
+        "{text}"
+    );
+    insta::assert_snapshot!("llama_server_llamacpp_rank1", text);
+}
+
+/// A journal that recorded the arguments only on the trial that started the server: the trial
+/// measured on that server without a restart exports the starting trial's arguments.
+#[test]
+fn llama_server_command_of_a_trial_without_restart_comes_from_the_trial_that_started_it() {
+    let (meta, mut records) = recorded_llamacpp_run();
+    let rank1 = records[4].clone();
+    // Trial #3 ran the same load options just before (only its temperature differs), and
+    // trial #4 recorded nothing of its own.
+    for name in &meta.runner_params {
+        match rank1.params.get(name) {
+            Some(v) => records[3].params.insert(name.clone(), v.clone()),
+            None => records[3].params.remove(name),
+        };
+    }
+    records[3].notes = rank1.notes.clone();
+    records[4].notes.clear();
+    let dir = tempfile::tempdir().unwrap();
+    let run = write_run(dir.path(), &meta, &records);
+    let text = export(&run, ExportFormat::LlamaServer, 1).unwrap();
+    assert!(text.contains("rank 1 of 6: trial #4"), "{text}");
+    assert!(
+        text.contains("measured with, recorded by trial #3 which started that server"),
+        "{text}"
+    );
+    assert!(
+        text.contains(" --port 8080 -c 4096 -t 2 -tb 2 -b 512 "),
+        "{text}"
+    );
+}
+
+/// A run that recorded no arguments: the load flags are reconstructed, untuned ones at the
+/// values the backend recorded for them (`-ngl 0` on this CPU-only machine, not `auto`).
+#[test]
+fn llama_server_command_from_a_llamacpp_run_without_recorded_arguments() {
+    let (mut meta, records) = recorded_llamacpp_run();
+    let records: Vec<_> = records
+        .into_iter()
+        .map(|mut r| {
+            r.notes.clear();
+            r
+        })
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let run = write_run(dir.path(), &meta, &records);
     let text = export(&run, ExportFormat::LlamaServer, 1).unwrap();
@@ -236,9 +387,17 @@ fn llama_server_command_from_a_llamacpp_run() {
     assert_eq!(
         cmd,
         "llama-server -m '/models/gemma 3/gemma-3-270m-q4_k_m.gguf' -c 4096 -t 2 -tb 2 -b 512 -ub 512 -fa on \
-         -ctk f16 -ctv q8_0 -ngl auto -np 1 --temp 0.4"
+         -ctk f16 -ctv q8_0 -ngl 0 -np 1 --temp 0.4"
     );
-    insta::assert_snapshot!("llama_server_llamacpp_rank1", text);
+    assert!(
+        text.contains("# not tuned in this run, spelled out with the values the tuner started llama-server with (run.json, untuned_defaults): -tb 2 -ub 512 -ctk f16 -ngl 0 -np 1"),
+        "{text}"
+    );
+    // Without even those (an attach-mode run): llama-server's own defaults.
+    meta.backend.details.remove("untuned_defaults");
+    let run = write_run(dir.path(), &meta, &records);
+    let text = export(&run, ExportFormat::LlamaServer, 1).unwrap();
+    assert!(text.contains(" -ngl auto -np 1 --temp 0.4\n"), "{text}");
 }
 
 #[test]

@@ -11,11 +11,11 @@ use crate::report::{Report, Row};
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub(crate) enum ValueError {
     #[error("{0} is not an integer, and Ollama parses integer options strictly")]
-    NotInteger(ParamValue),
+    Integer(ParamValue),
     #[error("{0} is not a number")]
-    NotNumber(ParamValue),
+    Number(ParamValue),
     #[error("{0} is not true or false")]
-    NotBool(ParamValue),
+    Bool(ParamValue),
 }
 
 /// Type of an Ollama option as `api.Options` declares it (and the Modelfile parser checks it).
@@ -103,7 +103,7 @@ pub(crate) fn ollama_value(
         (OptionType::Int, ParamValue::Str(s)) if s.trim().parse::<i64>().is_ok() => {
             Ok(json!(s.trim().parse::<i64>().unwrap_or_default()))
         }
-        (OptionType::Int, v) => Err(ValueError::NotInteger(v.clone())),
+        (OptionType::Int, v) => Err(ValueError::Integer(v.clone())),
         (OptionType::Float, ParamValue::Int(i)) => Ok(json!(*i as f64)),
         (OptionType::Float, ParamValue::Float(f)) if f.is_finite() => Ok(json!(f)),
         (OptionType::Float, ParamValue::Str(s))
@@ -111,15 +111,15 @@ pub(crate) fn ollama_value(
         {
             Ok(json!(s.trim().parse::<f64>().unwrap_or_default()))
         }
-        (OptionType::Float, v) => Err(ValueError::NotNumber(v.clone())),
+        (OptionType::Float, v) => Err(ValueError::Number(v.clone())),
         (OptionType::Bool, ParamValue::Bool(b)) => Ok(json!(b)),
         (OptionType::Bool, ParamValue::Int(i)) if *i == 0 || *i == 1 => Ok(json!(*i == 1)),
         (OptionType::Bool, ParamValue::Str(s)) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "on" | "1" => Ok(json!(true)),
             "false" | "off" | "0" => Ok(json!(false)),
-            _ => Err(ValueError::NotBool(value.clone())),
+            _ => Err(ValueError::Bool(value.clone())),
         },
-        (OptionType::Bool, v) => Err(ValueError::NotBool(v.clone())),
+        (OptionType::Bool, v) => Err(ValueError::Bool(v.clone())),
         (OptionType::StringList, v) => Ok(json!([v.to_string()])),
     }
 }

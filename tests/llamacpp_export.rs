@@ -1,0 +1,224 @@
+//! The exported llama-server command line is the one the backend started for that trial: a whole
+//! run of the llamacpp backend against a fake llama-server (a Python script that writes down the
+//! arguments of every start and streams answers whose speed depends on `-c`), then the export of
+//! rank 1 compared word for word with the arguments the fake was started with for that trial.
+//!
+//! Needs python3; without it the test prints "skipped" and passes.
+
+use ollama_tuner::backend;
+use ollama_tuner::export::{export, ExportFormat};
+use ollama_tuner::run::{self, RunOptions};
+use ollama_tuner::store::{RunDir, StopReason};
+use ollama_tuner::study::parse_study;
+
+/// A fake llama-server: `--version` and `--list-devices` like the real one (CPU-only), else it
+/// appends its arguments to launches.jsonl beside itself and serves /health and a streamed
+/// /completion whose decode speed grows with the context size.
+const FAKE_SERVER: &str = r#"#!/usr/bin/env python3
+import http.server, json, os, sys
+a = sys.argv
+if "--version" in a:
+    sys.stderr.write("version: 1 (fake)\n"); sys.exit(0)
+if "--list-devices" in a:
+    print("Available devices:\n  (none)"); sys.exit(0)
+with open(os.path.join(os.path.dirname(os.path.abspath(a[0])), "launches.jsonl"), "a") as f:
+    f.write(json.dumps(a[1:]) + "\n")
+port, ctx = int(a[a.index("--port") + 1]), int(a[a.index("-c") + 1])
+tps = 20.0 + ctx / 100.0
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args): pass
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+        self.wfile.write(b'{"status":"ok"}')
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.write(b'data: {"content":"hi","stop":false}\n\n')
+        final = {"content": "", "stop": True, "timings": {"cache_n": 0, "prompt_n": 3,
+                 "prompt_ms": 10, "prompt_per_second": 300, "predicted_n": 4,
+                 "predicted_ms": 4000.0 / tps, "predicted_per_second": tps}}
+        self.wfile.write(("data: " + json.dumps(final) + "\n\n").encode())
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
+
+/// A minimal GGUF header (version 3, no tensors, no keys).
+fn gguf() -> Vec<u8> {
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    b
+}
+
+/// Words of a POSIX shell command line with single-quoted words (what the export writes).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let (mut in_word, mut quoted) = (false, false);
+    for c in line.chars() {
+        match c {
+            '\'' => (quoted, in_word) = (!quoted, true),
+            ' ' if !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                }
+                in_word = false;
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
+}
+
+/// `args` with the value after `--port` replaced by llama-server's default port.
+fn default_port(args: &[String]) -> Vec<String> {
+    let mut out = args.to_vec();
+    if let Some(i) = out.iter().position(|a| a == "--port") {
+        out[i + 1] = "8080".into();
+    }
+    out
+}
+
+#[test]
+fn exported_command_is_the_command_the_backend_started_for_the_trial() {
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: python3 is needed for the fake llama-server");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("llama-server");
+    std::fs::write(&bin, FAKE_SERVER).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let model = dir.path().join("m.gguf");
+    std::fs::write(&model, gguf()).unwrap();
+    let text = format!(
+        r#"
+[study]
+name = "fake-llamacpp"
+model = "m.gguf"
+seed = 5
+
+[backend]
+kind = "llamacpp"
+server = "{}"
+model_path = "{}"
+startup_timeout = "30s"
+extra_args = ["--mlock"]
+
+[budget]
+trials = 5
+
+[objective]
+metric = "decode_tps"
+direction = "maximize"
+
+[protocol]
+repeats = 1
+warmup = 0
+num_predict = 4
+request_timeout = "20s"
+
+[params.ctx_size]
+type = "int"
+low = 512
+high = 4096
+default = 1024
+
+[params.temperature]
+type = "float"
+low = 0.0
+high = 1.0
+default = 0.5
+"#,
+        bin.display(),
+        model.display()
+    );
+    let path = dir.path().join("study.toml");
+    std::fs::write(&path, &text).unwrap();
+    let study = parse_study(&path, &text).unwrap();
+    let state = dir.path().join("state");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = rt
+        .block_on(async {
+            let backend = backend::create(&study).await.expect("backend");
+            let (_tx, rx) = tokio::sync::watch::channel(0u32);
+            let opts = RunOptions {
+                state_dir: state.clone(),
+                run_id: Some("fake".into()),
+                progress: false,
+                reports_dir: None,
+                ..RunOptions::default()
+            };
+            run::run(study, &text, &path, opts, backend, rx).await
+        })
+        .unwrap_or_else(|e| panic!("the run failed: {e}"));
+    assert_eq!(outcome.stop, StopReason::Budget, "{}", outcome.stop_message);
+
+    // What the fake llama-server was started with, one line per start.
+    let launches: Vec<Vec<String>> = std::fs::read_to_string(dir.path().join("launches.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!launches.is_empty());
+
+    let run = RunDir::open(&state.join("fake")).unwrap();
+    let journal = run.read_journal().unwrap();
+    for r in journal.records.iter().filter(|r| r.is_ok()) {
+        let recorded: Vec<String> =
+            serde_json::from_value(r.notes["llama_server_args"].clone()).unwrap();
+        assert!(
+            launches.contains(&recorded),
+            "trial {} recorded arguments the fake was never started with: {recorded:?}",
+            r.trial
+        );
+    }
+
+    let exported = export(&run, ExportFormat::LlamaServer, 1).unwrap();
+    let line = exported.lines().find(|l| !l.starts_with('#')).unwrap();
+    let words = shell_words(line);
+    assert_eq!(words[0], "llama-server");
+    // The server's arguments, then the trial's sampling option as a server default.
+    let (server_args, sampling) = words[1..].split_at(words.len() - 3);
+    assert_eq!(sampling[0], "--temp", "{line}");
+    let normalized: Vec<Vec<String>> = launches.iter().map(|a| default_port(a)).collect();
+    assert!(
+        normalized.iter().any(|a| a == server_args),
+        "the exported command was never started:\n{line}\nstarts: {launches:?}"
+    );
+    // And it is the start of rank 1's own configuration.
+    let trial: usize = exported
+        .split(": trial #")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .expect("the provenance names the trial");
+    let best = journal.records.iter().find(|r| r.trial == trial).unwrap();
+    let ctx = best.params["ctx_size"].as_i64().unwrap().to_string();
+    let c = server_args.iter().position(|a| a == "-c").unwrap();
+    assert_eq!(server_args[c + 1], ctx, "{line}");
+    let temp = best.params["temperature"].as_f64().unwrap();
+    assert!(
+        (sampling[1].parse::<f64>().unwrap() - temp).abs() < 1e-6,
+        "{line}"
+    );
+    assert!(server_args.ends_with(&["--no-warmup".to_string(), "--mlock".to_string()]));
+}
