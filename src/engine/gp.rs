@@ -163,7 +163,7 @@ pub fn log_prior(theta: &[f64]) -> (f64, Vec<f64>) {
 }
 
 /// Cholesky of a symmetric matrix, adding growing jitter to the diagonal when it is not
-/// numerically positive definite (Vizier retries with jitter up to 5 times; bayesopt.md).
+/// numerically positive definite (Vizier retries with jitter up to 5 times; docs/engine.md).
 fn robust_cholesky(k: &Mat<f64>) -> Option<(faer::linalg::solvers::Llt<f64>, f64)> {
     let n = k.nrows();
     let mut jitter = 0.0;

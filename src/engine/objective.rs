@@ -187,7 +187,7 @@ pub struct Objective {
 
 impl Objective {
     /// Whether the GP should model log(value): tokens/s and seconds are positive with
-    /// multiplicative noise (bayesopt.md, "Practical rules"). `positive` says which metrics are
+    /// multiplicative noise (docs/engine.md, "Modelling the objective"). `positive` says which metrics are
     /// such rates or durations (domain knowledge the caller supplies).
     pub fn use_log(&self, values: &[f64], positive: PositiveMetric) -> bool {
         let all_positive = values.iter().all(|v| *v > 0.0);

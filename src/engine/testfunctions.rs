@@ -1,5 +1,5 @@
-//! Standard optimization test functions for the engine benchmark (bayesopt.md, "Rust ecosystem
-//! facts"). Definitions follow Surjanovic & Bingham's Virtual Library of Simulation Experiments;
+//! Standard optimization test functions for the engine benchmark (docs/engine.md, "Benchmark
+//! functions"). Definitions follow Surjanovic & Bingham's Virtual Library of Simulation Experiments;
 //! scripts/bench_optuna.py carries the identical definitions for the Optuna side.
 
 use crate::engine::space::{Config, Param, ParamKind, SearchSpace};

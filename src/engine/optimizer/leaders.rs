@@ -12,7 +12,7 @@ impl Optimizer {
     /// three measured configurations with the best posterior mean, those within two noise
     /// standard deviations of the first are tied, and the tied one measured the fewest times
     /// (fewer than `settings.confirm`) is measured again. This is what the seed reports lacked
-    /// (ollama-api.md: one-shot rankings of noise): a recommendation backed by one lucky sample.
+    /// (docs/engine.md: one-shot rankings of noise): a recommendation backed by one lucky sample.
     /// At most one ask in three is spent this way, and none when the GP finds the objective
     /// essentially noise-free (noise sd under 1% of the objective's spread), where a repeat
     /// teaches nothing.
@@ -77,7 +77,7 @@ impl Optimizer {
 
     /// The configuration to recommend: among measured configurations that ran and met the
     /// constraints, the one with the best GP posterior mean, which discounts a lucky noisy
-    /// sample (the noise-robust incumbent of bayesopt.md). Falls back to the best measured value
+    /// sample (the noise-robust incumbent of docs/engine.md). Falls back to the best measured value
     /// while there is no model.
     pub fn recommend(&self) -> Option<Config> {
         let Some(models) = self.fit_models() else {

@@ -129,7 +129,7 @@ impl Optimizer {
 
         // Feasibility model: GP regression on +1 (ran) / -1 (failed) labels, used as a probit
         // classifier: P(feasible) = Phi(mu / sqrt(var + 0.1^2)); out-of-memory is a near-
-        // deterministic boundary (bayesopt.md), so the link is kept sharp.
+        // deterministic boundary (docs/engine.md), so the link is kept sharp.
         let feasibility = if !self.failed.is_empty() {
             // The most recent half-cap of successes and of failures: bounded cost on long runs
             // (every failed configuration stays excluded by its key regardless).

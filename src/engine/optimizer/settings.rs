@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Knobs of the optimizer itself; defaults follow bayesopt.md.
+/// Knobs of the optimizer itself; defaults and their sources: docs/engine.md.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerSettings {
     /// Quasi-random trials before the GP takes over; 0 = automatic (depends on dimension).
