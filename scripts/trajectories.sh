@@ -3,8 +3,7 @@
 # Trajectory capture for issue 11's behaviour check: OT_TRACE lines of bench_bo (10 seeds x 4
 # functions x {gp, random}, 50 evals) and bench_sim (10 seeds x 3 methods, 40 trials), timing lines dropped.
 set -euo pipefail
-BIN=$1; OUT=$2
-mkdir -p "$OUT"
+BIN=$(cd "$1" && pwd); mkdir -p "$2"; OUT=$(cd "$2" && pwd)
 cd "$OUT"
 OT_TRACE=1 "$BIN/bench_bo" --seeds 10 --evals 50 --timing "" --out "$OUT/bo.jsonl" 2> "$OUT/bo.trace.raw"
 grep -v ' seeds in ' "$OUT/bo.trace.raw" > "$OUT/bo.trace"
