@@ -4,7 +4,7 @@
 //!
 //! cargo run --release --example bench_bo -- --seeds 20 --evals 50 --out bench-out/engine.jsonl
 
-use ollama_tuner::engine::optimizer::{gaussian, AskContext, Optimizer, Outcome};
+use ollama_tuner::engine::optimizer::{gaussian, AskContext, Optimizer, Outcome, Strategy};
 use ollama_tuner::engine::space::Config;
 use ollama_tuner::engine::testfunctions::{suite, Problem};
 use ollama_tuner::study::{
@@ -57,7 +57,7 @@ struct Trace {
 /// One optimization run.
 fn run(problem: &Problem, strategy: &str, seed: u64, evals: usize, marks: &[usize]) -> Trace {
     let settings = OptimizerSettings {
-        strategy: strategy.into(),
+        strategy: Strategy::parse(strategy).expect("gp or random"),
         initial_trials: arg("--init", "0").parse().expect("--init N"),
         ..OptimizerSettings::default()
     };

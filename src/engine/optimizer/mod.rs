@@ -20,7 +20,7 @@ mod settings;
 /// Standard normal draw (random.rs), for callers that simulate noisy measurements.
 pub use crate::engine::random::gaussian;
 pub use explain::ParamEffect;
-pub use settings::OptimizerSettings;
+pub use settings::{OptimizerSettings, Strategy};
 
 use crate::engine::configkey::ConfigKey;
 use crate::engine::design::{initial_design_size, sobol_point, unit_to_encoded};
@@ -227,7 +227,7 @@ impl Optimizer {
             .iter()
             .filter(|o| matches!(o.outcome, Outcome::Ok { .. }))
             .count();
-        let random = self.settings.strategy == "random";
+        let random = self.settings.strategy == Strategy::Random;
 
         // 2. Quasi-random initial design (also while fewer than two points ran successfully).
         if random || self.observations.len() < n_init || n_ok < 2 {

@@ -13,13 +13,36 @@ pub struct OptimizerSettings {
     pub allow_repeats: bool,
     /// Weigh improvement by the expected cost of a reload (see acquisition.rs).
     pub reload_aware: bool,
-    /// "gp" (default) or "random" (the baseline the benchmark compares against).
-    pub strategy: String,
+    /// `gp` (default) or `random` (the baseline the benchmark compares against).
+    pub strategy: Strategy,
     /// Measure a configuration statistically tied for the lead up to this many times in all
     /// (leaders.rs `confirmation`); 1 = never re-measure (the engine's default, and the
     /// command backend's); studies on an inference server default to more (study's `SERVER_CONFIRM`).
     #[serde(default = "default_confirm")]
     pub confirm: usize,
+}
+
+/// How the optimizer proposes after the initial design. Serialized as "gp" / "random", the
+/// words of the study file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// The Gaussian process and the acquisition function.
+    #[default]
+    Gp,
+    /// Uniform random search.
+    Random,
+}
+
+impl Strategy {
+    /// The study file's word for it, or None.
+    pub fn parse(word: &str) -> Option<Strategy> {
+        match word {
+            "gp" => Some(Strategy::Gp),
+            "random" => Some(Strategy::Random),
+            _ => None,
+        }
+    }
 }
 
 fn default_confirm() -> usize {
@@ -33,7 +56,7 @@ impl Default for OptimizerSettings {
             candidates: 2048,
             allow_repeats: false,
             reload_aware: true,
-            strategy: "gp".into(),
+            strategy: Strategy::Gp,
             confirm: default_confirm(),
         }
     }

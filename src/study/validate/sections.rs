@@ -2,6 +2,7 @@
 //! defaults, some of which depend on the backend kind.
 
 use super::{duration_field, positive_int};
+use crate::engine::optimizer::Strategy;
 use crate::study::backends::SERVER_CONFIRM;
 use crate::study::durations::duration_value;
 use crate::study::error::{ConfigError, Locator};
@@ -200,14 +201,15 @@ pub(super) fn validate_optimizer(
         optimizer.confirm = positive_int(loc, c, "optimizer.confirm", 1)?;
     }
     if let Some(s) = &o.strategy {
-        match s.get_ref().as_str() {
-            "gp" | "random" => optimizer.strategy = s.get_ref().clone(),
-            other => {
+        match Strategy::parse(s.get_ref()) {
+            Some(strategy) => optimizer.strategy = strategy,
+            None => {
+                let other = s.get_ref();
                 return Err(loc.err(
                     s.span(),
                     "optimizer.strategy",
                     format!("{other:?} is not \"gp\" or \"random\""),
-                ))
+                ));
             }
         }
     }
