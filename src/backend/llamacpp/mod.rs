@@ -148,7 +148,7 @@ impl LlamaServer {
                 SETUP_HINT,
             ));
         }
-        check_paths(&binary, &model).map_err(|(m, h)| BackendError::fatal(m, h))?;
+        check_paths(&binary, &model)?;
         let version_out = capture(&binary, &["--version"]).await.map_err(|m| {
             BackendError::fatal(format!("llama-server does not run: {m}"), SETUP_HINT)
         })?;

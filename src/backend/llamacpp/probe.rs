@@ -1,6 +1,7 @@
 //! Where llama-server and the model are, and what the binary says about itself: paths from the
 //! study or the environment, their checks, the version and the device list.
 
+use crate::backend::Fatal;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -47,32 +48,32 @@ pub(crate) fn resolve_path(study_value: &str, env: &str) -> Option<PathBuf> {
 }
 
 /// Binary and model exist and look right; else (message, hint).
-pub(crate) fn check_paths(binary: &Path, model: &Path) -> Result<(), (String, String)> {
+pub(crate) fn check_paths(binary: &Path, model: &Path) -> Result<(), Fatal> {
     use std::os::unix::fs::PermissionsExt;
     match std::fs::metadata(binary) {
         Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
         Ok(_) => {
-            return Err((
+            return Err(Fatal::new(
                 format!("{} is not an executable file", binary.display()),
-                SETUP_HINT.into(),
+                SETUP_HINT,
             ))
         }
         Err(e) => {
-            return Err((
+            return Err(Fatal::new(
                 format!("llama-server not found at {}: {e}", binary.display()),
-                SETUP_HINT.into(),
+                SETUP_HINT,
             ))
         }
     }
     match std::fs::metadata(model) {
         Ok(m) if m.is_file() => Ok(()),
-        Ok(_) => Err((
+        Ok(_) => Err(Fatal::new(
             format!("the model path {} is not a file", model.display()),
-            SETUP_HINT.into(),
+            SETUP_HINT,
         )),
-        Err(e) => Err((
+        Err(e) => Err(Fatal::new(
             format!("model not found at {}: {e}", model.display()),
-            SETUP_HINT.into(),
+            SETUP_HINT,
         )),
     }
 }

@@ -152,8 +152,7 @@ impl LlamaServer {
                 "start() on an attached server".into(),
             ));
         };
-        check_paths(&binary, &model)
-            .map_err(|(message, hint)| ServerError::fatal(message, hint))?;
+        check_paths(&binary, &model).map_err(ServerError::Fatal)?;
         let mut last = String::new();
         for attempt in 1..=PORT_ATTEMPTS {
             let port = free_port()
