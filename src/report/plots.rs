@@ -5,6 +5,7 @@
 use super::error::ReportError;
 use super::format::{fmt_num, unit_of};
 use super::types::{Report, RowClass, CONVERGENCE_FILE, PARETO_FILE};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 const SIZE: (u32, u32) = (860, 480);
@@ -18,6 +19,22 @@ const OTHER_COLOR: RGBColor = RGBColor(150, 150, 150);
 
 fn plot_err(file: &'static str) -> impl Fn(String) -> ReportError {
     move |message| ReportError::Plot { file, message }
+}
+
+/// The chart both plots draw on: caption, margins, label areas and the data ranges.
+fn new_chart<'a, 'b>(
+    plot: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: String,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+    ChartBuilder::on(plot)
+        .caption(caption, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(|e| e.to_string())
 }
 
 /// A padded axis range that is never empty.
@@ -110,20 +127,12 @@ pub fn convergence_svg(r: &Report) -> Result<String, ReportError> {
         root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
         let (plot, side) = root.split_horizontally(SIZE.0 - LEGEND_WIDTH);
         let mut legend: Vec<(Mark, &str)> = Vec::new();
-        let mut chart = ChartBuilder::on(&plot)
-            .caption(
-                format!(
-                    "Best {} so far ({direction}){}",
-                    r.objective_label(),
-                    caption_suffix(r)
-                ),
-                ("sans-serif", 20),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(|e| err(e.to_string()))?;
+        let caption = format!(
+            "Best {} so far ({direction}){}",
+            r.objective_label(),
+            caption_suffix(r)
+        );
+        let mut chart = new_chart(&plot, caption, (x0, x1), (y0, y1)).map_err(&err)?;
         let xfmt = |x: &f64| format!("{}", x.round() as i64);
         let yfmt = |y: &f64| fmt_num(*y);
         chart
@@ -227,20 +236,12 @@ pub fn pareto_svg(r: &Report) -> Result<Option<String>, ReportError> {
         root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
         let (plot, side) = root.split_horizontally(SIZE.0 - LEGEND_WIDTH);
         let mut legend: Vec<(Mark, &str)> = Vec::new();
-        let mut chart = ChartBuilder::on(&plot)
-            .caption(
-                format!(
-                    "{} against TTFT: Pareto front{}",
-                    r.objective_label(),
-                    caption_suffix(r)
-                ),
-                ("sans-serif", 20),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(|e| err(e.to_string()))?;
+        let caption = format!(
+            "{} against TTFT: Pareto front{}",
+            r.objective_label(),
+            caption_suffix(r)
+        );
+        let mut chart = new_chart(&plot, caption, (x0, x1), (y0, y1)).map_err(&err)?;
         let fmt = |v: &f64| fmt_num(*v);
         chart
             .configure_mesh()
