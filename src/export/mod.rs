@@ -19,7 +19,7 @@ mod modelfile;
 mod options;
 mod toml;
 
-pub use options::{ollama_option_type, OptionType, OLLAMA_OPTIONS};
+pub use options::{ollama_option_type, OptionType};
 
 use crate::engine::space::ParamValue;
 use crate::report::{self, fmt_num, fmt_pct, unit_of, Report, ReportError, Row, RowClass, Tie};

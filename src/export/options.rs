@@ -18,46 +18,11 @@ pub(crate) enum ValueError {
     Bool(ParamValue),
 }
 
-/// Type of an Ollama option as `api.Options` declares it (and the Modelfile parser checks it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OptionType {
-    Int,
-    Float,
-    Bool,
-    /// `stop`: one `PARAMETER stop "..."` line per sequence, a list in JSON.
-    StringList,
-}
-
-/// Every valid Ollama option (the JSON names of `api.Options` and its embedded `Runner` in
-/// `ollama/ollama:api/types.go`). Anything else makes `ollama create` fail with `unknown parameter`.
-pub const OLLAMA_OPTIONS: &[(&str, OptionType)] = &[
-    ("num_ctx", OptionType::Int),
-    ("num_batch", OptionType::Int),
-    ("num_gpu", OptionType::Int),
-    ("main_gpu", OptionType::Int),
-    ("use_mmap", OptionType::Bool),
-    ("num_thread", OptionType::Int),
-    ("num_keep", OptionType::Int),
-    ("seed", OptionType::Int),
-    ("num_predict", OptionType::Int),
-    ("top_k", OptionType::Int),
-    ("top_p", OptionType::Float),
-    ("min_p", OptionType::Float),
-    ("typical_p", OptionType::Float),
-    ("repeat_last_n", OptionType::Int),
-    ("temperature", OptionType::Float),
-    ("repeat_penalty", OptionType::Float),
-    ("presence_penalty", OptionType::Float),
-    ("frequency_penalty", OptionType::Float),
-    ("stop", OptionType::StringList),
-];
-
-pub fn ollama_option_type(name: &str) -> Option<OptionType> {
-    OLLAMA_OPTIONS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, t)| *t)
-}
+/// Type of an Ollama option as `api.Options` declares it (and the Modelfile parser checks it):
+/// the option table of src/domain/ollama.rs, the one list of valid Ollama options. Anything
+/// else makes `ollama create` fail with `unknown parameter`.
+pub use crate::domain::ollama::option_type as ollama_option_type;
+pub use crate::domain::ollama::OptionType;
 
 /// llama.cpp parameter names left unmapped in a Modelfile although the option table gives them
 /// an Ollama name (kept as the export wrote them before the table existed: `n_keep` stays out).
@@ -121,6 +86,7 @@ pub(crate) fn ollama_value(
         },
         (OptionType::Bool, v) => Err(ValueError::Bool(v.clone())),
         (OptionType::StringList, v) => Ok(json!([v.to_string()])),
+        (OptionType::String, v) => Ok(json!(v.to_string())),
     }
 }
 
