@@ -3,7 +3,7 @@
 fixed hyperparameters computed by scikit-learn, an implementation independent of ours.
 
 Kernel: ConstantKernel(s2) * Matern(length_scale=[...], nu=2.5) + WhiteKernel(noise), with
-normalize_y=True (sklearn standardizes y with the population std, as src/gp.rs does).
+normalize_y=True (sklearn standardizes y with the population std, as src/engine/gp.rs does).
 Run: python3 scripts/gp_fixture.py > tests/fixtures/gp_sklearn.json
 """
 import json
