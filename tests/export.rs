@@ -2,6 +2,7 @@
 //! read back, the llama-server command line from llama.cpp and Ollama runs, and rank errors.
 
 mod common;
+use common::shell_words;
 
 use common::{basic_run, fixture, llamacpp_run, nofeasible_run, write_run};
 use ollama_tuner::backend::llamacpp::{command_line, HostDefaults};
@@ -266,36 +267,6 @@ fn recorded_llamacpp_run() -> (
 }
 
 const MODEL: &str = "/models/gemma 3/gemma-3-270m-q4_k_m.gguf";
-
-/// Words of a POSIX shell command line with single-quoted words (what the export writes).
-fn shell_words(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut quoted = false;
-    for c in line.chars() {
-        match c {
-            '\'' => {
-                quoted = !quoted;
-                in_word = true;
-            }
-            ' ' if !quoted => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                }
-                in_word = false;
-            }
-            c => {
-                cur.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    words
-}
 
 #[test]
 fn llama_server_command_from_a_llamacpp_run_is_the_one_measured() {

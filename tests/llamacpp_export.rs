@@ -5,6 +5,8 @@
 //!
 //! Needs python3; without it the test prints "skipped" and passes.
 
+mod common;
+use common::shell_words;
 use ollama_tuner::backend;
 use ollama_tuner::export::{export, ExportFormat};
 use ollama_tuner::run::{self, RunOptions};
@@ -51,32 +53,6 @@ fn gguf() -> Vec<u8> {
     b.extend(0u64.to_le_bytes());
     b.extend(0u64.to_le_bytes());
     b
-}
-
-/// Words of a POSIX shell command line with single-quoted words (what the export writes).
-fn shell_words(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let (mut in_word, mut quoted) = (false, false);
-    for c in line.chars() {
-        match c {
-            '\'' => (quoted, in_word) = (!quoted, true),
-            ' ' if !quoted => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                }
-                in_word = false;
-            }
-            c => {
-                cur.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    words
 }
 
 /// `args` with the value after `--port` replaced by llama-server's default port.

@@ -468,3 +468,33 @@ pub fn write_run(dir: &Path, meta: &RunMeta, records: &[TrialRecord]) -> RunDir 
     }
     run
 }
+
+/// Words of a POSIX shell command line with single-quoted words (what the export writes).
+pub fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            ' ' if !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                }
+                in_word = false;
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
+}
