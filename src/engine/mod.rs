@@ -6,6 +6,7 @@
 pub mod acquisition;
 pub mod boxmin;
 pub(crate) mod configkey;
+pub mod decision;
 pub mod design;
 pub mod gp;
 pub mod objective;

@@ -81,6 +81,45 @@ pub fn format_float(x: f64) -> String {
     s.trim_end_matches('.').to_string()
 }
 
+/// The value of a parameter the server decides itself: the option is not sent (Ollama) or the
+/// flag is left out (llama-server), and the server picks (docs/ollama-options.md, "auto").
+pub const AUTO: &str = "auto";
+
+impl ParamValue {
+    /// The `auto` value: "do not send this option, let the server decide".
+    pub fn auto() -> ParamValue {
+        ParamValue::Str(AUTO.to_string())
+    }
+
+    pub fn is_auto(&self) -> bool {
+        matches!(self, ParamValue::Str(s) if s == AUTO)
+    }
+}
+
+/// What a parameter is to the user, which decides whether the recommendation may change it
+/// (docs/engine.md, "Roles"). Defaults come from the domain tables; a study may override them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Changes only speed and memory (num_gpu, num_batch, num_thread, flash attention, ...).
+    #[default]
+    Speed,
+    /// What the workload needs (num_ctx): the study's range starts at the least the user needs,
+    /// and among tied configurations the preferred direction wins.
+    Requirement,
+    /// Changes what the model writes (temperature, top_p, top_k, ...): measured and reported,
+    /// never changed in a recommendation unless the study opts in.
+    Output,
+}
+
+/// Which end of a parameter's range the user prefers when configurations are tied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prefer {
+    Low,
+    High,
+}
+
 /// A configuration: parameter name to value.
 pub type Config = BTreeMap<String, ParamValue>;
 

@@ -17,6 +17,33 @@ pub enum Origin {
     Random,
     /// A measured configuration measured again because it was statistically tied for the lead.
     Confirm,
+    /// The decision phase: leading candidates and the baseline re-measured in interleaved
+    /// rounds (racing), so the recommendation and its effects rest on measurements taken after
+    /// the selection (engine/decision/).
+    Decision,
+    /// The ablation path of the decision phase: the recommendation with one change reverted
+    /// (or one output setting varied), measured in the same interleaved rounds.
+    Ablation,
+}
+
+impl Origin {
+    /// The journal's word for it (the serde name).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Origin::Baseline => "baseline",
+            Origin::Initial => "initial",
+            Origin::Model => "model",
+            Origin::Random => "random",
+            Origin::Confirm => "confirm",
+            Origin::Decision => "decision",
+            Origin::Ablation => "ablation",
+        }
+    }
+
+    /// A re-measurement of a configuration chosen earlier (not a new point of the search).
+    pub fn is_remeasurement(&self) -> bool {
+        matches!(self, Origin::Confirm | Origin::Decision | Origin::Ablation)
+    }
 }
 
 /// A configuration the optimizer asks to be measured.

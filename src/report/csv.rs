@@ -8,7 +8,7 @@
 
 use super::types::Report;
 use crate::engine::space::ParamValue;
-use crate::trial::{Origin, Status};
+use crate::trial::Status;
 
 fn field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -58,14 +58,7 @@ pub fn render(r: &Report) -> String {
         let rec = &row.record;
         let mut cells: Vec<String> = vec![
             rec.trial.to_string(),
-            match rec.origin {
-                Origin::Baseline => "baseline",
-                Origin::Initial => "initial",
-                Origin::Model => "model",
-                Origin::Random => "random",
-                Origin::Confirm => "confirm",
-            }
-            .into(),
+            rec.origin.as_str().into(),
             match rec.status {
                 Status::Ok => "ok",
                 Status::Failed => "failed",
