@@ -152,3 +152,49 @@ pub struct DecisionResult {
     /// Trials told to the phase.
     pub trials: usize,
 }
+
+// STUB (integrator's branch only; replaced by the real implementation).
+pub struct DecisionPhase {
+    plan: Plan,
+}
+impl DecisionPhase {
+    pub fn new(plan: Plan) -> DecisionPhase {
+        DecisionPhase { plan }
+    }
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+    pub fn next(&self) -> Option<(Config, Stage)> {
+        todo!()
+    }
+    pub fn tell(&mut self, _config: &Config, _value: Option<f64>) {
+        todo!()
+    }
+    pub fn is_done(&self) -> bool {
+        todo!()
+    }
+    pub fn trials(&self) -> usize {
+        todo!()
+    }
+    pub fn result(&self) -> DecisionResult {
+        todo!()
+    }
+    pub fn replay(
+        plan: Plan,
+        _told: impl IntoIterator<Item = (Config, Option<f64>)>,
+    ) -> DecisionPhase {
+        DecisionPhase { plan }
+    }
+}
+pub fn paired_effect(_arm: &[f64], _reference: &[f64], _log_scale: bool) -> Option<Effect> {
+    todo!()
+}
+pub fn phase_budget(
+    _settings: &DecisionSettings,
+    _total_trials: usize,
+    _arms: usize,
+    _noise_rel_sd: f64,
+    _detect_pct: f64,
+) -> usize {
+    todo!()
+}

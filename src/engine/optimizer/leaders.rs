@@ -114,3 +114,16 @@ impl Optimizer {
         best.map(|(c, v, _)| (c, v))
     }
 }
+
+// STUB (integrator's branch only).
+impl Optimizer {
+    pub fn leaders(&self, _k: usize) -> Vec<Config> {
+        todo!()
+    }
+    pub fn noise_rel_sd(&self) -> Option<f64> {
+        todo!()
+    }
+    pub fn output_variant(&self, _at: &Config, _param: &str) -> Option<crate::engine::space::ParamValue> {
+        todo!()
+    }
+}
