@@ -113,4 +113,7 @@ pub struct Study {
     pub space: SearchSpace,
     /// Parameters that force a reload when they change (runner / load-time options).
     pub runner_params: Vec<String>,
+    /// The decision phase at the end of the budget (`[decision]`).
+    #[serde(default)]
+    pub decision: crate::engine::decision::DecisionSettings,
 }

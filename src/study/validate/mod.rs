@@ -32,6 +32,7 @@ pub(crate) fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError
         optimizer,
         space,
         runner_params,
+        decision: Default::default(),
     })
 }
 
