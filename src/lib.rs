@@ -9,6 +9,7 @@
 
 pub mod backend;
 mod cli;
+pub mod decided;
 pub mod domain;
 pub mod engine;
 pub mod export;

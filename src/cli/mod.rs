@@ -1,6 +1,7 @@
 //! Command-line interface: flags parsed by clap, turned into validated options, dispatched.
 //! Every user-facing failure maps to a distinct exit code (see `ExitCode` and README.md).
 
+mod decide;
 pub mod sim;
 mod status;
 
@@ -29,6 +30,8 @@ pub enum ExitCode {
     Refused = 5,
     /// The run directory cannot be read or written.
     State = 6,
+    /// `recheck`: the recommendation is now significantly slower than recorded.
+    Regressed = 7,
 }
 
 /// A failure with the exit code it maps to.
@@ -186,6 +189,22 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Settle a run's recommendation: a decision phase (racing the leaders and the baseline in
+    /// interleaved rounds, then an ablation path) of N more trials, on a finished run too.
+    Decide {
+        run_dir: PathBuf,
+        /// Trials of the phase (default: the study's decision share of its budget).
+        #[arg(long)]
+        trials: Option<usize>,
+    },
+    /// Measure the recommendation and the baseline again now, interleaved; exit code 7 when the
+    /// recommendation is significantly slower than recorded (a server update regressed it).
+    Recheck {
+        run_dir: PathBuf,
+        /// Paired rounds (each measures the recommendation and the baseline once).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Progress of a run: trials, best so far, time, and whether a daemon works on it.
     Status { run_dir: PathBuf },
     /// Print or write the ranked report of a run.
@@ -327,6 +346,7 @@ fn run_options(
         max_outage: b.max_outage,
         progress: !b.no_progress,
         reports_dir: Some(PathBuf::from("reports")),
+        decide: None,
     }
 }
 
@@ -420,19 +440,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             let run = RunDir::open(&run_dir)?;
             let study_path = run.file(crate::store::STUDY_FILE);
             let study = load_study(&study_path)?;
-            let state_dir = run_dir
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("."));
-            let run_id = run_dir
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .ok_or_else(|| {
-                    CliError::new(
-                        ExitCode::BadInput,
-                        format!("{} is not a run folder", run_dir.display()),
-                    )
-                })?;
+            let (state_dir, run_id) = decide::run_location(&run_dir)?;
             run_study(
                 study,
                 &study_path,
@@ -485,6 +493,8 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             seed,
         } => crate::cli::sim::demo(trials, state_dir, &profile, time_scale, seed).await,
         Command::Status { run_dir } => status::status(&run_dir),
+        Command::Decide { run_dir, trials } => decide::decide(&run_dir, trials).await,
+        Command::Recheck { run_dir, rounds } => decide::recheck(&run_dir, rounds).await,
         Command::Report {
             run_dir,
             format,

@@ -4,6 +4,7 @@
 //! summarized in failures.rs, parameter importance in importance.rs.
 
 use super::bootstrap::{bootstrap_ci, bootstrap_diff, seed_for, stat_of};
+use super::decision::{apply_to_ranking, decision_section, tie_with_baseline};
 use super::failures::failure_summary;
 use super::format::fmt_num;
 use super::importance::importance;
@@ -43,6 +44,9 @@ pub(crate) fn analyse_journal(
         .cloned()
         .collect();
 
+    // The decision phase, rebuilt from the journal in journal order.
+    let decision = decision_section(&records);
+
     // Importance first, while the records are in journal order (the GP keeps the most recent).
     let importance = if with_importance {
         importance(&meta, &records)
@@ -70,6 +74,9 @@ pub(crate) fn analyse_journal(
             })
             .then(a.trial().cmp(&b.trial()))
     });
+    if let Some(d) = &decision {
+        apply_to_ranking(&mut rows, d);
+    }
     let mut next = 1;
     for r in rows.iter_mut() {
         if r.class != RowClass::Failed {
@@ -123,7 +130,7 @@ pub(crate) fn analyse_journal(
                 (Some(v), Some(b)) if r.class != RowClass::Failed => pct_change(v, b),
                 _ => None,
             };
-            if r.class != RowClass::Feasible {
+            if r.class != RowClass::Feasible || (r.tie.is_some() && i != bi) {
                 continue;
             }
             r.tie = Some(if i == bi {
@@ -150,6 +157,10 @@ pub(crate) fn analyse_journal(
         }
     }
 
+    if let Some(t) = decision.as_ref().and_then(tie_with_baseline) {
+        best_vs_baseline = Some(t);
+    }
+
     let failures = failure_summary(&meta, &rows, &param_names);
     let pareto = pareto(&meta, &rows, maximize);
     let convergence = convergence(&rows, maximize);
@@ -168,6 +179,7 @@ pub(crate) fn analyse_journal(
         failures,
         pareto,
         convergence,
+        decision,
     }
 }
 

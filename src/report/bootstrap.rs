@@ -87,6 +87,20 @@ pub(crate) fn bootstrap_diff(a: &[f64], b: &[f64], stat: Stat, seed: u64) -> Opt
     ))
 }
 
+/// The change of `a`'s statistic against `b`'s in percent of `b`'s, with the 95% bootstrap
+/// interval of that change: `(pct, lo, hi)`. None with fewer than two values on a side or a
+/// zero statistic of `b`. `recheck` compares a recommendation's new measurements with its
+/// recorded ones this way.
+pub fn bootstrap_diff_pct(a: &[f64], b: &[f64], stat: Stat) -> Option<(f64, f64, f64)> {
+    let (lo, hi) = bootstrap_diff(a, b, stat, seed_for(a.len(), b.len()))?;
+    let base = stat_of(&mut b.to_vec(), stat);
+    if base == 0.0 || !base.is_finite() {
+        return None;
+    }
+    let pct = (stat_of(&mut a.to_vec(), stat) - base) / base.abs() * 100.0;
+    Some((pct, lo / base.abs() * 100.0, hi / base.abs() * 100.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,3 +86,14 @@ mod tests {
         assert_eq!(fmt_duration(3800.4), "1h 3m 20s");
     }
 }
+
+/// An effect measured in paired rounds: "+4.1% [+2.0%, +6.3%] over 6 rounds".
+pub fn format_effect(e: &crate::engine::decision::Effect) -> String {
+    format!(
+        "{} [{}, {}] over {} rounds",
+        fmt_pct(e.pct),
+        fmt_pct(e.lo),
+        fmt_pct(e.hi),
+        e.rounds
+    )
+}

@@ -9,7 +9,9 @@ use super::format::unit_of;
 use super::types::{
     ConvergencePoint, Counts, FailureSummary, Report, Row, RowClass, Tie, TTFT_METRIC,
 };
-use crate::engine::space::Config;
+use super::DecisionSection;
+use crate::engine::decision::{Effect, Verdict};
+use crate::engine::space::{Config, ParamValue};
 use crate::engine::stats::Summary;
 use crate::study::{Comparison, Direction};
 use crate::trial::{LoadRecord, Origin, Status};
@@ -37,6 +39,103 @@ struct JsonReport<'a> {
     convergence: &'a [ConvergencePoint],
     plots: Vec<&'static str>,
     skipped_journal_lines: Vec<JsonSkipped<'a>>,
+    /// The decision phase (docs/report-schema.md, "decision"); absent when none started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<JsonDecision<'a>>,
+}
+
+/// An effect measured in paired rounds: percent change with its 95% interval.
+#[derive(Serialize)]
+struct JsonPairedEffect {
+    pct: f64,
+    lo: f64,
+    hi: f64,
+    rounds: usize,
+    significant: bool,
+}
+
+#[derive(Serialize)]
+struct JsonChange<'a> {
+    param: &'a str,
+    baseline: &'a ParamValue,
+    value: &'a ParamValue,
+    effect: Option<JsonPairedEffect>,
+    kept: bool,
+}
+
+#[derive(Serialize)]
+struct JsonOutputEffect<'a> {
+    param: &'a str,
+    user_value: &'a ParamValue,
+    variant: &'a ParamValue,
+    effect: Option<JsonPairedEffect>,
+    applied: bool,
+}
+
+#[derive(Serialize)]
+struct JsonDecision<'a> {
+    verdict: &'static str,
+    done: bool,
+    recommendation: &'a Config,
+    vs_baseline: Option<JsonPairedEffect>,
+    changes: Vec<JsonChange<'a>>,
+    outputs: Vec<JsonOutputEffect<'a>>,
+    tied: &'a [Config],
+    eliminated: usize,
+    race_trials: usize,
+    ablation_trials: usize,
+    budget_trials: usize,
+}
+
+fn paired(e: &Option<Effect>) -> Option<JsonPairedEffect> {
+    e.as_ref().map(|e| JsonPairedEffect {
+        pct: e.pct,
+        lo: e.lo,
+        hi: e.hi,
+        rounds: e.rounds,
+        significant: e.significant,
+    })
+}
+
+fn decision(d: &DecisionSection) -> JsonDecision<'_> {
+    let res = &d.result;
+    JsonDecision {
+        verdict: match res.verdict {
+            Verdict::Better => "better",
+            Verdict::DefaultsBest => "defaults_best",
+            Verdict::Undecided => "undecided",
+        },
+        done: res.done,
+        recommendation: &res.recommendation,
+        vs_baseline: paired(&res.vs_baseline),
+        changes: res
+            .changes
+            .iter()
+            .map(|c| JsonChange {
+                param: &c.param,
+                baseline: &c.baseline,
+                value: &c.value,
+                effect: paired(&c.effect),
+                kept: c.kept,
+            })
+            .collect(),
+        outputs: res
+            .outputs
+            .iter()
+            .map(|x| JsonOutputEffect {
+                param: &x.param,
+                user_value: &x.user_value,
+                variant: &x.variant,
+                effect: paired(&x.effect),
+                applied: x.applied,
+            })
+            .collect(),
+        tied: &res.tied,
+        eliminated: res.eliminated.len(),
+        race_trials: d.race_trials,
+        ablation_trials: d.ablation_trials,
+        budget_trials: d.budget,
+    }
 }
 
 #[derive(Serialize)]
@@ -324,5 +423,6 @@ fn document(r: &Report) -> JsonReport<'_> {
                 reason,
             })
             .collect(),
+        decision: r.decision.as_ref().map(decision),
     }
 }

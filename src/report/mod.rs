@@ -16,6 +16,7 @@
 mod analysis;
 mod bootstrap;
 pub mod csv;
+mod decision;
 mod error;
 mod failures;
 mod files;
@@ -27,9 +28,12 @@ pub mod plots;
 mod types;
 
 pub(crate) use analysis::analyse_journal;
+pub use bootstrap::bootstrap_diff_pct;
+pub use decision::DecisionSection;
 pub use error::ReportError;
 pub use files::{analyse, render, write_all};
 pub(crate) use files::{load, write_all_with};
+pub use format::format_effect;
 pub(crate) use format::{fmt_num, fmt_pct, fmt_share, unit_of};
 pub use types::{
     ConstraintViolations, ConvergencePoint, Counts, FailureGroup, FailureSummary, ParamSpread,

@@ -277,9 +277,17 @@ pub struct Report {
     /// Present when TTFT was measured on at least two feasible trials and is not the objective.
     pub pareto: Option<Pareto>,
     pub convergence: Vec<ConvergencePoint>,
+    /// The decision phase, when one started: it names rank 1 (docs/decision.md).
+    pub decision: Option<super::decision::DecisionSection>,
 }
 
 impl Report {
+    /// The gain over the baseline with its interval, measured after the selection (the decision
+    /// phase); None when no phase ran (the ranking's percentages are then the selection's).
+    pub fn recorded_gain(&self) -> Option<crate::engine::decision::Effect> {
+        self.decision.as_ref().and_then(|d| d.result.vs_baseline.clone())
+    }
+
     pub fn best_row(&self) -> Option<&Row> {
         self.best.map(|i| &self.rows[i])
     }

@@ -9,14 +9,17 @@
 //! the journal record of a trial; `tally.rs` counts the journal; `reports.rs` schedules the
 //! report files.
 
+mod decision;
 mod offload;
 mod outage;
+mod recheck;
 mod record;
 mod reports;
 mod session;
 mod tally;
 mod trials;
 
+pub use recheck::{recheck, RecheckOutcome};
 pub use record::make_record;
 pub use session::{default_run_id, effective_budget, frozen_study, study_fingerprint};
 
@@ -55,6 +58,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Where the final report is copied when the run ends (reports/).
     pub reports_dir: Option<PathBuf>,
+    /// `decide --trials N`: start a decision phase of N trials at once (beyond the budget).
+    pub decide: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -71,6 +76,7 @@ impl Default for RunOptions {
             max_outage: Duration::from_secs(30 * 60),
             progress: true,
             reports_dir: None,
+            decide: None,
         }
     }
 }
@@ -127,7 +133,8 @@ pub async fn run(
     )
     .await?;
     info!(backend = %info.backend, version = ?info.server_version, "backend ready");
-    let (optimizer, tally, pending) = session.replay(&study, &space)?;
+    let (optimizer, tally, pending, phase) = session.replay(&study, &space)?;
+    let mut decider = decision::Decider::new(phase, opts.decide);
 
     let started = Instant::now();
     let meta = session.start_meta(&study, study_path, &info, &space);
@@ -151,6 +158,7 @@ pub async fn run(
         &mut books,
         optimizer,
         pending,
+        &mut decider,
         backend.as_mut(),
         &mut shutdown,
     )

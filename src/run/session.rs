@@ -6,6 +6,8 @@ use super::record::now_rfc3339;
 use super::tally::Tally;
 use super::{RunError, RunOptions};
 use crate::backend::BackendInfo;
+use crate::decided::DecisionReplay;
+use crate::engine::decision::DecisionPhase;
 use crate::engine::optimizer::Optimizer;
 use crate::engine::space::SearchSpace;
 use crate::store::{BudgetOverrides, Checkpoint, RunDir, RunLock, RunMeta, StoreError, STUDY_FILE};
@@ -178,7 +180,7 @@ impl Session {
         &mut self,
         study: &Study,
         space: &SearchSpace,
-    ) -> Result<(Optimizer, Tally, Option<Trial>), RunError> {
+    ) -> Result<(Optimizer, Tally, Option<Trial>, Option<DecisionPhase>), RunError> {
         let mut optimizer = Optimizer::new(
             space.clone(),
             study.objective.clone(),
@@ -189,9 +191,11 @@ impl Session {
         );
         let mut tally = Tally::default();
         let mut done_numbers: BTreeSet<usize> = BTreeSet::new();
+        let mut decision = DecisionReplay::default();
         let skipped = self.run.scan_journal(|r| {
             if done_numbers.insert(r.trial) {
                 crate::trial::tell_record(&mut optimizer, &r);
+                decision.add(&r);
                 tally.add(study, r);
             }
         })?;
@@ -211,7 +215,7 @@ impl Session {
                 "resuming run"
             );
         }
-        Ok((optimizer, tally, pending))
+        Ok((optimizer, tally, pending, decision.finish()))
     }
 
     /// run.json as this session starts: the saved one (or a new one) with this session's

@@ -1,6 +1,7 @@
 //! The loop of a session: check the stops, ask, checkpoint, measure, journal, tell, and keep
 //! run.json and the report files current; then the end of the session.
 
+use super::decision::{Decider, Left};
 use super::offload;
 use super::outage::{measure_with_grace, Measured};
 use super::record::{log_trial, make_record, now_rfc3339};
@@ -12,7 +13,7 @@ use crate::engine::optimizer::{AskContext, Optimizer};
 use crate::engine::space::config_key;
 use crate::store::{Checkpoint, RunDir, RunMeta, StopReason};
 use crate::study::Study;
-use crate::trial::{Origin, Trial};
+use crate::trial::Trial;
 use chrono::Local;
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -183,6 +184,7 @@ fn stop_before_ask(
     tally: &Tally,
     elapsed_total: f64,
     shutdown: &Shutdown,
+    decided: bool,
 ) -> Option<(StopReason, String)> {
     let budget_trials = meta.budget.trials;
     if *shutdown.borrow() > 0 {
@@ -207,6 +209,12 @@ fn stop_before_ask(
             ));
         }
     }
+    if decided {
+        return Some((
+            StopReason::Decided,
+            "the decision phase is done: the recommendation is decided".to_string(),
+        ));
+    }
     if tally.consecutive_failures >= cx.study.budget.max_consecutive_failures {
         return Some((
             StopReason::TooManyFailures,
@@ -216,6 +224,28 @@ fn stop_before_ask(
     None
 }
 
+/// How much of the run's budget is left, for the decision phase's start rule.
+fn left(meta: &RunMeta, tally: &Tally, elapsed_total: f64) -> Left {
+    let trials_by_time = meta.budget.wall_time.map(|w| {
+        let mean = if tally.done > 0 {
+            elapsed_total / tally.done as f64
+        } else {
+            f64::INFINITY
+        };
+        let t = (w.as_secs_f64() - elapsed_total).max(0.0) / mean;
+        if t.is_finite() {
+            t.floor() as usize
+        } else {
+            usize::MAX
+        }
+    });
+    Left {
+        trials_done: tally.done,
+        trials_budget: meta.budget.trials,
+        trials_by_time,
+    }
+}
+
 /// Trials until a stop; returns why the loop stopped. A fatal backend error ends the session
 /// here (run.json, report, backend shut down) and comes back as the error.
 pub(super) async fn run_trials(
@@ -223,6 +253,7 @@ pub(super) async fn run_trials(
     books: &mut Books,
     mut optimizer: Optimizer,
     mut pending: Option<Trial>,
+    decider: &mut Decider,
     backend: &mut dyn Backend,
     shutdown: &mut Shutdown,
 ) -> Result<(StopReason, String), RunError> {
@@ -230,13 +261,26 @@ pub(super) async fn run_trials(
     let stop = loop {
         let elapsed_total = cx.elapsed();
         books.meta.elapsed_seconds = elapsed_total;
-        if let Some(stop) = stop_before_ask(cx, &books.meta, &books.tally, elapsed_total, shutdown)
-        {
+        let left = left(&books.meta, &books.tally, elapsed_total);
+        if let Some(p) = &pending {
+            decider.resume_pending(cx.study, &optimizer, p, &left);
+        } else {
+            decider.maybe_start(cx.study, &optimizer, &left);
+        }
+        let decided = decider.is_done();
+        if let Some(stop) = stop_before_ask(
+            cx,
+            &books.meta,
+            &books.tally,
+            elapsed_total,
+            shutdown,
+            decided,
+        ) {
             break stop;
         }
 
         let t_ask = Instant::now();
-        let trial = match pending.take() {
+        let trial = match pending.take().or_else(|| decider.next_trial(&mut optimizer)) {
             Some(t) => t,
             None => {
                 let ctx = AskContext {
@@ -249,7 +293,7 @@ pub(super) async fn run_trials(
         };
         let ask_s = t_ask.elapsed().as_secs_f64();
         if !cx.study.optimizer.allow_repeats
-            && trial.origin != Origin::Confirm
+            && !trial.origin.is_remeasurement()
             && optimizer.was_measured(&trial.config)
         {
             break (
@@ -294,10 +338,12 @@ pub(super) async fn run_trials(
             (t0.elapsed().as_secs_f64() - (books.meta.outage_seconds - outage0)).max(0.0);
         let mut rec = make_record(cx.study, &trial, eval, started_at, duration);
         rec.notes.insert("ask_s".into(), serde_json::json!(ask_s));
+        decider.annotate(&mut rec);
 
         // Journal first, then act.
         let rec = offload::append_trial(cx.run, rec).await?;
         crate::trial::tell_record(&mut optimizer, &rec);
+        decider.tell(&rec);
         log_trial(&rec);
         books.tally.add(cx.study, rec);
         let c = cx.checkpoint(&optimizer, None, books.tally.done, backend);

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 pub const STUDY_FILE: &str = "study.toml";
 pub const JOURNAL_FILE: &str = "trials.jsonl";
+/// Measurements taken by `recheck` after the run (one fsynced line each, like the journal).
+pub const RECHECK_FILE: &str = "rechecks.jsonl";
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 pub const META_FILE: &str = "run.json";
 pub const LOCK_FILE: &str = "lock";
@@ -70,6 +72,8 @@ pub enum StopReason {
     TooManyFailures,
     /// The backend reported an error that makes continuing pointless.
     Fatal,
+    /// The decision phase finished: the recommendation is decided (engine/decision/).
+    Decided,
 }
 
 impl StopReason {
@@ -82,6 +86,7 @@ impl StopReason {
             StopReason::Converged => "converged",
             StopReason::TooManyFailures => "too_many_failures",
             StopReason::Fatal => "fatal",
+            StopReason::Decided => "decided",
         }
     }
 }
@@ -217,7 +222,28 @@ impl RunDir {
 
     /// Append one trial to the journal and fsync it: nothing measured is lost after this returns.
     pub fn append_trial(&self, rec: &TrialRecord) -> Result<(), StoreError> {
-        let path = self.file(JOURNAL_FILE);
+        self.append_record(JOURNAL_FILE, rec)
+    }
+
+    /// Append one `recheck` measurement to rechecks.jsonl, fsynced like the journal.
+    pub fn append_recheck(&self, rec: &TrialRecord) -> Result<(), StoreError> {
+        self.append_record(RECHECK_FILE, rec)
+    }
+
+    /// Every `recheck` measurement of the run (none when it was never rechecked).
+    pub fn read_rechecks(&self) -> Result<JournalRead, StoreError> {
+        let path = self.file(RECHECK_FILE);
+        if !path.exists() {
+            return Ok(JournalRead {
+                records: vec![],
+                skipped: vec![],
+            });
+        }
+        read_journal_file(&path)
+    }
+
+    fn append_record(&self, name: &str, rec: &TrialRecord) -> Result<(), StoreError> {
+        let path = self.file(name);
         let mut line = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
             what: "trial record",

@@ -321,6 +321,14 @@ impl Optimizer {
         }
     }
 
+    /// The number of a trial the optimizer did not propose (the decision phase): one sequence
+    /// of trial numbers, covered by the checkpointed state like an ask.
+    pub fn take_number(&mut self) -> usize {
+        let n = self.state.n_asked;
+        self.state.n_asked += 1;
+        n
+    }
+
     /// Record a measured trial.
     pub fn tell(&mut self, trial: &Trial, outcome: Outcome) {
         self.tell_config(&trial.config, outcome);

@@ -3,6 +3,7 @@
 //! parameter importance, failures, the Pareto front and the plots. One file per group of
 //! sections; text.rs holds the phrases and cells they share.
 
+mod decision;
 mod failures;
 mod figures;
 mod ranking;
@@ -18,7 +19,13 @@ pub fn render(r: &Report) -> String {
     let mut out = String::new();
     let o = &mut out;
     verdict::title(r, o);
-    verdict::verdict(r, o);
+    match &r.decision {
+        Some(d) => {
+            decision::verdict(r, d, o);
+            decision::effects(r, d, o);
+        }
+        None => verdict::verdict(r, o),
+    }
     run_facts::run_facts(r, o);
     ranking::ranking(r, o);
     ranking::importance(r, o);

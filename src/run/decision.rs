@@ -1,0 +1,186 @@
+//! The decision phase in the run loop: when it starts (the share of the budget the measured
+//! noise calls for), its plan (the optimizer's leaders, the output settings worth measuring),
+//! the trials it asks, and the plan note that lets a resume or a report rebuild it
+//! (src/decided.rs). The phase itself is engine/decision/ (docs/decision.md).
+
+use crate::decided::{decision_value, is_decision_trial, origin_of, PLAN_NOTE};
+use crate::engine::decision::{phase_budget, DecisionPhase, ParamInfo, Plan};
+use crate::engine::optimizer::Optimizer;
+use crate::engine::space::{Config, Role};
+use crate::study::{Direction, Study};
+use crate::trial::{Trial, TrialRecord};
+use tracing::info;
+
+/// The smallest effect (percent) the phase is sized to detect: the "within 1%".
+const DETECT_PCT: f64 = 1.0;
+
+/// A phase needs at least this many rounds of its arms to say anything.
+const MIN_PHASE_ROUNDS: usize = 2;
+
+/// The run loop's view of the decision phase.
+pub(super) struct Decider {
+    phase: Option<DecisionPhase>,
+    /// The plan still has to be written into the notes of the phase's next journaled trial.
+    plan_unjournaled: bool,
+    /// `decide --trials N`: start a new phase at once with this budget.
+    forced: Option<usize>,
+}
+
+/// How much of the run is left, for the start rule.
+pub(super) struct Left {
+    pub trials_done: usize,
+    pub trials_budget: usize,
+    /// Trials that fit in the wall time left at the mean trial duration so far (None: no limit).
+    pub trials_by_time: Option<usize>,
+}
+
+impl Decider {
+    /// The phase rebuilt from the journal (None if it never started), and `decide`'s budget.
+    pub fn new(phase: Option<DecisionPhase>, forced: Option<usize>) -> Decider {
+        Decider {
+            phase,
+            plan_unjournaled: false,
+            forced,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.forced.is_none() && self.phase.as_ref().is_some_and(|p| p.is_done())
+    }
+
+    /// Start the phase when the budget left is what it needs (or `decide` asked for it).
+    pub fn maybe_start(&mut self, study: &Study, optimizer: &Optimizer, left: &Left) {
+        let settings = &study.decision;
+        if let Some(n) = self.forced.take() {
+            if let Some(plan) = plan(study, optimizer, n) {
+                info!(trials = n, arms = plan.candidates.len() + 1, "decision phase starts");
+                self.phase = Some(DecisionPhase::new(plan));
+                self.plan_unjournaled = true;
+            }
+            return;
+        }
+        if !settings.enabled || self.phase.is_some() {
+            return;
+        }
+        let by_trials = left.trials_budget.saturating_sub(left.trials_done);
+        let remaining = left.trials_by_time.map_or(by_trials, |t| t.min(by_trials));
+        let cap = (settings.share * left.trials_budget as f64).floor() as usize;
+        if remaining > cap {
+            return;
+        }
+        let leaders = optimizer.leaders(settings.candidates).len();
+        let arms = leaders.min(settings.candidates) + 1;
+        if leaders == 0 || remaining < MIN_PHASE_ROUNDS * arms {
+            return;
+        }
+        let noise = optimizer.noise_rel_sd().unwrap_or(0.05);
+        let budget = phase_budget(settings, left.trials_budget, arms, noise, DETECT_PCT);
+        if remaining > budget {
+            return;
+        }
+        if let Some(plan) = plan(study, optimizer, remaining) {
+            info!(
+                trials = remaining,
+                arms,
+                noise_rel_sd = noise,
+                "decision phase starts"
+            );
+            self.phase = Some(DecisionPhase::new(plan));
+            self.plan_unjournaled = true;
+        }
+    }
+
+    /// The phase's next trial, numbered in the optimizer's sequence.
+    pub fn next_trial(&self, optimizer: &mut Optimizer) -> Option<Trial> {
+        let (config, stage) = self.phase.as_ref()?.next()?;
+        Some(Trial {
+            number: optimizer.take_number(),
+            config,
+            origin: origin_of(stage),
+            acquisition: None,
+        })
+    }
+
+    /// Before journaling a trial of the phase: the first one carries the plan.
+    pub fn annotate(&mut self, rec: &mut TrialRecord) {
+        if !is_decision_trial(rec) || !self.plan_unjournaled {
+            return;
+        }
+        if let Some(p) = &self.phase {
+            if let Ok(v) = serde_json::to_value(p.plan()) {
+                rec.notes.insert(PLAN_NOTE.into(), v);
+                self.plan_unjournaled = false;
+            }
+        }
+    }
+
+    /// After journaling a trial: the phase hears of its own trials.
+    pub fn tell(&mut self, rec: &TrialRecord) {
+        if !is_decision_trial(rec) {
+            return;
+        }
+        if let Some(p) = self.phase.as_mut() {
+            p.tell(&rec.params, decision_value(rec));
+        }
+    }
+
+    /// A pending decision trial from a checkpoint whose phase never reached the journal (the
+    /// session stopped between asking and journaling the phase's first trial): start it again.
+    pub fn resume_pending(&mut self, study: &Study, optimizer: &Optimizer, pending: &Trial, left: &Left) {
+        if self.phase.is_none() && pending.origin.is_remeasurement() && pending.origin != crate::trial::Origin::Confirm {
+            let remaining = left.trials_budget.saturating_sub(left.trials_done);
+            if let Some(plan) = plan(study, optimizer, remaining) {
+                self.phase = Some(DecisionPhase::new(plan));
+                self.plan_unjournaled = true;
+            }
+        }
+    }
+}
+
+/// The plan of a phase of `budget` trials: the optimizer's leaders, the baseline, and for each
+/// output setting a value whose speed effect is worth measuring.
+fn plan(study: &Study, optimizer: &Optimizer, budget: usize) -> Option<Plan> {
+    let settings = &study.decision;
+    let space = optimizer.space();
+    let baseline = space.normalize_config(&space.defaults()?);
+    let candidates: Vec<Config> = optimizer.leaders(settings.candidates + 2);
+    if candidates.is_empty() {
+        return None;
+    }
+    let params: Vec<ParamInfo> = space
+        .params
+        .iter()
+        .map(|p| ParamInfo {
+            name: p.name.clone(),
+            role: Role::Speed, // TEMP until Param.role lands: p.role,
+            prefer: None, // TEMP: p.prefer,
+        })
+        .collect();
+    // The output settings' speed effects are measured at the best candidate with the user's
+    // output values (what the recommendation will look like).
+    let mut at = candidates[0].clone();
+    for p in params.iter().filter(|p| p.role == Role::Output) {
+        if let Some(v) = baseline.get(&p.name) {
+            at.insert(p.name.clone(), v.clone());
+        }
+    }
+    let output_variants = params
+        .iter()
+        .filter(|p| p.role == Role::Output)
+        .filter_map(|p| {
+            let v = optimizer.output_variant(&at, &p.name)?;
+            (baseline.get(&p.name) != Some(&v)).then(|| (p.name.clone(), v))
+        })
+        .collect();
+    let metric = &study.objective.metric.metric;
+    Some(Plan {
+        baseline,
+        candidates,
+        output_variants,
+        params,
+        maximize: study.objective.direction == Direction::Maximize,
+        log_scale: crate::study::is_positive_metric(metric),
+        budget,
+        settings: settings.clone(),
+    })
+}
