@@ -1,0 +1,151 @@
+//! Whole runs on the simulator with the decision phase: the phase runs at the end of the
+//! budget, the report's rank 1 is its recommendation, output settings keep the user's values,
+//! `decide` settles a finished run, and every reader names the same configuration.
+
+use ollama_tuner::backend;
+use ollama_tuner::decided;
+use ollama_tuner::engine::space::Role;
+use ollama_tuner::export::{export, ExportFormat};
+use ollama_tuner::report;
+use ollama_tuner::run::{self, RunOptions};
+use ollama_tuner::store::RunDir;
+use ollama_tuner::study::parse_study;
+use ollama_tuner::trial::Origin;
+use std::path::Path;
+
+fn study_text(trials: usize, seed: u64, decision: &str) -> String {
+    format!(
+        r#"
+[study]
+name = "decision-test"
+model = "gemma3:4b"
+seed = {seed}
+
+[backend]
+kind = "simulator"
+profile = "gemma3-4b"
+time_scale = 0.001
+
+[budget]
+trials = {trials}
+max_consecutive_failures = 50
+
+[protocol]
+repeats = 3
+warmup = 1
+num_predict = 32
+
+[decision]
+{decision}
+
+[params.num_gpu]
+type = "int"
+low = 0
+high = 999
+default = "auto"
+
+[params.num_batch]
+type = "int"
+low = 16
+high = 2048
+log = true
+default = "auto"
+
+[params.temperature]
+type = "float"
+low = 0.0
+high = 1.5
+default = 0.8
+
+[params.top_k]
+type = "int"
+low = 1
+high = 100
+default = 40
+"#
+    )
+}
+
+async fn run_study(dir: &Path, text: &str, opts: RunOptions) -> run::RunOutcome {
+    let path = dir.join("study.toml");
+    std::fs::write(&path, text).unwrap();
+    let study = parse_study(&path, text).unwrap();
+    let backend = backend::create(&study).await.unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(0u32);
+    run::run(study, text, &path, opts, backend, rx).await.unwrap()
+}
+
+fn opts(dir: &Path, id: &str) -> RunOptions {
+    RunOptions {
+        state_dir: dir.join("state"),
+        run_id: Some(id.into()),
+        progress: false,
+        ..RunOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decision_phase_names_rank_1_and_keeps_output_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = study_text(40, 1, "");
+    let out = run_study(tmp.path(), &text, opts(tmp.path(), "d")).await;
+    let run = RunDir::new(&out.run_dir);
+    let records = run.read_journal().unwrap().records;
+    let in_phase: Vec<_> = records
+        .iter()
+        .filter(|r| matches!(r.origin, Origin::Decision | Origin::Ablation))
+        .collect();
+    assert!(in_phase.len() >= 4, "{} decision trials", in_phase.len());
+    assert!(
+        in_phase[0].notes.contains_key(decided::PLAN_NOTE),
+        "the first trial of the phase carries its plan"
+    );
+    assert!(records.len() <= 40);
+
+    let rep = report::analyse(&run).unwrap();
+    let d = rep.decision.as_ref().expect("a decision section");
+    let rank1 = rep.best_row().expect("a rank 1");
+    assert_eq!(rank1.record.params, d.result.recommendation);
+    // Output settings keep the user's values.
+    for p in rep.meta.space.params.iter().filter(|p| p.role == Role::Output) {
+        assert_eq!(
+            d.result.recommendation.get(&p.name),
+            d.plan.baseline.get(&p.name),
+            "{} changed",
+            p.name
+        );
+    }
+    let md = report::render(&rep, report::ReportFormat::Markdown);
+    assert!(md.contains("## Verdict"));
+    let modelfile = export(&run, ExportFormat::Modelfile, 1).unwrap();
+    for p in ["temperature", "top_k"] {
+        assert!(
+            !modelfile.lines().any(|l| l.starts_with(&format!("PARAMETER {p} "))),
+            "{p} exported:\n{modelfile}"
+        );
+    }
+    // The end-of-run summary names the report's rank 1.
+    assert_eq!(out.best.as_ref().map(|b| b.trial), Some(rank1.trial()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decide_settles_a_run_that_had_no_decision_phase() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = study_text(20, 2, "enabled = false");
+    let out = run_study(tmp.path(), &text, opts(tmp.path(), "n")).await;
+    let run = RunDir::new(&out.run_dir);
+    assert!(report::analyse(&run).unwrap().decision.is_none());
+    let mut o = opts(tmp.path(), "n");
+    o.decide = Some(12);
+    o.trials = Some(32);
+    let out = run_study(tmp.path(), &text, o).await;
+    let run = RunDir::new(&out.run_dir);
+    let rep = report::analyse(&run).unwrap();
+    let d = rep.decision.as_ref().expect("decide ran a phase");
+    assert!(d.race_trials + d.ablation_trials <= 12);
+    assert!(d.race_trials >= 2);
+    assert_eq!(
+        rep.best_row().map(|r| r.record.params.clone()),
+        Some(d.result.recommendation.clone())
+    );
+}
