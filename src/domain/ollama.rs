@@ -34,7 +34,7 @@ pub struct OllamaOption {
     pub role: Role,
     /// The preferred direction among tied configurations (num_ctx: the larger).
     pub prefer: Option<Prefer>,
-    /// Left unset, the server chooses a value itself (docs/ollama-options.md, "When unset"):
+    /// Left unset, the server chooses a value itself (docs/ollama-options.md, "`auto`"):
     /// a study may give the parameter the value `auto`, which the backend does not send.
     pub auto: bool,
 }

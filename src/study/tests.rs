@@ -405,3 +405,42 @@ fn a_study_recorded_before_roles_and_decision_loads() {
         .iter()
         .all(|p| p.role == crate::engine::space::Role::Speed && p.prefer.is_none()));
 }
+
+/// Every shipped study parses, with baselines that leave to the server what a stock server
+/// decides, and output settings that the shipped studies do not allow to change.
+#[test]
+fn shipped_studies_parse_with_stock_baselines() {
+    use crate::engine::space::{ParamValue, Role};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces");
+    let load = |f: &str| load_study(&dir.join(f)).unwrap_or_else(|e| panic!("{e}"));
+    for f in [
+        "gemma3.toml",
+        "llamacpp-gemma3-270m.toml",
+        "command-branin.toml",
+    ] {
+        let s = load(f);
+        assert!(!s.decision.allow_output_changes, "{f}");
+    }
+    let s = load("gemma3.toml");
+    for n in ["num_gpu", "num_ctx", "num_batch", "num_thread"] {
+        assert_eq!(
+            s.space.get(n).unwrap().default,
+            Some(ParamValue::auto()),
+            "{n}"
+        );
+    }
+    assert_eq!(s.space.get("temperature").unwrap().role, Role::Output);
+    let s = load("llamacpp-gemma3-270m.toml");
+    for n in ["threads", "threads_batch"] {
+        assert_eq!(
+            s.space.get(n).unwrap().default,
+            Some(ParamValue::auto()),
+            "{n}"
+        );
+    }
+    let ctx = s.space.get("ctx_size").unwrap();
+    assert_eq!(ctx.role, Role::Requirement);
+    assert_eq!(ctx.default, Some(ParamValue::Int(4096)));
+    assert_eq!(s.space.get("top_k").unwrap().role, Role::Output);
+    assert_eq!(s.space.get("cache_type_v").unwrap().role, Role::Speed);
+}
