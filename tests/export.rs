@@ -109,24 +109,164 @@ fn modelfile_round_trips_through_ollamas_rules() {
         assert!(first.starts_with("FROM "), "{text}");
         let mf = parse_modelfile(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(mf.from, "gemma3:4b");
-        let names: Vec<&str> = mf.params.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["num_ctx", "num_gpu", "num_batch", "temperature"]);
+        // Never an output setting (the temperature), in every rank.
+        for (n, _) in &mf.params {
+            assert!(
+                ["num_ctx", "num_gpu", "num_batch"].contains(&n.as_str()),
+                "{text}"
+            );
+        }
     }
     let text = export(&basic(), ExportFormat::Modelfile, 1).unwrap();
+    let mf = parse_modelfile(&text).unwrap();
+    // Rank 1 (trial #4) changes only the context against the baseline.
+    assert_eq!(mf.params, [("num_ctx".to_string(), "4096".to_string())]);
+    assert!(text.contains("# Build it with: ollama create NAME -f Modelfile"));
+    assert!(text.contains("rank 1 of 6: trial #4"));
+    assert!(text.contains("statistically tied with trial #3"));
+    insta::assert_snapshot!("modelfile_rank1", text);
+}
+
+/// Only the changes against the baseline, never an output setting: what each rank writes and
+/// what its header says it kept.
+#[test]
+fn exports_write_only_changes_and_keep_output_settings() {
+    let text = export(&basic(), ExportFormat::Modelfile, 1).unwrap();
+    assert!(
+        text.contains("# only the settings that differ from the baseline (the study's defaults) are set; every other setting stays as you run it today\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# kept at your values, the same as the baseline (the study's defaults): num_gpu 35, num_batch 512\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# kept at your values, output settings that change what the model writes (not applied unless the study sets decision.allow_output_changes = true): temperature 0.8 (this trial ran with 0.4)\n"),
+        "{text}"
+    );
+    // Rank 2 (trial #3) also changes num_batch.
+    let v: serde_json::Value =
+        serde_json::from_str(&export(&basic(), ExportFormat::Json, 2).unwrap()).unwrap();
+    assert_eq!(v, serde_json::json!({"num_ctx": 4096, "num_batch": 256}));
+    // The baseline itself changes nothing.
+    let baseline_rank = (1..=6)
+        .find(|&k| {
+            export(&basic(), ExportFormat::Toml, k)
+                .unwrap()
+                .contains("this is the baseline")
+        })
+        .unwrap();
+    let text = export(&basic(), ExportFormat::Toml, baseline_rank).unwrap();
+    assert!(text.ends_with("[options]\n"), "{text}");
+    assert!(
+        text.contains(
+            "# nothing to set: this configuration changes no setting against the baseline"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        export(&basic(), ExportFormat::Json, baseline_rank).unwrap(),
+        "{}\n"
+    );
+}
+
+/// The committed fixture is a run folder recorded before parameters had roles (its run.json
+/// has none): it loads, and its temperature is the output setting the Ollama table says.
+#[test]
+fn a_run_recorded_before_roles_gets_the_tables_roles() {
+    let meta = std::fs::read_to_string(fixture("run_basic").join("run.json")).unwrap();
+    assert!(
+        !meta.contains("\"role\""),
+        "the fixture is expected to predate roles"
+    );
+    let text = export(&basic(), ExportFormat::Toml, 1).unwrap();
+    assert!(!text.contains("temperature ="), "{text}");
+    // Recorded as a speed setting in a new run.json, the temperature is written.
+    let (mut meta, records) = basic_run();
+    meta.space.params[3].role = ollama_tuner::engine::space::Role::Speed;
+    let dir = tempfile::tempdir().unwrap();
+    let run = write_run(dir.path(), &meta, &records);
+    let v: serde_json::Value =
+        serde_json::from_str(&export(&run, ExportFormat::Json, 1).unwrap()).unwrap();
+    assert_eq!(v, serde_json::json!({"num_ctx": 4096, "temperature": 0.4}));
+}
+
+/// A study that opts in (`decision.allow_output_changes = true` in the frozen study.toml) gets
+/// its changed output settings written, and the header says why.
+#[test]
+fn output_settings_are_written_only_when_the_study_allows_it() {
+    let (meta, records) = basic_run();
+    let dir = tempfile::tempdir().unwrap();
+    let run = write_run(dir.path(), &meta, &records);
+    std::fs::write(run.file("study.toml"), allowing_output_changes()).unwrap();
+    let text = export(&run, ExportFormat::Modelfile, 1).unwrap();
     let mf = parse_modelfile(&text).unwrap();
     assert_eq!(
         mf.params,
         [
             ("num_ctx".to_string(), "4096".to_string()),
-            ("num_gpu".to_string(), "35".to_string()),
-            ("num_batch".to_string(), "512".to_string()),
-            ("temperature".to_string(), "0.4".to_string()),
+            ("temperature".to_string(), "0.4".to_string())
         ]
     );
-    assert!(text.contains("# Build it with: ollama create NAME -f Modelfile"));
-    assert!(text.contains("rank 1 of 6: trial #4"));
-    assert!(text.contains("statistically tied with trial #3"));
-    insta::assert_snapshot!("modelfile_rank1", text);
+    assert!(
+        text.contains("# output settings changed because the study sets decision.allow_output_changes = true: temperature\n"),
+        "{text}"
+    );
+    let cmd = export(&run, ExportFormat::LlamaServer, 1).unwrap();
+    assert!(cmd.trim_end().ends_with(" --temp 0.4"), "{cmd}");
+    // A study file that no longer parses is still read for that one key.
+    std::fs::write(
+        run.file("study.toml"),
+        "[study]\nname = \"x\"\n[decision]\nallow_output_changes = true\n",
+    )
+    .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&export(&run, ExportFormat::Json, 1).unwrap()).unwrap();
+    assert_eq!(v["temperature"], 0.4);
+}
+
+/// A frozen study that sets `decision.allow_output_changes = true`.
+fn allowing_output_changes() -> &'static str {
+    "[study]\nname = \"gemma3-laptop\"\n\n[backend]\nkind = \"ollama\"\n\n[params.temperature]\ntype = \"float\"\nlow = 0.0\nhigh = 1.5\ndefault = 0.8\n\n[decision]\nallow_output_changes = true\n"
+}
+
+/// `auto` (the server decides) is never written: the option stays unset in every format.
+#[test]
+fn auto_values_are_never_written() {
+    use ollama_tuner::engine::space::ParamValue;
+    let (mut meta, mut records) = basic_run();
+    meta.space.params[1].default = Some(ParamValue::auto());
+    // The baseline and rank 1 (trial #4, as an ablation that reverted num_gpu would be) leave
+    // the layer count to the server.
+    for r in records.iter_mut().filter(|r| r.trial == 0 || r.trial == 4) {
+        r.params.insert("num_gpu".into(), ParamValue::auto());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = write_run(dir.path(), &meta, &records);
+    let text = export(&run, ExportFormat::Modelfile, 1).unwrap();
+    assert!(text.contains("rank 1 of 6: trial #4"), "{text}");
+    let mf = parse_modelfile(&text).unwrap();
+    assert_eq!(mf.params, [("num_ctx".to_string(), "4096".to_string())]);
+    assert!(
+        text.contains("# left to the server (auto: not set, the server chooses as it does by default): num_gpu\n"),
+        "{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&export(&run, ExportFormat::Json, 1).unwrap()).unwrap();
+    assert_eq!(v, serde_json::json!({"num_ctx": 4096}));
+    let toml = export(&run, ExportFormat::Toml, 1).unwrap();
+    assert!(!toml.contains("num_gpu ="), "{toml}");
+    let cmd = export(&run, ExportFormat::LlamaServer, 1).unwrap();
+    let line = cmd.lines().find(|l| !l.starts_with('#')).unwrap();
+    assert!(!line.contains("-ngl") && !line.contains("auto"), "{cmd}");
+    assert!(
+        cmd.contains("# left to llama-server's automatic choice (the flag is not set, as with auto): -t -tb -fa -ngl\n"),
+        "{cmd}"
+    );
+    // A trial with a layer count against the `auto` baseline writes it.
+    let v: serde_json::Value =
+        serde_json::from_str(&export(&run, ExportFormat::Json, 2).unwrap()).unwrap();
+    assert_eq!(v["num_gpu"], 35, "{v}");
 }
 
 #[test]
@@ -137,10 +277,20 @@ fn modelfile_from_a_llamacpp_run_maps_names_and_explains_the_rest() {
     let text = export(&run, ExportFormat::Modelfile, 1).unwrap();
     let mf = parse_modelfile(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(mf.from, "/models/gemma 3/gemma-3-270m-q4_k_m.gguf");
+    // The changes against the baseline: the context (mapped to Ollama's name) and flash
+    // attention (server-wide in Ollama); threads, batch and the V cache type are unchanged, and
+    // the temperature is an output setting.
     let names: Vec<&str> = mf.params.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["num_ctx", "num_thread", "num_batch", "temperature"]);
+    assert_eq!(names, ["num_ctx"]);
     assert!(text.contains("# flash_attn=true left out: server-wide in Ollama, not per model: set OLLAMA_FLASH_ATTENTION=1"), "{text}");
-    assert!(text.contains("OLLAMA_KV_CACHE_TYPE=q8_0"), "{text}");
+    assert!(
+        text.contains("# kept at your values, the same as the baseline (the study's defaults): threads 2, batch_size 512, cache_type_v q8_0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("temperature 0.8 (this trial ran with 0.4)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -155,6 +305,8 @@ fn invalid_and_untyped_options_become_comments() {
             step: 1,
         },
         default: None,
+        role: ollama_tuner::engine::space::Role::Speed,
+        prefer: None,
     });
     for r in records.iter_mut() {
         r.params.insert(
@@ -177,6 +329,8 @@ fn invalid_and_untyped_options_become_comments() {
     }
     let dir = tempfile::tempdir().unwrap();
     let run = write_run(dir.path(), &meta, &records);
+    // stop and top_k are output settings: written (and type-checked) only when allowed.
+    std::fs::write(run.file("study.toml"), allowing_output_changes()).unwrap();
     let text = export(&run, ExportFormat::Modelfile, 1).unwrap();
     let mf = parse_modelfile(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert!(
@@ -213,11 +367,8 @@ fn invalid_and_untyped_options_become_comments() {
 fn json_and_toml_are_typed_options() {
     let text = export(&basic(), ExportFormat::Json, 1).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(
-        v,
-        serde_json::json!({"num_ctx": 4096, "num_gpu": 35, "num_batch": 512, "temperature": 0.4})
-    );
-    assert!(v["num_ctx"].is_i64() && v["temperature"].is_f64());
+    assert_eq!(v, serde_json::json!({"num_ctx": 4096}));
+    assert!(v["num_ctx"].is_i64());
     insta::assert_snapshot!("json_rank1", text);
 
     let text = export(&basic(), ExportFormat::Toml, 2).unwrap();
@@ -225,7 +376,7 @@ fn json_and_toml_are_typed_options() {
     let o = t["options"].as_table().unwrap();
     assert_eq!(o["num_ctx"].as_integer(), Some(4096));
     assert_eq!(o["num_batch"].as_integer(), Some(256));
-    assert_eq!(o["temperature"].as_float(), Some(0.5));
+    assert_eq!(o.len(), 2, "{text}");
     insta::assert_snapshot!("toml_rank2", text);
 }
 
@@ -279,10 +430,10 @@ fn llama_server_command_from_a_llamacpp_run_is_the_one_measured() {
         cmd,
         "llama-server -m '/models/gemma 3/gemma-3-270m-q4_k_m.gguf' --host 127.0.0.1 --port 8080 \
          -c 4096 -t 2 -tb 2 -b 512 -ub 512 -fa on -ctk f16 -ctv q8_0 -ngl 0 -np 1 --fit off \
-         --no-warmup --mlock --temp 0.4"
+         --no-warmup --mlock"
     );
-    // Word for word the recorded arguments of trial #4 (rank 1), the port aside, then the
-    // sampling option the backend sent with every request.
+    // Word for word the recorded arguments of trial #4 (rank 1), the port aside; its sampling
+    // option (the temperature) is an output setting, kept at the user's value.
     let recorded: Vec<String> = records[4].notes["llama_server_args"]
         .as_array()
         .unwrap()
@@ -301,7 +452,11 @@ fn llama_server_command_from_a_llamacpp_run_is_the_one_measured() {
             assert_eq!(got, want, "argument {i}");
         }
     }
-    assert_eq!(words[n + 1..], ["--temp", "0.4"]);
+    assert_eq!(words.len(), n + 1);
+    assert!(
+        text.contains("temperature 0.8 (this trial ran with 0.4)"),
+        "{text}"
+    );
     assert!(
         text.contains("# the llama-server arguments this trial was measured with (trials.jsonl, notes.llama_server_args), except --port 8080 (llama-server's default) for the port 40004 of the measurement"),
         "{text}"
@@ -358,17 +513,24 @@ fn llama_server_command_from_a_llamacpp_run_without_recorded_arguments() {
     assert_eq!(
         cmd,
         "llama-server -m '/models/gemma 3/gemma-3-270m-q4_k_m.gguf' -c 4096 -t 2 -tb 2 -b 512 -ub 512 -fa on \
-         -ctk f16 -ctv q8_0 -ngl 0 -np 1 --temp 0.4"
+         -ctk f16 -ctv q8_0 -ngl 0 -np 1"
     );
     assert!(
         text.contains("# not tuned in this run, spelled out with the values the tuner started llama-server with (run.json, untuned_defaults): -tb 2 -ub 512 -ctk f16 -ngl 0 -np 1"),
         "{text}"
     );
-    // Without even those (an attach-mode run): llama-server's own defaults.
+    // Without even those (an attach-mode run): llama-server's own defaults, and the layer
+    // count left to its automatic choice (never written as `auto`).
     meta.backend.details.remove("untuned_defaults");
     let run = write_run(dir.path(), &meta, &records);
     let text = export(&run, ExportFormat::LlamaServer, 1).unwrap();
-    assert!(text.contains(" -ngl auto -np 1 --temp 0.4\n"), "{text}");
+    assert!(text.contains(" -ctv q8_0 -np 1\n"), "{text}");
+    assert!(
+        text.contains(
+            "# left to llama-server's automatic choice (the flag is not set, as with auto): -ngl\n"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -377,17 +539,25 @@ fn llama_server_command_from_an_ollama_run() {
     let cmd = text.lines().find(|l| !l.starts_with('#')).unwrap();
     assert_eq!(
         cmd,
-        "llama-server -m MODEL.gguf -c 4096 -t -1 -tb -1 -b 512 -ub 512 -fa auto -ctk f16 -ctv f16 -ngl 35 -np 1 --temp 0.4"
+        "llama-server -m MODEL.gguf -c 4096 -b 512 -ub 512 -ctk f16 -ctv f16 -ngl 35 -np 1"
     );
     assert!(
         text.contains("`ollama show --modelfile gemma3:4b`"),
         "{text}"
     );
-    // Every load-time flag is set explicitly.
+    // Every load-time flag is set explicitly, except those whose value is llama-server's own
+    // automatic choice, which are named as left to it.
+    let auto = text
+        .lines()
+        .find(|l| l.starts_with("# left to llama-server's automatic choice"))
+        .unwrap();
+    assert!(auto.ends_with(": -t -tb -fa"), "{auto}");
     for flag in [
         "-c", "-t", "-tb", "-b", "-ub", "-fa", "-ctk", "-ctv", "-ngl", "-np",
     ] {
-        assert!(cmd.split(' ').any(|w| w == flag), "{flag} missing: {cmd}");
+        let set = cmd.split(' ').any(|w| w == flag);
+        let left = auto.split(' ').any(|w| w == flag);
+        assert!(set != left, "{flag}: {text}");
     }
     insta::assert_snapshot!("llama_server_ollama_rank1", text);
 }

@@ -70,6 +70,8 @@ fn space() -> SearchSpace {
             step: 1,
         },
         default: Some(ParamValue::Int(default)),
+        role: Default::default(),
+        prefer: None,
     };
     SearchSpace {
         params: vec![

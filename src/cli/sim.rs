@@ -105,3 +105,41 @@ pub(crate) async fn demo(
     crate::cli::print_outcome(&out, ExportFormatArg::Modelfile);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::space::{ParamValue, Prefer, Role};
+
+    /// The demo's baseline is what a stock Ollama runs: the runner options left to the server,
+    /// the sampling options at Ollama's stock values, kept there as output settings.
+    #[test]
+    fn the_demo_study_runs_a_stock_baseline() {
+        let text = demo_study_text(12, "gemma3-4b", 0.5, 3);
+        let study = crate::study::parse_study(std::path::Path::new("demo.toml"), &text).unwrap();
+        let p = |n: &str| study.space.get(n).unwrap();
+        for n in ["num_gpu", "num_ctx", "num_batch", "num_thread"] {
+            assert_eq!(p(n).default, Some(ParamValue::auto()), "{n}");
+        }
+        assert_eq!(
+            (p("num_ctx").role, p("num_ctx").prefer),
+            (Role::Requirement, Some(Prefer::High))
+        );
+        assert!(matches!(
+            p("num_ctx").kind,
+            crate::engine::space::ParamKind::Int { low: 4096, .. }
+        ));
+        for (n, v) in [
+            ("temperature", ParamValue::Float(0.8)),
+            ("top_p", ParamValue::Float(0.9)),
+            ("top_k", ParamValue::Int(40)),
+        ] {
+            assert_eq!(
+                (p(n).role, p(n).default.clone()),
+                (Role::Output, Some(v)),
+                "{n}"
+            );
+        }
+        assert!(!study.decision.allow_output_changes);
+    }
+}

@@ -1,13 +1,14 @@
 //! What this crate knows about llama-server's tunable options, in one table: our parameter
-//! name, the flag, the value used when a study does not tune it, the Ollama name, and whether a
-//! change needs a server restart. The llamacpp backend builds its command line from it, the study
+//! name, the flag, the value used when a study does not tune it, the Ollama name, whether a
+//! change needs a server restart, the option's default role and whether llama-server decides it
+//! when the flag is left out (`auto`). The llamacpp backend builds its command line from it, the study
 //! parser takes the load-time names from it, and the llama-server export writes its flags from it.
 //!
 //! The facts behind the table (flags, defaults, what needs a restart) are summarised in
 //! docs/llama-server.md; the flags themselves are defined in
 //! `ggml-org/llama.cpp:common/arg.cpp` (`llama-server --help` prints them).
 
-use crate::engine::space::ParamValue;
+use crate::engine::space::{ParamValue, Prefer, Role};
 
 /// The value the llamacpp backend passes for an option the study does not tune.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +66,15 @@ pub struct LlamaOption {
     pub restart: bool,
     /// The option never exceeds this other one (llama.cpp requires ubatch <= batch).
     pub at_most: Option<&'static str>,
+    /// What the option is to a user (docs/llama-server.md, "Roles"): the role a study parameter
+    /// of this name gets unless the study says otherwise.
+    pub role: Role,
+    /// The preferred direction among tied configurations (ctx_size: the larger).
+    pub prefer: Option<Prefer>,
+    /// Without the flag llama-server chooses the value itself (its default is an automatic
+    /// choice, `server_default`): a study may give the parameter the value `auto`, for which the
+    /// backend and the export leave the flag out.
+    pub auto: bool,
 }
 
 const fn load(
@@ -87,7 +97,15 @@ const fn load(
         ollama,
         restart: true,
         at_most: None,
+        role: Role::Speed,
+        prefer: None,
+        auto: false,
     }
+}
+
+/// `o`, which llama-server decides itself when the flag is left out.
+const fn auto(o: LlamaOption) -> LlamaOption {
+    LlamaOption { auto: true, ..o }
 }
 
 const fn sampling(
@@ -107,6 +125,9 @@ const fn sampling(
         ollama: Some(ollama),
         restart: false,
         at_most: None,
+        role: Role::Output,
+        prefer: None,
+        auto: false,
     }
 }
 
@@ -127,20 +148,34 @@ const AT_LEAST_ONE_TOKEN: ValueKind = ValueKind::Int {
 /// default num_ctx and `--fit`'s minimum context). `parallel` 1, not llama-server's `-np -1`
 /// ("auto", a machine-dependent number of slots): the protocol sends one request at a time.
 /// The others are llama-server's own defaults (`-b 2048 -ub 512 -fa auto -ctk/-ctv f16`).
+///
+/// Roles: ctx_size is what the workload needs (a requirement, the larger of tied values
+/// preferred); the other load options change speed and memory, and the sampling options change
+/// what the model writes (output). The KV cache types are speed settings here although a
+/// quantized cache changes the outputs slightly (issue 16 guards the quality of such settings).
+/// `auto`: without `-c`, `-t`, `-tb`, `-fa` or `-ngl` llama-server chooses (the training context
+/// or what `--fit` fits, llama.cpp's thread count, the same as `-t`, flash attention where
+/// supported, the layers that fit); `-b`, `-ub`, `-ctk`, `-ctv` default to fixed values, and
+/// `-np`'s automatic slot count would divide `-c` over several slots (the protocol sends one
+/// request at a time), so those take no `auto`.
 pub const OPTIONS: &[LlamaOption] = &[
-    load(
-        "ctx_size",
-        "-c",
-        &["--ctx-size"],
-        ValueKind::Int {
-            min: 0,
-            what: "0 = the model's training context",
-        },
-        Untuned::Int(4096),
-        "0",
-        Some("num_ctx"),
-    ),
-    load(
+    auto(LlamaOption {
+        role: Role::Requirement,
+        prefer: Some(Prefer::High),
+        ..load(
+            "ctx_size",
+            "-c",
+            &["--ctx-size"],
+            ValueKind::Int {
+                min: 0,
+                what: "0 = the model's training context",
+            },
+            Untuned::Int(4096),
+            "0",
+            Some("num_ctx"),
+        )
+    }),
+    auto(load(
         "threads",
         "-t",
         &["--threads"],
@@ -148,8 +183,8 @@ pub const OPTIONS: &[LlamaOption] = &[
         Untuned::HostThreads,
         "-1",
         Some("num_thread"),
-    ),
-    load(
+    )),
+    auto(load(
         "threads_batch",
         "-tb",
         &["--threads-batch"],
@@ -157,7 +192,7 @@ pub const OPTIONS: &[LlamaOption] = &[
         Untuned::SameAs("threads"),
         "-1",
         None,
-    ),
+    )),
     load(
         "batch_size",
         "-b",
@@ -179,7 +214,7 @@ pub const OPTIONS: &[LlamaOption] = &[
             None,
         )
     },
-    load(
+    auto(load(
         "flash_attn",
         "-fa",
         &["--flash-attn"],
@@ -187,7 +222,7 @@ pub const OPTIONS: &[LlamaOption] = &[
         Untuned::Text("auto"),
         "auto",
         None,
-    ),
+    )),
     load(
         "cache_type_k",
         "-ctk",
@@ -206,7 +241,7 @@ pub const OPTIONS: &[LlamaOption] = &[
         "f16",
         None,
     ),
-    load(
+    auto(load(
         "n_gpu_layers",
         "-ngl",
         &["--gpu-layers", "--n-gpu-layers"],
@@ -214,7 +249,7 @@ pub const OPTIONS: &[LlamaOption] = &[
         Untuned::HostGpuLayers,
         "auto",
         Some("num_gpu"),
-    ),
+    )),
     load(
         "parallel",
         "-np",
@@ -316,6 +351,21 @@ pub fn sampling_options() -> impl Iterator<Item = &'static LlamaOption> {
 /// The option called `name` (its own name, not an alias).
 pub fn option(name: &str) -> Option<&'static LlamaOption> {
     OPTIONS.iter().find(|o| o.name == name)
+}
+
+/// The option called `name` or spelled `name` in llama.cpp (`temp` for temperature).
+pub fn option_or_alias(name: &str) -> Option<&'static LlamaOption> {
+    OPTIONS
+        .iter()
+        .find(|o| o.name == name || o.aliases.contains(&name))
+}
+
+/// Whether the value `value` of a flag of `opt` is llama-server's automatic choice: the word
+/// `auto`, or the flag's default where that default is automatic (`-t -1`, `-c 0`), which the
+/// server would also pick with the flag left out.
+pub fn is_auto_flag_value(opt: &LlamaOption, value: &str) -> bool {
+    opt.auto
+        && (value.eq_ignore_ascii_case(crate::engine::space::AUTO) || value == opt.server_default)
 }
 
 /// The option whose Ollama name is `ollama`, among the load-time ones.

@@ -4,3 +4,4 @@
 pub mod llamaserver;
 pub mod metrics;
 pub mod ollama;
+pub mod roles;

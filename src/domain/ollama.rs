@@ -1,7 +1,10 @@
-//! Ollama's per-request options: JSON name, JSON type, and whether changing one reloads the
-//! runner. The one table the study, the backends and the exporters read; the simulator keeps an
-//! independent copy (src/sim/options.rs) that the tests below hold against this one. The facts
-//! and their sources are in docs/ollama-options.md.
+//! Ollama's per-request options: JSON name, JSON type, whether changing one reloads the
+//! runner, its default role (speed, requirement or output) and whether it may be left to the
+//! server (`auto`). The one table the study, the backends and the exporters read; the simulator
+//! keeps an independent copy (src/sim/options.rs) that the tests below hold against this one.
+//! The facts and their sources are in docs/ollama-options.md.
+
+use crate::engine::space::{Prefer, Role};
 
 /// The JSON type of an option's field in Ollama's `api.Options` (ollama/ollama:api/types.go).
 /// `Options.FromMap` rejects any other JSON type with `option "NAME" must be of type ...`
@@ -26,39 +29,73 @@ pub struct OllamaOption {
     /// A field of the embedded `api.Runner` struct: ollama/ollama:server/sched.go `needsReload`
     /// compares that whole struct, so changing any of these restarts the model's runner.
     pub reloads_runner: bool,
+    /// What the option is to a user (docs/ollama-options.md, "Roles"): the role a study
+    /// parameter of this name gets unless the study says otherwise.
+    pub role: Role,
+    /// The preferred direction among tied configurations (num_ctx: the larger).
+    pub prefer: Option<Prefer>,
+    /// Left unset, the server chooses a value itself (docs/ollama-options.md, "`auto`"):
+    /// a study may give the parameter the value `auto`, which the backend does not send.
+    pub auto: bool,
 }
 
-const fn opt(name: &'static str, ty: OptionType, reloads_runner: bool) -> OllamaOption {
+const fn opt(name: &'static str, ty: OptionType, reloads_runner: bool, role: Role) -> OllamaOption {
     OllamaOption {
         name,
         ty,
         reloads_runner,
+        role,
+        prefer: None,
+        auto: false,
     }
+}
+
+/// A runner option that changes only speed and memory.
+const fn speed(name: &'static str, ty: OptionType) -> OllamaOption {
+    opt(name, ty, true, Role::Speed)
+}
+
+/// A sampling option: it changes what the model writes.
+const fn output(name: &'static str, ty: OptionType) -> OllamaOption {
+    opt(name, ty, false, Role::Output)
+}
+
+/// `o`, which the server decides itself when the request leaves it out.
+const fn auto(o: OllamaOption) -> OllamaOption {
+    OllamaOption { auto: true, ..o }
 }
 
 /// Every option Ollama understands: the JSON names of `api.Options` and its embedded `Runner`.
 /// Unknown names are logged and ignored by the server, and make `ollama create` fail with
 /// `unknown parameter`. Runner options first, in the order studies list them.
+///
+/// Roles: the runner options change speed and memory only, except num_ctx, which is what the
+/// workload needs (a requirement: the larger of tied values is preferred). Every other option
+/// changes the text the model writes (the sampler chain, the seed, the length, the stop words,
+/// which prompt tokens survive a context shift) and is an output setting.
 pub const OPTIONS: &[OllamaOption] = &[
-    opt("num_ctx", OptionType::Int, true),
-    opt("num_batch", OptionType::Int, true),
-    opt("num_gpu", OptionType::Int, true),
-    opt("main_gpu", OptionType::Int, true),
-    opt("use_mmap", OptionType::Bool, true),
-    opt("num_thread", OptionType::Int, true),
-    opt("num_keep", OptionType::Int, false),
-    opt("seed", OptionType::Int, false),
-    opt("num_predict", OptionType::Int, false),
-    opt("top_k", OptionType::Int, false),
-    opt("top_p", OptionType::Float, false),
-    opt("min_p", OptionType::Float, false),
-    opt("typical_p", OptionType::Float, false),
-    opt("repeat_last_n", OptionType::Int, false),
-    opt("temperature", OptionType::Float, false),
-    opt("repeat_penalty", OptionType::Float, false),
-    opt("presence_penalty", OptionType::Float, false),
-    opt("frequency_penalty", OptionType::Float, false),
-    opt("stop", OptionType::StringList, false),
+    auto(OllamaOption {
+        prefer: Some(Prefer::High),
+        ..opt("num_ctx", OptionType::Int, true, Role::Requirement)
+    }),
+    auto(speed("num_batch", OptionType::Int)),
+    auto(speed("num_gpu", OptionType::Int)),
+    speed("main_gpu", OptionType::Int),
+    auto(speed("use_mmap", OptionType::Bool)),
+    auto(speed("num_thread", OptionType::Int)),
+    output("num_keep", OptionType::Int),
+    output("seed", OptionType::Int),
+    output("num_predict", OptionType::Int),
+    output("top_k", OptionType::Int),
+    output("top_p", OptionType::Float),
+    output("min_p", OptionType::Float),
+    output("typical_p", OptionType::Float),
+    output("repeat_last_n", OptionType::Int),
+    output("temperature", OptionType::Float),
+    output("repeat_penalty", OptionType::Float),
+    output("presence_penalty", OptionType::Float),
+    output("frequency_penalty", OptionType::Float),
+    output("stop", OptionType::StringList),
 ];
 
 /// The option called `name`, if Ollama has one.
@@ -74,6 +111,11 @@ pub fn option_type(name: &str) -> Option<OptionType> {
 /// Whether changing option `name` reloads the runner (false for names Ollama does not know).
 pub fn reloads_runner(name: &str) -> bool {
     option(name).is_some_and(|o| o.reloads_runner)
+}
+
+/// Whether option `name` may be left to the server (`auto`); false for names Ollama does not know.
+pub fn accepts_auto(name: &str) -> bool {
+    option(name).is_some_and(|o| o.auto)
 }
 
 const fn count_runner_options() -> usize {

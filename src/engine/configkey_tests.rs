@@ -9,6 +9,8 @@ fn param(name: &str, kind: ParamKind) -> Param {
         name: name.into(),
         kind,
         default: None,
+        role: Default::default(),
+        prefer: None,
     }
 }
 

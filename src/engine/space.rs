@@ -154,8 +154,17 @@ pub struct Param {
     pub name: String,
     #[serde(flatten)]
     pub kind: ParamKind,
-    /// The configuration the user runs today; measured first as the baseline.
+    /// The configuration the user runs today; measured first as the baseline. May be `auto`
+    /// (the server decides) for a parameter whose option accepts it; the optimizer never
+    /// proposes `auto` for an int, float or bool parameter, so only the baseline holds it there.
     pub default: Option<ParamValue>,
+    /// What the parameter is to the user; a study written before roles existed (and a run.json
+    /// recorded then) reads as `speed`.
+    #[serde(default)]
+    pub role: Role,
+    /// The preferred end of the range among tied configurations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefer: Option<Prefer>,
 }
 
 impl Param {
@@ -208,8 +217,15 @@ impl Param {
         }
     }
 
-    /// Value -> encoded coordinate. Values outside the bounds are clamped.
+    /// Value -> encoded coordinate. Values outside the bounds are clamped. None for a value
+    /// that has no coordinate: a choice the parameter does not list, and `auto` of an int,
+    /// float or bool parameter (the server's choice, whose value the tuner does not know: it is
+    /// no point of the unit cube, and placing it anywhere would tell the GP something false).
+    /// An `auto` listed among a categorical parameter's choices is a choice like any other.
     pub fn encode(&self, value: &ParamValue) -> Option<f64> {
+        if value.is_auto() && !matches!(self.kind, ParamKind::Categorical { .. }) {
+            return None;
+        }
         match &self.kind {
             ParamKind::Categorical { choices } => choices
                 .iter()
@@ -347,7 +363,9 @@ pub fn round_significant(v: f64, digits: i32) -> f64 {
     (v * scale).round() / scale
 }
 
-fn values_equal(a: &ParamValue, b: &ParamValue) -> bool {
+/// Whether two values are the same value of a parameter: equal strings or booleans, or equal
+/// numbers whether written as integers or floats (4096 and 4096.0).
+pub fn values_equal(a: &ParamValue, b: &ParamValue) -> bool {
     match (a, b) {
         (ParamValue::Str(x), ParamValue::Str(y)) => x == y,
         (ParamValue::Bool(x), ParamValue::Bool(y)) => x == y,
@@ -377,7 +395,19 @@ impl SearchSpace {
         self.params.iter().map(|p| p.is_categorical()).collect()
     }
 
-    /// Configuration -> encoded point. Missing parameters take the middle of their range.
+    /// Whether every value of `config` has a coordinate in this space (`Param::encode`): false
+    /// when one is `auto` on an int, float or bool parameter. Such a configuration is measured
+    /// like any other but is no point the GP can be told about.
+    pub fn has_coordinates(&self, config: &Config) -> bool {
+        self.params.iter().all(|p| {
+            config
+                .get(&p.name)
+                .is_none_or(|v| !v.is_auto() || p.encode(v).is_some())
+        })
+    }
+
+    /// Configuration -> encoded point. Missing parameters (and values without a coordinate, see
+    /// `has_coordinates`) take the middle of their range.
     pub fn encode(&self, config: &Config) -> Vec<f64> {
         self.params
             .iter()
@@ -484,6 +514,8 @@ mod tests {
                 step,
             },
             default: None,
+            role: Role::Speed,
+            prefer: None,
         }
     }
 
@@ -519,6 +551,8 @@ mod tests {
                 ],
             },
             default: None,
+            role: Role::Speed,
+            prefer: None,
         };
         assert_eq!(p.encode(&ParamValue::Str("q8_0".into())), Some(1.0));
         assert_eq!(p.encode(&ParamValue::Str("q4_0".into())), None);
@@ -537,12 +571,71 @@ mod tests {
                     step: 1,
                 },
                 default: Some(ParamValue::Int(999)),
+                role: Role::Speed,
+                prefer: None,
             }],
         };
         assert!(s.cap_int_upper("num_gpu", 35));
         assert_eq!(s.params[0].default, Some(ParamValue::Int(35)));
         let c = s.decode(&[1.0]);
         assert_eq!(c["num_gpu"], ParamValue::Int(35));
+    }
+
+    #[test]
+    fn auto_has_no_coordinate_but_survives_normalization() {
+        let mut s = SearchSpace {
+            params: vec![
+                Param {
+                    default: Some(ParamValue::auto()),
+                    ..int(0, 999, false, 1)
+                },
+                Param {
+                    name: "fa".into(),
+                    kind: ParamKind::Categorical {
+                        choices: vec![ParamValue::auto(), ParamValue::Str("on".into())],
+                    },
+                    default: Some(ParamValue::auto()),
+                    role: Role::Speed,
+                    prefer: None,
+                },
+            ],
+        };
+        let p = &s.params[0];
+        assert_eq!(p.encode(&ParamValue::auto()), None);
+        // A listed `auto` is an ordinary choice.
+        assert_eq!(s.params[1].encode(&ParamValue::auto()), Some(0.0));
+        // The baseline keeps `auto` as the string value, also after a cap of the bounds.
+        assert!(s.cap_int_upper("p", 35));
+        let base = s.defaults().unwrap();
+        assert_eq!(base["p"], ParamValue::auto());
+        let norm = s.normalize_config(&base);
+        assert_eq!(norm, base);
+        assert!(!s.has_coordinates(&norm));
+        let mut numeric = norm.clone();
+        numeric.insert("p".into(), ParamValue::Int(10));
+        assert!(s.has_coordinates(&numeric));
+        // Nothing decoded is ever `auto` on the numeric parameter.
+        for u in [0.0, 0.5, 1.0] {
+            assert!(!s.params[0].decode(u).is_auto());
+        }
+    }
+
+    #[test]
+    fn a_param_recorded_without_role_reads_as_speed() {
+        let json = r#"{"name":"num_ctx","type":"int","low":512,"high":4096,"log":true,"step":1,"default":2048}"#;
+        let p: Param = serde_json::from_str(json).unwrap();
+        assert_eq!((p.role, p.prefer), (Role::Speed, None));
+        let q = Param {
+            role: Role::Requirement,
+            prefer: Some(Prefer::High),
+            ..p
+        };
+        let text = serde_json::to_string(&q).unwrap();
+        assert!(
+            text.contains(r#""role":"requirement","prefer":"high""#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Param>(&text).unwrap(), q);
     }
 
     fn arb_param() -> impl Strategy<Value = Param> {
@@ -572,6 +665,8 @@ mod tests {
                             step,
                         },
                         default: None,
+                        role: Role::Speed,
+                        prefer: None,
                     }
                 }),
             (1usize..6).prop_map(|k| Param {
@@ -580,11 +675,15 @@ mod tests {
                     choices: (0..k).map(|i| ParamValue::Str(format!("c{i}"))).collect(),
                 },
                 default: None,
+                role: Role::Speed,
+                prefer: None,
             }),
             Just(Param {
                 name: "p".into(),
                 kind: ParamKind::Bool,
-                default: None
+                default: None,
+                role: Role::Speed,
+                prefer: None,
             }),
         ]
     }

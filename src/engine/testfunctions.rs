@@ -24,6 +24,8 @@ fn float(name: &str, low: f64, high: f64) -> Param {
             step: None,
         },
         default: None,
+        role: Default::default(),
+        prefer: None,
     }
 }
 
@@ -37,6 +39,8 @@ fn int(name: &str, low: i64, high: i64) -> Param {
             step: 1,
         },
         default: None,
+        role: Default::default(),
+        prefer: None,
     }
 }
 

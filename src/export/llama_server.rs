@@ -11,16 +11,21 @@
 //!   measurement (a different one on every start); `--host 127.0.0.1` and everything else are
 //!   kept as measured, including `--fit off`, `--no-warmup` and `backend.extra_args`.
 //!
-//! The sampling options the backend sent with every request (temperature, top_k, ...) follow as
-//! server-side defaults (`--temp`, `--top-k`, ...), so a client that sends none gets the
-//! measured sampling.
+//! A load flag whose value is llama-server's automatic choice (`-ngl auto`, `-fa auto`) is left
+//! out, which is the same choice: an export never writes `auto`.
+//!
+//! The sampling options the export writes (changed against the baseline, and output settings
+//! only where the study allows it: `changes`) follow as server-side defaults (`--temp`,
+//! `--top-k`, ...); the others stay as the user's client sends them.
 //!
 //! Runs that recorded no arguments (Ollama and attach-mode runs, or journals written before
 //! every trial recorded them) get a reconstructed command: each load option from the tuned value,
 //! else from the values the backend recorded for untuned options (`untuned_defaults`), else
-//! llama-server's default, all spelled out so `--fit` cannot rewrite them (docs/llama-server.md).
+//! llama-server's default, spelled out so `--fit` cannot rewrite them (docs/llama-server.md),
+//! except the options whose value is llama-server's automatic choice, which are left to it.
 
-use super::{comment_block, model_path, ordered_params, provenance};
+use super::changes::Selection;
+use super::{comment_block, model_path, provenance};
 use crate::domain::llamaserver::{self, FlashAttn, LlamaOption, Untuned, ValueKind};
 use crate::engine::space::{format_float, ParamValue};
 use crate::report::{Report, Row};
@@ -96,6 +101,36 @@ fn with_default_port(args: &[String]) -> (Vec<String>, Option<String>) {
     (out, measured)
 }
 
+/// `args` without the load flags whose value is llama-server's automatic choice (`-ngl auto`,
+/// `--flash-attn=auto`, `-t -1`): leaving the flag out makes the same choice. Also the flags
+/// left out.
+fn without_auto_flags(args: &[String]) -> (Vec<String>, Vec<&'static str>) {
+    let option_of = |flag: &str| {
+        llamaserver::load_options().find(|o| o.flag == flag || o.long_flags.contains(&flag))
+    };
+    let mut out = Vec::with_capacity(args.len());
+    let mut dropped = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
+            _ => (a.as_str(), None),
+        };
+        if let Some(opt) = option_of(flag) {
+            let value = inline.or_else(|| args.get(i + 1).map(String::as_str));
+            if value.is_some_and(|v| llamaserver::is_auto_flag_value(opt, v)) {
+                dropped.push(opt.flag);
+                i += if inline.is_some() { 1 } else { 2 };
+                continue;
+            }
+        }
+        out.push(a.clone());
+        i += 1;
+    }
+    (out, dropped)
+}
+
 /// A command-line word, single-quoted for POSIX shells when it needs quoting.
 fn shell_word(s: &str) -> String {
     if !s.is_empty()
@@ -146,7 +181,8 @@ enum Source {
 }
 
 /// The load-time flags of a run that recorded no arguments: (flag, value) in command-line
-/// order, and the comment lines saying which values were not tuned.
+/// order, and the comment lines saying which values were not tuned and which were left to
+/// llama-server's automatic choice.
 fn reconstructed_load_flags<'a>(
     r: &'a Report,
     row: &'a Row,
@@ -157,6 +193,7 @@ fn reconstructed_load_flags<'a>(
     let mut values: Vec<(&'static LlamaOption, String)> = Vec::new();
     let mut backend_defaulted: Vec<String> = Vec::new();
     let mut server_defaulted: Vec<String> = Vec::new();
+    let mut automatic: Vec<&str> = Vec::new();
     for opt in llamaserver::load_options() {
         let same_as = match opt.untuned {
             Untuned::SameAs(src) => Some(src),
@@ -210,6 +247,11 @@ fn reconstructed_load_flags<'a>(
                 }
             }
         }
+        // llama-server's automatic choice: the flag is left out, which makes the same choice.
+        if llamaserver::is_auto_flag_value(opt, &value) {
+            automatic.push(opt.flag);
+            continue;
+        }
         match source {
             Source::Tuned => {}
             Source::Backend => backend_defaulted.push(format!("{} {value}", opt.flag)),
@@ -230,11 +272,30 @@ fn reconstructed_load_flags<'a>(
             server_defaulted.join(" ")
         ));
     }
+    if !automatic.is_empty() {
+        lines.push(auto_flags_line(&automatic));
+    }
     let flags = values.into_iter().map(|(o, v)| (o.flag, v)).collect();
     (flags, lines)
 }
 
-pub(super) fn llama_server(r: &Report, row: &Row) -> String {
+/// The comment line naming the load flags left to llama-server.
+fn auto_flags_line(flags: &[&str]) -> String {
+    format!(
+        "left to llama-server's automatic choice (the flag is not set, as with auto): {}",
+        flags.join(" ")
+    )
+}
+
+/// Whether a parameter is a load option the command line holds (llama.cpp's name, or the Ollama
+/// name of one, or an Ollama runner option with a llama-server flag).
+fn on_the_command_line(name: &str) -> bool {
+    llamaserver::LOAD_OPTION_NAMES.contains(&name)
+        || llamaserver::load_option_for_ollama(name).is_some()
+        || matches!(name, "main_gpu" | "use_mmap" | "num_thread")
+}
+
+pub(super) fn llama_server(r: &Report, row: &Row, sel: &Selection) -> String {
     let params = &row.record.params;
     let mut used: Vec<&str> = Vec::new();
     let mut words: Vec<String> = vec!["llama-server".into()];
@@ -249,6 +310,7 @@ pub(super) fn llama_server(r: &Report, row: &Row) -> String {
                     .filter(|n| params.contains_key(**n)),
             );
             let (args, port) = with_default_port(&rec.args);
+            let (args, automatic) = without_auto_flags(&args);
             words.extend(args.iter().map(|a| shell_word(a)));
             let whose = if rec.trial == row.trial() {
                 "this trial was measured with".to_string()
@@ -269,6 +331,9 @@ pub(super) fn llama_server(r: &Report, row: &Row) -> String {
                 "the llama-server arguments {whose} (trials.jsonl, notes.{}){port}",
                 llamaserver::ARGS_NOTE
             ));
+            if !automatic.is_empty() {
+                lines.push(auto_flags_line(&automatic));
+            }
         }
         None => {
             words.push("-m".into());
@@ -295,11 +360,14 @@ pub(super) fn llama_server(r: &Report, row: &Row) -> String {
             lines.extend(defaulted);
         }
     }
-    // Ollama runner options with a llama-server flag (not tuned by the llamacpp backend).
+    // Ollama runner options with a llama-server flag (not tuned by the llamacpp backend); left
+    // out when `auto`.
     if let Some(v) = params.get("main_gpu") {
         used.push("main_gpu");
-        words.push("-mg".into());
-        words.push(shell_word(&v.to_string()));
+        if !v.is_auto() {
+            words.push("-mg".into());
+            words.push(shell_word(&v.to_string()));
+        }
     }
     if let Some(v) = params.get("use_mmap") {
         used.push("use_mmap");
@@ -307,18 +375,21 @@ pub(super) fn llama_server(r: &Report, row: &Row) -> String {
             words.push("--no-mmap".into());
         }
     }
+    // The sampling options the export writes (see `changes`).
     for opt in llamaserver::sampling_options() {
         let found = std::iter::once(&opt.name)
             .chain(opt.aliases)
             .find_map(|n| params.get_key_value(*n))
-            .or_else(|| opt.ollama.and_then(|o| params.get_key_value(o)));
+            .or_else(|| opt.ollama.and_then(|o| params.get_key_value(o)))
+            .filter(|(n, _)| sel.writes(n));
         if let Some((n, v)) = found {
             used.push(n.as_str());
             words.push(opt.flag.to_string());
             words.push(shell_word(&flag_value(opt, v)));
         }
     }
-    for (name, value) in ordered_params(r, row) {
+    lines.extend(sel.header(|n| !on_the_command_line(n)));
+    for (name, value) in sel.written() {
         if !used.contains(&name) {
             notes.push(format!(
                 "{name}={value} left out: no llama-server flag for it"
@@ -341,6 +412,34 @@ mod tests {
         assert_eq!(shell_word("/m/a.gguf"), "/m/a.gguf");
         assert_eq!(shell_word("/m/my model.gguf"), "'/m/my model.gguf'");
         assert_eq!(shell_word("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn automatic_load_flags_are_left_out() {
+        let args: Vec<String> = [
+            "-m",
+            "/m.gguf",
+            "-c",
+            "4096",
+            "-t",
+            "-1",
+            "-ngl",
+            "auto",
+            "--flash-attn=auto",
+            "-ctk",
+            "f16",
+            "--temp",
+            "0.8",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (out, dropped) = without_auto_flags(&args);
+        assert_eq!(
+            out,
+            ["-m", "/m.gguf", "-c", "4096", "-ctk", "f16", "--temp", "0.8"]
+        );
+        assert_eq!(dropped, ["-t", "-ngl", "-fa"]);
     }
 
     #[test]

@@ -1,24 +1,27 @@
 //! Export of one ranked configuration of a run, ready to use: an Ollama Modelfile, the JSON
 //! options object of the Ollama API, a TOML `[options]` fragment, or a llama-server command line.
 //!
-//! The rank is the report's (`report.md`, 1-based: trials that met the constraints first). Each
-//! format writes every tuned value explicitly (Ollama's documented defaults are stale, and
-//! llama-server rewrites unset load options with `--fit`, docs/llama-server.md) and says in
-//! comments where it came from, so a Modelfile found months later still tells which run and
-//! trial it is.
+//! The rank is the report's (`report.md`, 1-based: trials that met the constraints first). The
+//! Ollama formats write the configuration's changes against the baseline (the study's defaults,
+//! what the user runs today), never an `auto` value (the server decides) and no output setting
+//! unless the study opts in (`changes`); the llama-server format writes the command the trial
+//! was measured with. Each says in comments where it came from and which settings it kept at
+//! the user's values, so a Modelfile found months later still tells which run and trial it is.
 //!
-//! One file per format (`modelfile`, `json`, `toml`, `llama_server`); `options` resolves a
-//! trial's parameters into Ollama's typed options for the first three. This file holds what
-//! they share: the provenance comment, the parameter order and the model path. Numbers are
+//! One file per format (`modelfile`, `json`, `toml`, `llama_server`); `changes` decides what is
+//! written, `options` resolves it into Ollama's typed options for the first three. This file
+//! holds what they share: the provenance comment, the parameter order and the model path. Numbers are
 //! formatted by the report's helpers (`crate::report::fmt_num` and friends), so an export and
 //! report.md print the same figures.
 
+mod changes;
 mod json;
 mod llama_server;
 mod modelfile;
 mod options;
 mod toml;
 
+pub use changes::ExportPolicy;
 pub use options::{ollama_option_type, OptionType};
 
 use crate::engine::space::ParamValue;
@@ -75,16 +78,28 @@ pub(crate) fn ordered_params<'a>(r: &'a Report, row: &'a Row) -> Vec<(&'a str, &
         .collect()
 }
 
-/// Export the configuration at a 1-based rank of the report's ranking.
+/// Export the configuration at a 1-based rank of the report's ranking, with the policy of the
+/// run's frozen study.
 pub fn export(run: &RunDir, format: ExportFormat, rank: usize) -> Result<String, ExportError> {
-    let (meta, journal) = report::load(run)?;
+    let (mut meta, journal) = report::load(run)?;
+    changes::fill_old_roles(run, &mut meta);
     // The ranking needs no GP: leave the importance fit out.
     let report = report::analyse_journal(meta, journal, false);
-    export_report(&report, format, rank)
+    export_report_with(&report, format, rank, &ExportPolicy::of_run(run))
 }
 
-/// Export from an analysed run.
+/// Export from an analysed run, changing no output setting.
 pub fn export_report(r: &Report, format: ExportFormat, rank: usize) -> Result<String, ExportError> {
+    export_report_with(r, format, rank, &ExportPolicy::default())
+}
+
+/// Export from an analysed run under a policy.
+pub fn export_report_with(
+    r: &Report,
+    format: ExportFormat,
+    rank: usize,
+    policy: &ExportPolicy,
+) -> Result<String, ExportError> {
     let available = r.ranked().count();
     let objective = r.objective_label();
     if available == 0 {
@@ -98,11 +113,12 @@ pub fn export_report(r: &Report, format: ExportFormat, rank: usize) -> Result<St
         available,
         objective,
     })?;
+    let sel = changes::select(r, row, policy);
     Ok(match format {
-        ExportFormat::Modelfile => modelfile::modelfile(r, row),
-        ExportFormat::Json => json::json(r, row),
-        ExportFormat::Toml => toml::toml(r, row),
-        ExportFormat::LlamaServer => llama_server::llama_server(r, row),
+        ExportFormat::Modelfile => modelfile::modelfile(r, row, &sel),
+        ExportFormat::Json => json::json(r, row, &sel),
+        ExportFormat::Toml => toml::toml(r, row, &sel),
+        ExportFormat::LlamaServer => llama_server::llama_server(r, row, &sel),
     })
 }
 

@@ -1,6 +1,8 @@
-//! The Ollama Modelfile export: `FROM` the run's model, one `PARAMETER` line per valid option,
-//! and a comment for every parameter left out and why.
+//! The Ollama Modelfile export: `FROM` the run's model, one `PARAMETER` line per valid option
+//! the configuration changes against the baseline, and a comment for every parameter left out
+//! and why.
 
+use super::changes::Selection;
 use super::options::{ollama_params, OllamaParam, OptionType};
 use super::{comment_block, model_path, provenance};
 use crate::engine::space::format_float;
@@ -18,8 +20,11 @@ fn modelfile_quote(s: &str) -> String {
     )
 }
 
-pub(super) fn modelfile(r: &Report, row: &Row) -> String {
-    let mut out = comment_block(&provenance(r, row));
+pub(super) fn modelfile(r: &Report, row: &Row, sel: &Selection) -> String {
+    let mut lines = provenance(r, row);
+    lines.push(sel.delta_line());
+    lines.extend(sel.header(|_| true));
+    let mut out = comment_block(&lines);
     let _ = writeln!(out, "# Build it with: ollama create NAME -f Modelfile");
     let model = model_for_modelfile(r);
     match &model {
@@ -31,7 +36,7 @@ pub(super) fn modelfile(r: &Report, row: &Row) -> String {
             let _ = writeln!(out, "FROM MODEL");
         }
     }
-    let params = ollama_params(r, row);
+    let params = ollama_params(row, sel);
     for p in &params {
         if let OllamaParam::Option {
             name,

@@ -1,8 +1,9 @@
 //! The options an export writes for Ollama: every valid Ollama option with its type, the
-//! llama.cpp names that map onto them, and the resolution of a trial's parameters into typed
-//! options or explained omissions (shared by the Modelfile, JSON and TOML formats).
+//! llama.cpp names that map onto them, and the resolution of the parameters an export writes
+//! (`changes::Selection`) into typed options or explained omissions (shared by the Modelfile,
+//! JSON and TOML formats).
 
-use super::ordered_params;
+use super::changes::Selection;
 use crate::domain::llamaserver::{self, FlashAttn};
 use crate::engine::space::ParamValue;
 use crate::report::{Report, Row};
@@ -108,9 +109,9 @@ pub(crate) enum OllamaParam {
     },
 }
 
-pub(crate) fn ollama_params(r: &Report, row: &Row) -> Vec<OllamaParam> {
+pub(crate) fn ollama_params(row: &Row, sel: &Selection) -> Vec<OllamaParam> {
     let mut out = Vec::new();
-    for (name, value) in ordered_params(r, row) {
+    for (name, value) in sel.written() {
         let mapped = llamacpp_to_ollama(name);
         let target = if ollama_option_type(name).is_some() {
             Some(name)
@@ -161,9 +162,9 @@ pub(crate) fn ollama_params(r: &Report, row: &Row) -> Vec<OllamaParam> {
 /// The options the JSON and TOML formats write: for Ollama runs only valid, correctly typed
 /// Ollama options (an unknown name is silently ignored by the server, a wrong type is an HTTP
 /// 500); for other backends every tuned parameter under its own name.
-pub(crate) fn options(r: &Report, row: &Row) -> Vec<(String, serde_json::Value)> {
+pub(crate) fn options(r: &Report, row: &Row, sel: &Selection) -> Vec<(String, serde_json::Value)> {
     if matches!(r.meta.backend.backend.as_str(), "ollama" | "simulator") {
-        ollama_params(r, row)
+        ollama_params(row, sel)
             .into_iter()
             .filter_map(|p| match p {
                 OllamaParam::Option { name, value, .. } => Some((name, value)),
@@ -171,7 +172,7 @@ pub(crate) fn options(r: &Report, row: &Row) -> Vec<(String, serde_json::Value)>
             })
             .collect()
     } else {
-        ordered_params(r, row)
+        sel.written()
             .into_iter()
             .map(|(n, v)| {
                 let typed = ollama_option_type(n).and_then(|ty| ollama_value(v, ty).ok());

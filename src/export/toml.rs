@@ -1,5 +1,7 @@
-//! The TOML export: an `[options]` table with the provenance as comments.
+//! The TOML export: an `[options]` table of the configuration's changes against the baseline,
+//! with the provenance and what was kept at the user's values as comments.
 
+use super::changes::Selection;
 use super::options::options;
 use super::{comment_block, provenance};
 use crate::engine::space::format_float;
@@ -20,10 +22,13 @@ fn toml_value(v: &serde_json::Value) -> String {
     }
 }
 
-pub(super) fn toml(r: &Report, row: &Row) -> String {
-    let mut out = comment_block(&provenance(r, row));
+pub(super) fn toml(r: &Report, row: &Row, sel: &Selection) -> String {
+    let mut lines = provenance(r, row);
+    lines.push(sel.delta_line());
+    lines.extend(sel.header(|_| true));
+    let mut out = comment_block(&lines);
     out.push_str("[options]\n");
-    for (name, value) in options(r, row) {
+    for (name, value) in options(r, row, sel) {
         let key = if name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')

@@ -152,8 +152,8 @@ fn plan(study: &Study, optimizer: &Optimizer, budget: usize) -> Option<Plan> {
         .iter()
         .map(|p| ParamInfo {
             name: p.name.clone(),
-            role: Role::Speed, // TEMP until Param.role lands: p.role,
-            prefer: None, // TEMP: p.prefer,
+            role: p.role,
+            prefer: p.prefer,
         })
         .collect();
     // The output settings' speed effects are measured at the best candidate with the user's

@@ -3,7 +3,7 @@
 //! Parsing happens in two steps, ripgrep-style: serde reads a raw structure close to the file
 //! (`raw`, with byte spans on every field), then `validate` turns it into a checked `Study`
 //! (`types`) and reports the first mistake with the file, line, column and field it concerns
-//! (`error`). The objective and optimizer settings are the engine's types (re-exported here);
+//! (`error`). The objective, optimizer and decision settings are the engine's types (re-exported here);
 //! `backends` says what the study knows of each backend kind, `durations` how durations are read and written.
 
 mod backends;
@@ -13,6 +13,7 @@ mod raw;
 mod types;
 mod validate;
 
+pub use crate::engine::decision::DecisionSettings;
 /// The study parses into the engine's objective and optimizer settings: one definition each.
 pub use crate::engine::objective::{
     parse_quantity, Comparison, Constraint, Direction, MetricRef, Objective, Stat, Transform,

@@ -14,6 +14,7 @@ pub(crate) struct RawFile {
     pub(crate) objective: Option<Spanned<RawObjective>>,
     pub(crate) protocol: Option<Spanned<RawProtocol>>,
     pub(crate) optimizer: Option<Spanned<RawOptimizer>>,
+    pub(crate) decision: Option<Spanned<RawDecision>>,
     #[serde(default)]
     pub(crate) params: BTreeMap<String, Spanned<RawParam>>,
 }
@@ -92,6 +93,17 @@ pub(crate) struct RawOptimizer {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawDecision {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) share: Option<Spanned<f64>>,
+    pub(crate) candidates: Option<Spanned<i64>>,
+    pub(crate) alpha: Option<Spanned<f64>>,
+    pub(crate) min_rounds: Option<Spanned<i64>>,
+    pub(crate) allow_output_changes: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawParam {
     #[serde(rename = "type")]
     pub(crate) kind: Spanned<String>,
@@ -101,6 +113,10 @@ pub(crate) struct RawParam {
     pub(crate) step: Option<Spanned<toml::Value>>,
     pub(crate) choices: Option<Spanned<Vec<toml::Value>>>,
     pub(crate) default: Option<Spanned<toml::Value>>,
+    /// "speed" | "requirement" | "output"; the option table's role when absent.
+    pub(crate) role: Option<Spanned<String>>,
+    /// "high" | "low": the preferred end of the range among tied configurations.
+    pub(crate) prefer: Option<Spanned<String>>,
     /// Free text for humans; accepted and ignored.
     #[serde(default)]
     #[allow(dead_code)]

@@ -192,3 +192,255 @@ fn sections_report_their_fields() {
     let e = err(&with("[budget]\nwall_time = \"soon\""));
     assert_eq!(e.field, "budget.wall_time");
 }
+
+#[test]
+fn roles_default_from_the_backend_tables() {
+    use crate::engine::space::{Prefer, Role};
+    let s = parse_study(Path::new("x.toml"), GOOD).unwrap();
+    let role = |s: &Study, n: &str| {
+        let p = s.space.get(n).unwrap();
+        (p.role, p.prefer)
+    };
+    assert_eq!(role(&s, "num_ctx"), (Role::Requirement, Some(Prefer::High)));
+    assert_eq!(role(&s, "temperature"), (Role::Output, None));
+    // A name Ollama does not know is a speed setting.
+    assert_eq!(role(&s, "kv"), (Role::Speed, None));
+    // A command backend knows no option: speed unless the study says otherwise.
+    let cmd = GOOD.replace(
+        "kind = \"ollama\"",
+        "kind = \"command\"\nargv = [\"./bench\"]",
+    );
+    let s = parse_study(Path::new("x.toml"), &cmd).unwrap();
+    assert_eq!(role(&s, "temperature"), (Role::Speed, None));
+    assert_eq!(role(&s, "num_ctx"), (Role::Speed, None));
+}
+
+#[test]
+fn roles_and_preferences_from_the_study() {
+    use crate::engine::space::{Prefer, Role};
+    let text = GOOD
+        .replace("default = 2048", "default = 2048\nprefer = \"low\"")
+        .replace("default = 0.8", "default = 0.8\nrole = \"speed\"")
+        .replace(
+            r#"choices = ["f16", "q8_0"]"#,
+            "choices = [\"f16\", \"q8_0\"]\nrole = \"output\"",
+        );
+    let s = parse_study(Path::new("x.toml"), &text).unwrap();
+    let p = |n: &str| s.space.get(n).unwrap();
+    assert_eq!(
+        (p("num_ctx").role, p("num_ctx").prefer),
+        (Role::Requirement, Some(Prefer::Low))
+    );
+    assert_eq!(
+        (p("temperature").role, p("temperature").prefer),
+        (Role::Speed, None)
+    );
+    assert_eq!(p("kv").role, Role::Output);
+    // A role other than the table's does not inherit the table's direction.
+    let s = parse_study(
+        Path::new("x.toml"),
+        &GOOD.replace("default = 2048", "default = 2048\nrole = \"speed\""),
+    )
+    .unwrap();
+    assert_eq!(
+        (s.space.params[0].role, s.space.params[0].prefer),
+        (Role::Speed, None)
+    );
+}
+
+#[test]
+fn a_bad_role_or_preference_is_located() {
+    let e = err(&GOOD.replace("default = 0.8", "default = 0.8\nrole = \"fast\""));
+    assert_eq!(e.field, "params.temperature.role");
+    assert_eq!((e.line, e.column), (26, 8), "{e}");
+    assert!(
+        e.message
+            .starts_with("unknown role \"fast\"; use \"speed\""),
+        "{e}"
+    );
+    let e = err(&GOOD.replace("default = 2048", "default = 2048\nprefer = \"up\""));
+    assert_eq!(e.field, "params.num_ctx.prefer");
+    assert_eq!(e.line, 20, "{e}");
+    let e = err(&GOOD.replace(
+        r#"choices = ["f16", "q8_0"]"#,
+        "choices = [\"f16\", \"q8_0\"]\nprefer = \"high\"",
+    ));
+    assert_eq!(e.field, "params.kv.prefer");
+    assert!(e.message.contains("no high or low end"), "{e}");
+}
+
+#[test]
+fn auto_defaults_where_the_server_decides() {
+    use crate::engine::space::ParamValue;
+    let text = GOOD.replace("default = 2048", "default = \"auto\"");
+    let s = parse_study(Path::new("x.toml"), &text).unwrap();
+    assert_eq!(s.space.params[0].default, Some(ParamValue::auto()));
+    // The baseline holds the string value, through the engine's normalization too.
+    let base = crate::engine::space::Config::from([("num_ctx".to_string(), ParamValue::auto())]);
+    assert_eq!(
+        s.space.normalize_config(&base)["num_ctx"],
+        ParamValue::auto()
+    );
+    // llama-server decides the thread count; a categorical may list auto where it decides.
+    let llama = r#"
+[study]
+name = "l"
+[backend]
+kind = "llamacpp"
+[params.threads]
+type = "int"
+low = 1
+high = 4
+default = "auto"
+[params.flash_attn]
+type = "categorical"
+choices = ["auto", "on", "off"]
+default = "auto"
+"#;
+    let s = parse_study(Path::new("x.toml"), llama).unwrap();
+    assert_eq!(s.space.params[0].default, Some(ParamValue::auto()));
+}
+
+#[test]
+fn auto_where_the_server_does_not_decide_is_refused() {
+    // temperature has a fixed default in Ollama.
+    let e = err(&GOOD.replace("default = 0.8", "default = \"auto\""));
+    assert_eq!(e.field, "params.temperature.default");
+    assert_eq!((e.line, e.column), (25, 11), "{e}");
+    assert!(
+        e.message.contains(
+            "Ollama has no automatic value for temperature; give a value in float [0.0, 1.5]"
+        ),
+        "{e}"
+    );
+    // llama-server's batch size defaults to a fixed 2048.
+    let llama = "[study]\nname = \"l\"\n[backend]\nkind = \"llamacpp\"\n[params.batch_size]\ntype = \"int\"\nlow = 8\nhigh = 64\ndefault = \"auto\"\n";
+    let e = err(llama);
+    assert_eq!((e.field.as_str(), e.line), ("params.batch_size.default", 9));
+    assert!(
+        e.message.contains("llama-server has no automatic value"),
+        "{e}"
+    );
+    let e = err(&llama.replace(
+        "type = \"int\"\nlow = 8\nhigh = 64\ndefault = \"auto\"",
+        "type = \"categorical\"\nchoices = [\"auto\", 64]",
+    ));
+    assert_eq!(e.field, "params.batch_size.choices");
+    // A command has no server to decide; a name Ollama does not know is not decided by it.
+    let cmd = GOOD
+        .replace(
+            "kind = \"ollama\"",
+            "kind = \"command\"\nargv = [\"./bench\"]",
+        )
+        .replace("default = 2048", "default = \"auto\"");
+    let e = err(&cmd);
+    assert_eq!(e.field, "params.num_ctx.default");
+    assert!(e.message.contains("command backend has no server"), "{e}");
+    let text = format!(
+        "{GOOD}\n[params.my_knob]\ntype = \"int\"\nlow = 1\nhigh = 2\ndefault = \"auto\"\n"
+    );
+    let e = err(&text);
+    assert!(
+        e.message
+            .contains("my_knob is not an option Ollama decides itself"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_decision_table() {
+    let s = parse_study(Path::new("x.toml"), GOOD).unwrap();
+    assert_eq!(s.decision, DecisionSettings::default());
+    assert!(!s.decision.allow_output_changes);
+    let text = format!(
+        "{GOOD}\n[decision]\nenabled = false\nshare = 0.25\ncandidates = 6\nalpha = 0.1\nmin_rounds = 4\nallow_output_changes = true\n"
+    );
+    let s = parse_study(Path::new("x.toml"), &text).unwrap();
+    assert_eq!(
+        s.decision,
+        DecisionSettings {
+            enabled: false,
+            share: 0.25,
+            candidates: 6,
+            alpha: 0.1,
+            min_rounds: 4,
+            allow_output_changes: true,
+        }
+    );
+    let with = |line: &str| format!("{GOOD}\n[decision]\n{line}\n");
+    for (line, field) in [
+        ("share = 0", "decision.share"),
+        ("share = 1.0", "decision.share"),
+        ("alpha = 0.5", "decision.alpha"),
+        ("alpha = 0", "decision.alpha"),
+        ("candidates = 0", "decision.candidates"),
+        ("min_rounds = 1", "decision.min_rounds"),
+    ] {
+        let e = err(&with(line));
+        assert_eq!(e.field, field, "{line}: {e}");
+        assert_eq!(e.line, 32, "{line}: {e}");
+    }
+    let e = err(&with("allow_output_changes = \"yes\""));
+    assert_eq!(e.line, 32, "{e}");
+    let e = err(&with("rounds = 3"));
+    assert!(e.message.contains("unknown field `rounds`"), "{e}");
+}
+
+#[test]
+fn a_study_recorded_before_roles_and_decision_loads() {
+    let s = parse_study(Path::new("x.toml"), GOOD).unwrap();
+    let mut v = serde_json::to_value(&s).unwrap();
+    v.as_object_mut().unwrap().remove("decision");
+    for p in v["space"]["params"].as_array_mut().unwrap() {
+        let p = p.as_object_mut().unwrap();
+        p.remove("role");
+        p.remove("prefer");
+    }
+    let old: Study = serde_json::from_value(v).unwrap();
+    assert_eq!(old.decision, DecisionSettings::default());
+    assert_eq!(old.space.params.len(), 3);
+    assert!(old
+        .space
+        .params
+        .iter()
+        .all(|p| p.role == crate::engine::space::Role::Speed && p.prefer.is_none()));
+}
+
+/// Every shipped study parses, with baselines that leave to the server what a stock server
+/// decides, and output settings that the shipped studies do not allow to change.
+#[test]
+fn shipped_studies_parse_with_stock_baselines() {
+    use crate::engine::space::{ParamValue, Role};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces");
+    let load = |f: &str| load_study(&dir.join(f)).unwrap_or_else(|e| panic!("{e}"));
+    for f in [
+        "gemma3.toml",
+        "llamacpp-gemma3-270m.toml",
+        "command-branin.toml",
+    ] {
+        let s = load(f);
+        assert!(!s.decision.allow_output_changes, "{f}");
+    }
+    let s = load("gemma3.toml");
+    for n in ["num_gpu", "num_ctx", "num_batch", "num_thread"] {
+        assert_eq!(
+            s.space.get(n).unwrap().default,
+            Some(ParamValue::auto()),
+            "{n}"
+        );
+    }
+    assert_eq!(s.space.get("temperature").unwrap().role, Role::Output);
+    let s = load("llamacpp-gemma3-270m.toml");
+    for n in ["threads", "threads_batch"] {
+        assert_eq!(
+            s.space.get(n).unwrap().default,
+            Some(ParamValue::auto()),
+            "{n}"
+        );
+    }
+    let ctx = s.space.get("ctx_size").unwrap();
+    assert_eq!(ctx.role, Role::Requirement);
+    assert_eq!(ctx.default, Some(ParamValue::Int(4096)));
+    assert_eq!(s.space.get("top_k").unwrap().role, Role::Output);
+    assert_eq!(s.space.get("cache_type_v").unwrap().role, Role::Speed);
+}

@@ -1,7 +1,7 @@
 //! The checked study and its plain parts: budget, measurement protocol, backend settings.
 
 use super::durations::{opt_secs, secs};
-use super::{Objective, OptimizerSettings};
+use super::{DecisionSettings, Objective, OptimizerSettings};
 use crate::engine::space::SearchSpace;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -110,10 +110,10 @@ pub struct Study {
     pub objective: Objective,
     pub protocol: Protocol,
     pub optimizer: OptimizerSettings,
+    /// The `[decision]` table; a study recorded before it existed reads as the defaults.
+    #[serde(default)]
+    pub decision: DecisionSettings,
     pub space: SearchSpace,
     /// Parameters that force a reload when they change (runner / load-time options).
     pub runner_params: Vec<String>,
-    /// The decision phase at the end of the budget (`[decision]`).
-    #[serde(default)]
-    pub decision: crate::engine::decision::DecisionSettings,
 }

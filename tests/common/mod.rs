@@ -8,7 +8,9 @@
 #![allow(dead_code)]
 
 use ollama_tuner::backend::BackendInfo;
-use ollama_tuner::engine::space::{Config, Param, ParamKind, ParamValue, SearchSpace};
+use ollama_tuner::engine::space::{
+    Config, Param, ParamKind, ParamValue, Prefer, Role, SearchSpace,
+};
 use ollama_tuner::engine::stats::{summarize, Sample};
 use ollama_tuner::store::{RunDir, RunMeta, StopReason};
 use ollama_tuner::study::{
@@ -25,7 +27,9 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// An integer parameter; the context length is a requirement (src/domain's tables).
 fn int(name: &str, low: i64, high: i64, log: bool, default: i64) -> Param {
+    let requirement = name == "num_ctx" || name == "ctx_size";
     Param {
         name: name.into(),
         kind: ParamKind::Int {
@@ -35,6 +39,12 @@ fn int(name: &str, low: i64, high: i64, log: bool, default: i64) -> Param {
             step: 1,
         },
         default: Some(ParamValue::Int(default)),
+        role: if requirement {
+            Role::Requirement
+        } else {
+            Role::Speed
+        },
+        prefer: requirement.then_some(Prefer::High),
     }
 }
 
@@ -159,6 +169,8 @@ pub fn basic_run() -> (RunMeta, Vec<TrialRecord>) {
                     step: Some(0.1),
                 },
                 default: Some(ParamValue::Float(0.8)),
+                role: Role::Output,
+                prefer: None,
             },
         ],
     };
@@ -309,6 +321,8 @@ pub fn nofeasible_run() -> (RunMeta, Vec<TrialRecord>) {
                     step: None,
                 },
                 default: Some(ParamValue::Float(0.0)),
+                role: Role::Speed,
+                prefer: None,
             },
             Param {
                 name: "mode".into(),
@@ -319,6 +333,8 @@ pub fn nofeasible_run() -> (RunMeta, Vec<TrialRecord>) {
                     ],
                 },
                 default: Some(ParamValue::Str("safe".into())),
+                role: Role::Speed,
+                prefer: None,
             },
         ],
     };
@@ -426,6 +442,8 @@ pub fn llamacpp_run() -> (RunMeta, Vec<TrialRecord>) {
                 name: "flash_attn".into(),
                 kind: ParamKind::Bool,
                 default: Some(ParamValue::Bool(false)),
+                role: Role::Speed,
+                prefer: None,
             },
             Param {
                 name: "cache_type_v".into(),
@@ -436,6 +454,8 @@ pub fn llamacpp_run() -> (RunMeta, Vec<TrialRecord>) {
                     ],
                 },
                 default: Some(ParamValue::Str("q8_0".into())),
+                role: Role::Speed,
+                prefer: None,
             },
             meta.space.params[3].clone(),
         ],

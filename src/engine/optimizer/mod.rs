@@ -353,6 +353,11 @@ impl Optimizer {
         if let Some(k) = coords {
             self.measured_keys.insert(k);
         }
+        // A configuration with an `auto` value (a baseline that lets the server decide) has no
+        // coordinates: it stays measured (and, if it failed, failed) but is no GP point.
+        if !self.space.has_coordinates(&config) {
+            return;
+        }
         self.observations.push(Observation {
             x: self.space.encode(&config),
             config,

@@ -4,7 +4,7 @@
 use super::*;
 use crate::engine::objective::{Constraint, Direction, MetricRef, Transform};
 use crate::engine::random::gaussian;
-use crate::engine::space::{Param, ParamKind, ParamValue};
+use crate::engine::space::{Param, ParamKind, ParamValue, Role};
 
 /// None of the test metrics ("value", "lat") is a rate or a duration.
 fn not_positive(_: &str) -> bool {
@@ -23,6 +23,8 @@ fn space2() -> SearchSpace {
                     step: None,
                 },
                 default: Some(ParamValue::Float(0.1)),
+                role: Role::Speed,
+                prefer: None,
             },
             Param {
                 name: "b".into(),
@@ -33,6 +35,8 @@ fn space2() -> SearchSpace {
                     step: 1,
                 },
                 default: Some(ParamValue::Int(2)),
+                role: Role::Speed,
+                prefer: None,
             },
         ],
     }
@@ -87,6 +91,37 @@ fn baseline_first_then_design_then_model() {
     assert_eq!(trials[0].config["b"], ParamValue::Int(2));
     assert_eq!(trials[1].origin, Origin::Initial);
     assert_eq!(trials[11].origin, Origin::Model);
+}
+
+/// A baseline that leaves `b` to the server: measured first as it is (the value `auto`), never
+/// proposed again, no GP point, and `auto` never proposed for the numeric parameter.
+#[test]
+fn an_auto_baseline_is_measured_but_no_gp_point() {
+    let mut space = space2();
+    space.params[1].default = Some(ParamValue::auto());
+    let mut opt = Optimizer::new(
+        space,
+        objective(),
+        not_positive,
+        OptimizerSettings::default(),
+        vec![],
+        1,
+    );
+    let base = opt.ask(&AskContext::default());
+    assert_eq!(base.origin, Origin::Baseline);
+    assert_eq!(base.config["b"], ParamValue::auto());
+    opt.tell(&base, ok(0.01));
+    assert!(opt.was_measured(&base.config));
+    assert_eq!(opt.n_observations(), 0);
+    for _ in 0..14 {
+        let t = opt.ask(&AskContext::default());
+        assert!(!t.config["b"].is_auto(), "{:?}", t.config);
+        assert_ne!(t.origin, Origin::Baseline);
+        opt.tell(&t, ok(f(&t.config)));
+    }
+    assert_eq!(opt.n_observations(), 14);
+    // The recommendation comes from the GP points only.
+    assert!(!opt.recommend().unwrap()["b"].is_auto());
 }
 
 #[test]

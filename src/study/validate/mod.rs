@@ -20,7 +20,8 @@ pub(crate) fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError
     let objective = sections::validate_objective(loc, raw.objective, &backend)?;
     let protocol = sections::validate_protocol(loc, raw.protocol, &backend)?;
     let optimizer = sections::validate_optimizer(loc, raw.optimizer, &backend)?;
-    let space = params::validate_params(loc, raw.params, study_span)?;
+    let decision = sections::validate_decision(loc, raw.decision)?;
+    let space = params::validate_params(loc, raw.params, study_span, &backend)?;
     Ok(Study {
         name,
         model,
@@ -30,9 +31,9 @@ pub(crate) fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError
         objective,
         protocol,
         optimizer,
+        decision,
         space,
         runner_params,
-        decision: Default::default(),
     })
 }
 

@@ -1,8 +1,13 @@
-//! `[params.NAME]`: the search space, one parameter per table, kept in file order.
+//! `[params.NAME]`: the search space, one parameter per table, kept in file order. Each gets
+//! its role (and preferred direction) from the study or, when the study does not say, from the
+//! backend's option table (src/domain/roles.rs); `auto` is a legal default only for an option
+//! the server decides itself.
 
-use crate::engine::space::{Param, ParamKind, ParamValue, SearchSpace};
+use crate::domain::roles::{self, ParamFacts};
+use crate::engine::space::{Param, ParamKind, ParamValue, Prefer, Role, SearchSpace, AUTO};
 use crate::study::error::{ConfigError, Locator};
 use crate::study::raw::RawParam;
+use crate::study::types::BackendConfig;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use toml::Spanned;
@@ -11,6 +16,7 @@ pub(super) fn validate_params(
     loc: &Locator,
     raw: BTreeMap<String, Spanned<RawParam>>,
     study_span: Range<usize>,
+    backend: &BackendConfig,
 ) -> Result<SearchSpace, ConfigError> {
     if raw.is_empty() {
         return Err(loc.err(
@@ -25,7 +31,7 @@ pub(super) fn validate_params(
     entries.sort_by_key(|(_, p)| p.span().start);
     for (pname, rp) in entries {
         let span = rp.span();
-        params.push(validate_param(loc, &pname, span, rp.into_inner())?);
+        params.push(validate_param(loc, &pname, span, rp.into_inner(), backend)?);
     }
     Ok(SearchSpace { params })
 }
@@ -35,6 +41,9 @@ struct ParamCheck<'a> {
     loc: &'a Locator<'a>,
     name: &'a str,
     rp: &'a RawParam,
+    /// What the backend's option table says of this name.
+    facts: ParamFacts,
+    backend: &'a BackendConfig,
 }
 
 impl ParamCheck<'_> {
@@ -178,6 +187,9 @@ impl ParamCheck<'_> {
             if choices.contains(&pv) {
                 return Err(self.err(ch.span(), "choices", format!("choice {pv} is listed twice")));
             }
+            if pv.is_auto() && self.facts.known && !self.facts.accepts_auto {
+                return Err(self.err(ch.span(), "choices", self.no_auto()));
+            }
             choices.push(pv);
         }
         Ok(ParamKind::Categorical { choices })
@@ -197,6 +209,23 @@ impl ParamCheck<'_> {
             return Ok(None);
         };
         let v = toml_to_param(d.get_ref());
+        // `auto` of a number or a bool: the server's choice, for options that have one.
+        if v.as_ref().is_some_and(ParamValue::is_auto)
+            && !matches!(param.kind, ParamKind::Categorical { .. })
+        {
+            if self.facts.accepts_auto {
+                return Ok(v);
+            }
+            return Err(self.err(
+                d.span(),
+                "default",
+                format!(
+                    "{}; give a value in {}",
+                    self.no_auto(),
+                    param.domain_text()
+                ),
+            ));
+        }
         let v = match (&param.kind, v) {
             // A whole-number default of a float parameter is a float.
             (ParamKind::Float { .. }, Some(ParamValue::Int(i))) => {
@@ -216,11 +245,88 @@ impl ParamCheck<'_> {
     }
 }
 
+impl ParamCheck<'_> {
+    /// Why `auto` is not a value of this parameter.
+    fn no_auto(&self) -> String {
+        let server = match self.backend {
+            BackendConfig::Ollama { .. } | BackendConfig::Simulator { .. } => "Ollama",
+            BackendConfig::Llamacpp { .. } => "llama-server",
+            BackendConfig::Command { .. } => {
+                return format!(
+                    "\"{AUTO}\" means \"leave it to the server\", and a command backend has no server to decide {}",
+                    self.name
+                )
+            }
+        };
+        if self.facts.known {
+            format!(
+                "\"{AUTO}\" means \"leave it to the server\", but {server} has no automatic value for {}",
+                self.name
+            )
+        } else {
+            format!(
+                "\"{AUTO}\" means \"leave it to the server\", but {} is not an option {server} decides itself",
+                self.name
+            )
+        }
+    }
+
+    /// `role`: the study's, else the option table's.
+    fn role(&self) -> Result<Role, ConfigError> {
+        let Some(r) = &self.rp.role else {
+            return Ok(self.facts.role);
+        };
+        match r.get_ref().as_str() {
+            "speed" => Ok(Role::Speed),
+            "requirement" => Ok(Role::Requirement),
+            "output" => Ok(Role::Output),
+            other => Err(self.err(
+                r.span(),
+                "role",
+                format!("unknown role {other:?}; use \"speed\" (changes only speed and memory), \"requirement\" (what the workload needs) or \"output\" (changes what the model writes)"),
+            )),
+        }
+    }
+
+    /// `prefer`: the study's, else the option table's when the role is the table's too. Only
+    /// an ordered (int or float) parameter has ends to prefer.
+    fn prefer(&self, param: &Param) -> Result<Option<Prefer>, ConfigError> {
+        let ordered = matches!(param.kind, ParamKind::Int { .. } | ParamKind::Float { .. });
+        let Some(p) = &self.rp.prefer else {
+            let inherited = param.role == self.facts.role && ordered;
+            return Ok(self.facts.prefer.filter(|_| inherited));
+        };
+        let prefer = match p.get_ref().as_str() {
+            "high" => Prefer::High,
+            "low" => Prefer::Low,
+            other => {
+                return Err(self.err(
+                    p.span(),
+                    "prefer",
+                    format!("{other:?} is neither \"high\" nor \"low\""),
+                ))
+            }
+        };
+        if !ordered {
+            return Err(self.err(
+                p.span(),
+                "prefer",
+                format!(
+                    "a {:?} parameter has no high or low end; prefer is for int and float parameters",
+                    self.kind_text()
+                ),
+            ));
+        }
+        Ok(Some(prefer))
+    }
+}
+
 fn validate_param(
     loc: &Locator,
     name: &str,
     span: Range<usize>,
     rp: RawParam,
+    backend: &BackendConfig,
 ) -> Result<Param, ConfigError> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(loc.err(
@@ -229,7 +335,13 @@ fn validate_param(
             "parameter names use letters, digits and _ only",
         ));
     }
-    let check = ParamCheck { loc, name, rp: &rp };
+    let check = ParamCheck {
+        loc,
+        name,
+        rp: &rp,
+        facts: roles::facts(backend.kind(), name),
+        backend,
+    };
     let kind = match check.kind_text() {
         "int" | "float" => check.numeric()?,
         "categorical" => check.categorical()?,
@@ -248,7 +360,10 @@ fn validate_param(
         name: name.to_string(),
         kind,
         default: None,
+        role: check.role()?,
+        prefer: None,
     };
+    param.prefer = check.prefer(&param)?;
     param.default = check.default(&param)?;
     Ok(param)
 }

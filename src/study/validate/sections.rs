@@ -1,14 +1,16 @@
-//! `[budget]`, `[objective]`, `[protocol]` and `[optimizer]`: each section absent means its
-//! defaults, some of which depend on the backend kind.
+//! `[budget]`, `[objective]`, `[protocol]`, `[optimizer]` and `[decision]`: each section absent
+//! means its defaults, some of which depend on the backend kind.
 
 use super::{duration_field, positive_int};
 use crate::engine::optimizer::Strategy;
 use crate::study::backends::SERVER_CONFIRM;
 use crate::study::durations::duration_value;
 use crate::study::error::{ConfigError, Locator};
-use crate::study::raw::{RawBudget, RawObjective, RawOptimizer, RawProtocol};
+use crate::study::raw::{RawBudget, RawDecision, RawObjective, RawOptimizer, RawProtocol};
 use crate::study::types::{BackendConfig, Budget, Prompts, Protocol};
-use crate::study::{Constraint, Direction, MetricRef, Objective, OptimizerSettings, Transform};
+use crate::study::{
+    Constraint, DecisionSettings, Direction, MetricRef, Objective, OptimizerSettings, Transform,
+};
 use std::path::Path;
 use toml::Spanned;
 
@@ -214,4 +216,58 @@ pub(super) fn validate_optimizer(
         }
     }
     Ok(optimizer)
+}
+
+/// `[decision]`: the decision phase at the end of the budget (engine/decision).
+pub(super) fn validate_decision(
+    loc: &Locator,
+    raw: Option<Spanned<RawDecision>>,
+) -> Result<DecisionSettings, ConfigError> {
+    let mut decision = DecisionSettings::default();
+    let Some(d) = raw else {
+        return Ok(decision);
+    };
+    let d = d.into_inner();
+    if let Some(e) = d.enabled {
+        decision.enabled = e;
+    }
+    // A share or a significance level outside its open interval.
+    let open = |v: &Spanned<f64>, field: &str, hi: f64, what: &str| {
+        let x = *v.get_ref();
+        if x > 0.0 && x < hi {
+            Ok(x)
+        } else {
+            Err(loc.err(
+                v.span(),
+                field,
+                format!("must be between 0 and {hi} (exclusive), {what}; got {x}"),
+            ))
+        }
+    };
+    if let Some(s) = &d.share {
+        decision.share = open(
+            s,
+            "decision.share",
+            1.0,
+            "the largest share of the trial budget the decision phase may take (0.3 = 30%)",
+        )?;
+    }
+    if let Some(a) = &d.alpha {
+        decision.alpha = open(
+            a,
+            "decision.alpha",
+            0.5,
+            "a significance level such as 0.05",
+        )?;
+    }
+    if let Some(c) = &d.candidates {
+        decision.candidates = positive_int(loc, c, "decision.candidates", 1)?;
+    }
+    if let Some(m) = &d.min_rounds {
+        decision.min_rounds = positive_int(loc, m, "decision.min_rounds", 2)?;
+    }
+    if let Some(a) = d.allow_output_changes {
+        decision.allow_output_changes = a;
+    }
+    Ok(decision)
 }
