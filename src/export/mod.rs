@@ -75,7 +75,8 @@ pub(crate) fn ordered_params<'a>(r: &'a Report, row: &'a Row) -> Vec<(&'a str, &
         .collect()
 }
 
-/// Export the configuration at a 1-based rank of the report's ranking.
+/// Export the configuration at a 1-based rank of the report's ranking (1, the default: the
+/// best configuration, as `status` and the run's summary name it).
 pub fn export(run: &RunDir, format: ExportFormat, rank: usize) -> Result<String, ExportError> {
     let (meta, journal) = report::load(run)?;
     // The ranking needs no GP: leave the importance fit out.
@@ -93,11 +94,16 @@ pub fn export_report(r: &Report, format: ExportFormat, rank: usize) -> Result<St
             objective,
         });
     }
-    let row = r.by_rank(rank).ok_or(ExportError::RankOutOfRange {
-        rank,
-        available,
-        objective,
-    })?;
+    // Rank 1 is the report's best configuration when one met the constraints: the leader of
+    // src/verdict.rs, the one `status` and the run's summary name.
+    let row = match r.best_row().filter(|_| rank == 1) {
+        Some(best) => best,
+        None => r.by_rank(rank).ok_or(ExportError::RankOutOfRange {
+            rank,
+            available,
+            objective,
+        })?,
+    };
     Ok(match format {
         ExportFormat::Modelfile => modelfile::modelfile(r, row),
         ExportFormat::Json => json::json(r, row),
