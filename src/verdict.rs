@@ -391,7 +391,12 @@ mod tests {
         j[3].feasible = false;
         let s = Standings::of(&objective(Direction::Maximize), &j);
         assert_eq!(s.leader_value(), Some((0, 50.0)));
-        assert_eq!(leader(&objective(Direction::Maximize), &j[..1]).unwrap().trial, 0);
+        assert_eq!(
+            leader(&objective(Direction::Maximize), &j[..1])
+                .unwrap()
+                .trial,
+            0
+        );
         assert_eq!(leader(&objective(Direction::Maximize), &[]), None);
     }
 

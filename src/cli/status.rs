@@ -37,10 +37,7 @@ fn budget_left(m: &RunMeta, trials: usize, running: bool, now: DateTime<Utc>) ->
     let mut left = format!("{n} trial{}", if n == 1 { "" } else { "s" });
     if let Some(w) = m.budget.wall_time {
         let secs = w.as_secs_f64() - elapsed_now(m, running, now);
-        left.push_str(&format!(
-            ", at most {} of wall time",
-            duration_text(secs)
-        ));
+        left.push_str(&format!(", at most {} of wall time", duration_text(secs)));
     }
     if !running {
         left.push_str(" (when resumed)");
@@ -80,10 +77,7 @@ pub(super) fn status(run_dir: &Path) -> Result<(), CliError> {
             m.budget.trials
         );
         let now = Utc::now();
-        println!(
-            "elapsed:   {}",
-            duration_text(elapsed_now(m, running, now))
-        );
+        println!("elapsed:   {}", duration_text(elapsed_now(m, running, now)));
         if let Some(left) = budget_left(m, n, running, now) {
             println!("left:      {left}");
         }

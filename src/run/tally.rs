@@ -62,8 +62,8 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::study::{parse_study, Study};
     use crate::engine::space::ParamValue;
+    use crate::study::{parse_study, Study};
     use crate::trial::{Origin, Status};
     use std::path::Path;
 
@@ -117,10 +117,7 @@ mod tests {
             t.add(r);
         }
         let p = t.progress(5);
-        assert_eq!(
-            (t.done, p.trials_failed, t.consecutive_failures),
-            (5, 2, 2)
-        );
+        assert_eq!((t.done, p.trials_failed, t.consecutive_failures), (5, 2, 2));
         // Equal objectives: the earlier trial.
         assert_eq!((p.best_trial, p.best_objective), (Some(1), Some(5.0)));
         assert_eq!((p.configurations, p.remeasurements), (3, 0));

@@ -12,14 +12,16 @@ use std::fmt::Write;
 /// way `status` and run.json's progress split it (src/verdict.rs).
 fn trials_run(r: &Report) -> String {
     let c = &r.counts;
-    let mut text = format!(
-        "{}: {} configuration{} ({} met the constraints, {} violated a constraint)",
-        c.total,
-        c.configurations,
-        if c.configurations == 1 { "" } else { "s" },
-        c.feasible,
-        c.infeasible
-    );
+    let mut text = format!("{}: ", c.total);
+    if c.configurations > 0 {
+        text.push_str(&format!(
+            "{} configuration{} ({} met the constraints, {} violated a constraint), ",
+            c.configurations,
+            if c.configurations == 1 { "" } else { "s" },
+            c.feasible,
+            c.infeasible
+        ));
+    }
     if c.remeasurements > 0 {
         let origins: Vec<String> = c
             .remeasured_by_origin
@@ -27,13 +29,13 @@ fn trials_run(r: &Report) -> String {
             .map(|(o, n)| format!("{o} {n}"))
             .collect();
         text.push_str(&format!(
-            ", {} re-measurement{} pooled into them ({})",
+            "{} re-measurement{} pooled into them ({}), ",
             c.remeasurements,
             if c.remeasurements == 1 { "" } else { "s" },
             origins.join(", ")
         ));
     }
-    text.push_str(&format!(", {} failed", c.failed));
+    text.push_str(&format!("{} failed", c.failed));
     text
 }
 
