@@ -19,6 +19,7 @@ pub mod sim;
 pub mod store;
 pub mod study;
 pub mod trial;
+pub mod verdict;
 
 pub use cli::sim::demo_study_text;
 pub use cli::{dispatch, Cli, CliError, ExitCode, LogFormat};

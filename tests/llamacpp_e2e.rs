@@ -465,11 +465,7 @@ fn real_study_runs_to_budget() {
     });
     eprintln!(
         "real_study_runs_to_budget: 6 trials ({ok} ok), best decode_tps {:.1}, {:.0} s",
-        outcome
-            .best
-            .as_ref()
-            .and_then(|b| b.objective)
-            .unwrap_or(f64::NAN),
+        outcome.best.as_ref().map_or(f64::NAN, |b| b.objective),
         t0.elapsed().as_secs_f64()
     );
 }

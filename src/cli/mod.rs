@@ -385,32 +385,28 @@ pub(crate) fn print_outcome(out: &run::RunOutcome, export_format: ExportFormatAr
         println!("(SIMULATED: these numbers come from the built-in Ollama simulator, not from real hardware)");
     }
     println!("stopped: {} ({})", out.stop.as_str(), out.stop_message);
-    println!("trials:  {}", out.trials);
+    println!("trials:  {}", out.counts.text());
     match &out.best {
         Some(b) => {
-            let also: String = out.best_also.iter().map(|t| format!(", {t}")).collect();
-            let pooled = if out.best_also.is_empty() {
-                String::new()
-            } else {
-                format!(" (measured {} times)", out.best_also.len() + 1)
-            };
             println!(
-                "best:    trial {}{also} with {} = {:.4}{pooled}",
-                b.trial,
+                "best:    {} with {} = {:.4}",
+                b.trials_text(),
                 out.objective_label,
-                b.objective.unwrap_or(f64::NAN)
+                b.objective
             );
             for (k, v) in &b.params {
                 println!("         {k} = {v}");
             }
-            if let (Some(base), Some(bv)) = (&out.baseline, b.objective) {
-                if let Some(base_v) = base.objective.filter(|v| *v != 0.0) {
-                    println!(
-                        "         {:+.1}% against the baseline (trial {})",
-                        (bv / base_v - 1.0) * 100.0,
-                        base.trial
-                    );
+            match &out.baseline {
+                Some(base) if base.trial == b.trial => {
+                    println!("         (the baseline: the study's defaults)")
                 }
+                Some(base) if base.objective != 0.0 => println!(
+                    "         {:+.1}% against the baseline (trial {})",
+                    (b.objective / base.objective - 1.0) * 100.0,
+                    base.trial
+                ),
+                _ => {}
             }
         }
         None => println!("best:    no trial succeeded; see the errors in the report"),

@@ -78,8 +78,9 @@ pub(crate) fn ordered_params<'a>(r: &'a Report, row: &'a Row) -> Vec<(&'a str, &
         .collect()
 }
 
-/// Export the configuration at a 1-based rank of the report's ranking, with the policy of the
-/// run's frozen study.
+/// Export the configuration at a 1-based rank of the report's ranking (1, the default: the
+/// recommendation, as `status` and the run's summary name it), with the policy of the run's
+/// frozen study.
 pub fn export(run: &RunDir, format: ExportFormat, rank: usize) -> Result<String, ExportError> {
     let (mut meta, journal) = report::load(run)?;
     changes::fill_old_roles(run, &mut meta);
@@ -108,11 +109,16 @@ pub fn export_report_with(
             objective,
         });
     }
-    let row = r.by_rank(rank).ok_or(ExportError::RankOutOfRange {
-        rank,
-        available,
-        objective,
-    })?;
+    // Rank 1 is the report's best configuration when one met the constraints: the leader of
+    // src/verdict.rs, the one `status` and the run's summary name.
+    let row = match r.best_row().filter(|_| rank == 1) {
+        Some(best) => best,
+        None => r.by_rank(rank).ok_or(ExportError::RankOutOfRange {
+            rank,
+            available,
+            objective,
+        })?,
+    };
     let sel = changes::select(r, row, policy);
     Ok(match format {
         ExportFormat::Modelfile => modelfile::modelfile(r, row, &sel),

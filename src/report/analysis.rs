@@ -1,9 +1,11 @@
 //! The analysis every format prints: journal -> `Report`. Classifies and ranks the trials, pools
 //! repeated measurements of one configuration, decides ties with rank 1 and with the baseline
-//! (bootstrap.rs), and builds the Pareto front and the convergence curve. Failures are
-//! summarized in failures.rs, parameter importance in importance.rs.
+//! (bootstrap.rs), and builds the Pareto front and the convergence curve. Rank 1, the counts
+//! and the best-so-far of the convergence come from src/verdict.rs, the rule `status`, the run
+//! loop and export share. Failures are summarized in failures.rs, parameter importance in
+//! importance.rs.
 
-use super::bootstrap::{bootstrap_ci, bootstrap_diff, seed_for, stat_of};
+use super::bootstrap::{bootstrap_ci, bootstrap_diff, seed_for};
 use super::decision::{apply_to_ranking, decision_section, tie_with_baseline};
 use super::failures::failure_summary;
 use super::format::fmt_num;
@@ -16,6 +18,7 @@ use crate::engine::stats::Summary;
 use crate::store::{JournalRead, RunMeta};
 use crate::study::{Comparison, Direction, Stat};
 use crate::trial::{Status, TrialRecord};
+use crate::verdict::{pooled_objective, Standings};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Analyse a run already in memory. `with_importance` fits a GP for parameter importance,
@@ -46,6 +49,10 @@ pub(crate) fn analyse_journal(
 
     // The decision phase, rebuilt from the journal in journal order.
     let decision = decision_section(&records);
+    // The standings (the one rule for the best and the counts) and the convergence curve, one
+    // entry per trial, while the records are in journal order.
+    let (standings, convergence) = standings_and_convergence(&meta, &records);
+    let leader = standings.leader();
 
     // Importance first, while the records are in journal order (the GP keeps the most recent).
     let importance = if with_importance {
@@ -74,6 +81,15 @@ pub(crate) fn analyse_journal(
             })
             .then(a.trial().cmp(&b.trial()))
     });
+    // Rank 1 is the leader by construction (same pooling, same order); placing it explicitly
+    // keeps the report on the one rule if that rule ever ranks on more than the objective.
+    let leader_row = leader.as_ref().and_then(|l| {
+        rows.iter()
+            .position(|r| r.class == RowClass::Feasible && r.trial() == l.trial)
+    });
+    if let Some(i) = leader_row {
+        rows[..=i].rotate_right(1);
+    }
     if let Some(d) = &decision {
         apply_to_ranking(&mut rows, d);
     }
@@ -85,23 +101,18 @@ pub(crate) fn analyse_journal(
         }
     }
 
+    let c = standings.counts();
     let counts = Counts {
-        total: rows.len(),
-        feasible: rows
-            .iter()
-            .filter(|r| r.class == RowClass::Feasible)
-            .count(),
-        infeasible: rows
-            .iter()
-            .filter(|r| r.class == RowClass::Infeasible)
-            .count(),
-        failed: rows.iter().filter(|r| r.class == RowClass::Failed).count(),
+        total: c.trials,
+        feasible: c.feasible,
+        infeasible: c.infeasible,
+        failed: c.failed,
+        configurations: c.configurations,
+        remeasurements: c.remeasurements,
+        remeasured_by_origin: c.remeasured_by,
     };
 
-    let best = rows
-        .first()
-        .filter(|r| r.class == RowClass::Feasible)
-        .map(|_| 0);
+    let best = leader_row.map(|_| 0);
     // The first baseline trial (a resumed run never measures it twice, but be robust).
     let baseline = rows
         .iter()
@@ -163,7 +174,6 @@ pub(crate) fn analyse_journal(
 
     let failures = failure_summary(&meta, &rows, &param_names);
     let pareto = pareto(&meta, &rows, maximize);
-    let convergence = convergence(&rows, maximize);
 
     Report {
         meta,
@@ -268,7 +278,9 @@ fn classify(rec: TrialRecord, meta: &RunMeta) -> Row {
 /// Merge the rows of trials that measured the same configuration into the first one: its
 /// objective becomes the statistic over all their samples, so a re-measured leader is ranked
 /// on every measurement instead of on its luckiest trial. Feasible only when every measurement
-/// was. Failed trials are never merged (each failure is its own evidence).
+/// was. Failed trials are never merged (each failure is its own evidence). The same pooling as
+/// `verdict::Standings` (and the same statistic, `pooled_objective`), so the rows and the
+/// standings carry the same numbers.
 fn pool_repeats(rows: Vec<Row>, stat: Stat) -> Vec<Row> {
     let mut out: Vec<Row> = Vec::with_capacity(rows.len());
     let mut first_of: BTreeMap<String, usize> = BTreeMap::new();
@@ -290,9 +302,8 @@ fn pool_repeats(rows: Vec<Row>, stat: Stat) -> Vec<Row> {
             first.class = RowClass::Infeasible;
             first.violations.extend(row.violations);
         }
-        if !first.objective_samples.is_empty() {
-            let mut v = first.objective_samples.clone();
-            first.objective = Some(stat_of(&mut v, stat));
+        if let Some(v) = pooled_objective(&first.objective_samples, stat) {
+            first.objective = Some(v);
             first.objective_summary = Summary::of(&first.objective_samples);
         }
     }
@@ -358,29 +369,35 @@ fn pareto(meta: &RunMeta, rows: &[Row], maximize: bool) -> Option<Pareto> {
     Some(Pareto { points })
 }
 
-fn convergence(rows: &[Row], maximize: bool) -> Vec<ConvergencePoint> {
-    let mut by_trial: Vec<&Row> = rows.iter().collect();
-    by_trial.sort_by_key(|r| r.trial());
-    let mut best: Option<f64> = None;
-    by_trial
-        .into_iter()
-        .map(|r| {
-            if r.class == RowClass::Feasible {
-                if let Some(v) = r.objective {
-                    best = Some(match best {
-                        Some(b) if (maximize && b >= v) || (!maximize && b <= v) => b,
-                        _ => v,
-                    });
-                }
-            }
+/// The standings of the whole journal and the convergence curve: one entry per trial in
+/// journal (trial) order, re-measurements included, with the leader after each trial.
+fn standings_and_convergence(
+    meta: &RunMeta,
+    records: &[TrialRecord],
+) -> (Standings, Vec<ConvergencePoint>) {
+    let mut standings = Standings::new(&meta.objective);
+    let points = records
+        .iter()
+        .map(|rec| {
+            let remeasures = standings.add(rec);
+            let leader = standings.leader_value();
+            let objective = rec.objective.filter(|v| rec.is_ok() && v.is_finite());
             ConvergencePoint {
-                trial: r.trial(),
-                class: r.class,
-                objective: r.objective,
-                best_so_far: best,
+                trial: rec.trial,
+                origin: rec.origin,
+                class: match objective {
+                    Some(_) if rec.feasible => RowClass::Feasible,
+                    Some(_) => RowClass::Infeasible,
+                    None => RowClass::Failed,
+                },
+                objective,
+                remeasures,
+                best_so_far: leader.map(|(_, v)| v),
+                best_trial: leader.map(|(t, _)| t),
             }
         })
-        .collect()
+        .collect();
+    (standings, points)
 }
 
 #[cfg(test)]

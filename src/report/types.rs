@@ -11,6 +11,7 @@ use crate::store::RunMeta;
 use crate::study::Direction;
 use crate::trial::{Origin, TrialRecord};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 pub const MARKDOWN_FILE: &str = "report.md";
@@ -145,13 +146,24 @@ impl Row {
     }
 }
 
-/// Trial counts by class.
+/// How the journal's trials divide up (src/verdict.rs, the count every reader prints):
+/// `total = feasible + infeasible + remeasurements + failed`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
+    /// Trials in the journal.
     pub total: usize,
+    /// Distinct configurations that met the constraints in every measurement (rows).
     pub feasible: usize,
+    /// Distinct configurations that violated a constraint in some measurement (rows).
     pub infeasible: usize,
+    /// Failed trials (each its own row).
     pub failed: usize,
+    /// `feasible + infeasible`.
+    pub configurations: usize,
+    /// Trials that measured a configuration again, pooled into its row (`also`).
+    pub remeasurements: usize,
+    /// The re-measurements by the origin of their trial (`confirm`, `decision`, `ablation`).
+    pub remeasured_by_origin: BTreeMap<&'static str, usize>,
 }
 
 /// The values a parameter took within a group of trials.
@@ -242,13 +254,22 @@ impl Pareto {
     }
 }
 
+/// One trial of the convergence curve (every trial, re-measurements included).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ConvergencePoint {
     pub trial: usize,
+    pub origin: Origin,
+    /// This trial's own class (feasible, infeasible or failed), by its own measurement.
     pub class: RowClass,
+    /// This trial's own objective value.
     pub objective: Option<f64>,
-    /// Best feasible objective among trials up to and including this one.
+    /// For a re-measurement, the first trial of the configuration it measured again (the row
+    /// its samples are pooled into); None for a configuration's first measurement.
+    pub remeasures: Option<usize>,
+    /// The best configuration's pooled objective after this trial (src/verdict.rs, the rule of
+    /// rank 1), and its first trial.
     pub best_so_far: Option<f64>,
+    pub best_trial: Option<usize>,
 }
 
 /// An analysed run: everything the report formats need.
@@ -265,7 +286,8 @@ pub struct Report {
     /// trial number; equal objectives keep trial order.
     pub rows: Vec<Row>,
     pub counts: Counts,
-    /// Index in `rows` of rank 1 when it is feasible (the recommended configuration).
+    /// Index in `rows` of rank 1 when it is feasible (the recommended configuration): the
+    /// leader of src/verdict.rs, the best that `status`, the run's summary and export name.
     pub best: Option<usize>,
     /// Index in `rows` of the baseline trial (the study's defaults), when it was measured.
     pub baseline: Option<usize>,

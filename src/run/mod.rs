@@ -6,7 +6,7 @@
 //! Files: `session.rs` opens or resumes a run (lock, checks, budget, replay of the journal);
 //! `outage.rs` waits out an unreachable backend; `trials.rs` is the loop and the end of a
 //! session; `offload.rs` moves its blocking work off the async workers; `record.rs` builds
-//! the journal record of a trial; `tally.rs` counts the journal; `reports.rs` schedules the
+//! the journal record of a trial; `tally.rs` counts the journal and keeps its standings (src/verdict.rs); `reports.rs` schedules the
 //! report files.
 
 mod decision;
@@ -26,7 +26,7 @@ pub use session::{default_run_id, effective_budget, frozen_study, study_fingerpr
 use crate::backend::{Backend, Fatal};
 use crate::store::{StopReason, StoreError};
 use crate::study::{ConfigError, Study};
-use crate::trial::TrialRecord;
+use crate::verdict::{Standing, TrialCounts};
 use chrono::{DateTime, Local};
 use reports::ReportSchedule;
 use session::Session;
@@ -100,11 +100,13 @@ pub struct RunOutcome {
     pub stop: StopReason,
     pub stop_message: String,
     pub trials: usize,
-    /// The report's rank 1: its first trial, with the objective over all its measurements.
-    pub best: Option<TrialRecord>,
-    /// Later trials that measured the best configuration again (pooled into `best`).
-    pub best_also: Vec<usize>,
-    pub baseline: Option<TrialRecord>,
+    /// How the trials divide up (configurations, re-measurements, failures), as everywhere.
+    pub counts: TrialCounts,
+    /// The best configuration (src/verdict.rs, the rule the report's rank 1 follows): its
+    /// first trial, the trials pooled into it and the objective over all its measurements.
+    pub best: Option<Standing>,
+    /// The baseline configuration, pooled the same way.
+    pub baseline: Option<Standing>,
     pub simulated: bool,
     pub objective_label: String,
 }
@@ -170,15 +172,15 @@ pub async fn run(
     if let Some(dir) = &opts.reports_dir {
         reports::copy_report_set(run, dir, &session.run_id);
     }
-    let (best, best_also) = reports::pooled_best(run, books.tally.best);
+    let standings = &books.tally.standings;
     Ok(RunOutcome {
         run_dir: run.path.clone(),
         stop,
         stop_message,
         trials: books.tally.done,
-        best,
-        best_also,
-        baseline: books.tally.baseline,
+        counts: standings.counts(),
+        best: standings.leader(),
+        baseline: standings.baseline(),
         simulated: info.simulated,
         objective_label: study.objective.metric.label(),
     })

@@ -1,8 +1,7 @@
 //! When the run loop regenerates the full report set, and what it does with the report when a
-//! session ends (copy to reports/, rank the best configuration).
+//! session ends (copy to reports/).
 
 use crate::store::RunDir;
-use crate::trial::TrialRecord;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tracing::warn;
@@ -127,31 +126,6 @@ pub(super) fn copy_report_set(run: &RunDir, dir: &Path, run_id: &str) {
             if let Ok(bytes) = std::fs::read(run.file(name)) {
                 let _ = crate::store::write_atomic(&dest.join(name), &bytes);
             }
-        }
-    }
-}
-
-/// The best configuration as the report ranks it (re-measurements pooled), falling back to
-/// the best single trial when the report cannot be built.
-/// The ranking alone: no parameter importance, which would fit a GP again.
-pub(super) fn pooled_best(
-    run: &RunDir,
-    single: Option<TrialRecord>,
-) -> (Option<TrialRecord>, Vec<usize>) {
-    let ranked = crate::report::load(run)
-        .map(|(meta, journal)| crate::report::analyse_journal(meta, journal, false));
-    match ranked {
-        Ok(report) => match report.best_row() {
-            Some(row) => {
-                let mut rec = row.record.clone();
-                rec.objective = row.objective;
-                (Some(rec), row.also.clone())
-            }
-            None => (None, vec![]),
-        },
-        Err(e) => {
-            warn!(error = %e, "could not rank the trials; reporting the best single trial");
-            (single, vec![])
         }
     }
 }

@@ -189,14 +189,14 @@ impl Session {
             study.runner_params.clone(),
             study.seed,
         );
-        let mut tally = Tally::default();
+        let mut tally = Tally::new(&study.objective);
         let mut done_numbers: BTreeSet<usize> = BTreeSet::new();
         let mut decision = DecisionReplay::default();
         let skipped = self.run.scan_journal(|r| {
             if done_numbers.insert(r.trial) {
                 crate::trial::tell_record(&mut optimizer, &r);
                 decision.add(&r);
-                tally.add(study, r);
+                tally.add(&r);
             }
         })?;
         for (line, reason) in &skipped {

@@ -1,69 +1,60 @@
-//! What the run loop keeps of the journal: counts, the best record and the baseline.
+//! What the run loop keeps of the journal: counts, consecutive failures and the standings
+//! (verdict.rs) that name the best configuration and count the trials.
 
+use crate::engine::objective::Objective;
 use crate::store::RunProgress;
-use crate::study::{Direction, Study};
-use crate::trial::{Origin, TrialRecord};
+use crate::trial::TrialRecord;
+use crate::verdict::Standings;
 
-/// The objective of a feasible ok record, signed so that larger is better.
-fn signed_objective(study: &Study, r: &TrialRecord) -> Option<f64> {
-    let sign = match study.objective.direction {
-        Direction::Maximize => 1.0,
-        Direction::Minimize => -1.0,
-    };
-    r.objective
-        .filter(|_| r.is_ok() && r.feasible)
-        .map(|v| sign * v)
-}
-
-/// Whether `r` would be the best record instead of `best`.
-fn ranks_above(study: &Study, r: &TrialRecord, best: Option<&TrialRecord>) -> bool {
-    let Some(v) = signed_objective(study, r) else {
-        return false;
-    };
-    match best.and_then(|b| signed_objective(study, b).map(|bv| (bv, b.trial))) {
-        None => true,
-        Some((bv, bt)) => v.total_cmp(&bv).then(bt.cmp(&r.trial)).is_gt(),
-    }
-}
-
-/// What the run loop keeps of the journal: counts and the two records it reports on (best and
-/// baseline). Not every record: with its samples and notes one takes about 3 KiB in memory,
-/// and keeping them all made the daemon grow by ~6 MiB over a 2,000-trial run. The journal on
-/// disk stays the record of everything measured.
-#[derive(Debug, Default)]
+/// What the run loop keeps of the journal: counts and the standings (per configuration, the
+/// pooled samples of the objective only). Not every record: with its samples and notes one
+/// takes about 3 KiB in memory, and keeping them all made the daemon grow by ~6 MiB over a
+/// 2,000-trial run. The journal on disk stays the record of everything measured.
+#[derive(Debug)]
 pub(super) struct Tally {
     pub done: usize,
-    pub failed: usize,
     pub consecutive_failures: usize,
-    pub best: Option<TrialRecord>,
-    pub baseline: Option<TrialRecord>,
+    /// The one rule for the best and the counts, shared with `status`, the report and export.
+    pub standings: Standings,
 }
 
 impl Tally {
+    pub fn new(objective: &Objective) -> Tally {
+        Tally {
+            done: 0,
+            consecutive_failures: 0,
+            standings: Standings::new(objective),
+        }
+    }
+
     /// Count a journaled trial (in journal order, each trial number once).
-    pub fn add(&mut self, study: &Study, rec: TrialRecord) {
+    pub fn add(&mut self, rec: &TrialRecord) {
         self.done += 1;
         if rec.is_ok() {
             self.consecutive_failures = 0;
         } else {
-            self.failed += 1;
             self.consecutive_failures += 1;
         }
-        if rec.origin == Origin::Baseline && self.baseline.is_none() {
-            self.baseline = Some(rec.clone());
-        }
-        if ranks_above(study, &rec, self.best.as_ref()) {
-            self.best = Some(rec);
-        }
+        self.standings.add(rec);
     }
 
     pub fn progress(&self, report_trials: usize) -> RunProgress {
+        let counts = self.standings.counts();
+        let leader = self.standings.leader();
         RunProgress {
             trials_done: self.done,
-            trials_failed: self.failed,
-            best_trial: self.best.as_ref().map(|b| b.trial),
-            best_objective: self.best.as_ref().and_then(|b| b.objective),
+            trials_failed: counts.failed,
+            best_trial: leader.as_ref().map(|b| b.trial),
+            best_objective: leader.as_ref().map(|b| b.objective),
             report_trials,
+            configurations: counts.configurations,
+            remeasurements: counts.remeasurements,
+            remeasured_by_origin: counts
+                .remeasured_by
+                .iter()
+                .map(|(o, n)| (o.to_string(), *n))
+                .collect(),
+            best_also: leader.map(|b| b.also).unwrap_or_default(),
         }
     }
 }
@@ -71,8 +62,9 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::study::parse_study;
-    use crate::trial::Status;
+    use crate::engine::space::ParamValue;
+    use crate::study::{parse_study, Study};
+    use crate::trial::{Origin, Status};
     use std::path::Path;
 
     fn study() -> Study {
@@ -81,16 +73,24 @@ mod tests {
         parse_study(Path::new("t.toml"), text).unwrap()
     }
 
-    fn rec(trial: usize, objective: Option<f64>, ok: bool, origin: Origin) -> TrialRecord {
+    /// A trial of `num_ctx = ctx` whose one sample is its objective (failed without one).
+    fn rec(trial: usize, ctx: i64, objective: Option<f64>, origin: Origin) -> TrialRecord {
         TrialRecord {
             trial,
             origin,
-            params: Default::default(),
-            status: if ok { Status::Ok } else { Status::Failed },
+            params: [("num_ctx".to_string(), ParamValue::Int(ctx))].into(),
+            status: if objective.is_some() {
+                Status::Ok
+            } else {
+                Status::Failed
+            },
             objective,
-            feasible: ok,
+            feasible: objective.is_some(),
             metrics: Default::default(),
-            samples: vec![],
+            samples: objective
+                .iter()
+                .map(|v| [("decode_tps".to_string(), *v)].into())
+                .collect(),
             failure: None,
             error: None,
             load: None,
@@ -106,21 +106,32 @@ mod tests {
     fn the_tally_agrees_with_the_records() {
         let s = study();
         let records = vec![
-            rec(0, Some(2.0), true, Origin::Baseline),
-            rec(1, Some(5.0), true, Origin::Initial),
-            rec(2, Some(5.0), true, Origin::Model),
-            rec(3, None, false, Origin::Model),
-            rec(4, None, false, Origin::Model),
+            rec(0, 512, Some(2.0), Origin::Baseline),
+            rec(1, 1024, Some(5.0), Origin::Initial),
+            rec(2, 2048, Some(5.0), Origin::Model),
+            rec(3, 4096, None, Origin::Model),
+            rec(4, 4096, None, Origin::Model),
         ];
-        let mut t = Tally::default();
+        let mut t = Tally::new(&s.objective);
         for r in &records {
-            t.add(&s, r.clone());
+            t.add(r);
         }
-        assert_eq!((t.done, t.failed, t.consecutive_failures), (5, 2, 2));
-        assert_eq!(t.baseline.as_ref().map(|b| b.trial), Some(0));
+        let p = t.progress(5);
+        assert_eq!((t.done, p.trials_failed, t.consecutive_failures), (5, 2, 2));
         // Equal objectives: the earlier trial.
-        assert_eq!(t.best.as_ref().map(|b| b.trial), Some(1));
-        t.add(&s, rec(5, Some(1.0), true, Origin::Model));
+        assert_eq!((p.best_trial, p.best_objective), (Some(1), Some(5.0)));
+        assert_eq!((p.configurations, p.remeasurements), (3, 0));
+        // A re-measurement of trial 1's configuration pulls it below trial 2's: the pooled
+        // value (median of 5 and 1) leads, not the best single trial.
+        t.add(&rec(5, 1024, Some(1.0), Origin::Confirm));
         assert_eq!(t.consecutive_failures, 0);
+        let p = t.progress(6);
+        assert_eq!((p.best_trial, p.best_objective), (Some(2), Some(5.0)));
+        assert_eq!((p.configurations, p.remeasurements), (3, 1));
+        assert_eq!(p.remeasured_by_origin, [("confirm".to_string(), 1)].into());
+        assert_eq!(
+            p.trials_done,
+            p.configurations + p.remeasurements + p.trials_failed
+        );
     }
 }

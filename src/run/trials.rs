@@ -166,11 +166,10 @@ impl Progress {
 
     fn show(&self, tally: &Tally, study: &Study) {
         self.bar.set_position(tally.done as u64);
-        if let Some(b) = &tally.best {
+        if let Some((trial, value)) = tally.standings.leader_value() {
             self.bar.set_message(format!(
-                "best {} = {:.4}",
+                "best {} = {value:.4} (trial {trial})",
                 study.objective.metric.label(),
-                b.objective.unwrap_or(f64::NAN)
             ));
         }
     }
@@ -345,7 +344,7 @@ pub(super) async fn run_trials(
         crate::trial::tell_record(&mut optimizer, &rec);
         decider.tell(&rec);
         log_trial(&rec);
-        books.tally.add(cx.study, rec);
+        books.tally.add(&rec);
         let c = cx.checkpoint(&optimizer, None, books.tally.done, backend);
         offload::write_checkpoint(cx.run, c).await?;
         books.after_trial(cx, backend.counters()).await?;

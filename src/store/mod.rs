@@ -15,6 +15,7 @@ use crate::engine::space::{Config, SearchSpace};
 use crate::study::{Budget, Objective, Protocol};
 use crate::trial::{Trial, TrialRecord};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -142,17 +143,31 @@ pub struct RunMeta {
 /// always at the end); this says how far it lags.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunProgress {
-    /// Trials in the journal.
+    /// Trials in the journal: `configurations + remeasurements + trials_failed`.
     pub trials_done: usize,
-    /// Of which failed (out of memory, crash, ...).
+    /// Of which failed (out of memory, crash, ...) or produced no objective.
     pub trials_failed: usize,
-    /// Best feasible trial so far and its objective value.
+    /// The best configuration so far, by the rule every reader uses (src/verdict.rs: trials
+    /// of one configuration pooled): its first trial and its pooled objective value. The
+    /// report's rank 1 and `status` name the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_trial: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_objective: Option<f64>,
     /// Trials the report files (report.md, report.json, trials.csv, plots) cover.
     pub report_trials: usize,
+    /// Distinct configurations that produced the objective.
+    #[serde(default)]
+    pub configurations: usize,
+    /// Trials that measured an already measured configuration again (pooled into it).
+    #[serde(default)]
+    pub remeasurements: usize,
+    /// The re-measurements by the origin of their trial (`confirm`, `decision`, `ablation`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remeasured_by_origin: BTreeMap<String, usize>,
+    /// Later trials that re-measured the best configuration, pooled into `best_objective`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub best_also: Vec<usize>,
 }
 
 /// Budget flags given on a command line (`--trials`, `--time-budget`); each overrides the

@@ -7,6 +7,38 @@ use crate::report::types::Report;
 use crate::study::Prompts;
 use std::fmt::Write;
 
+/// "40: 30 configurations (28 met the constraints, 2 violated a constraint), 8 re-measurements
+/// pooled into them (confirm 3, decision 5), 2 failed": the journal's trial count, split the
+/// way `status` and run.json's progress split it (src/verdict.rs).
+fn trials_run(r: &Report) -> String {
+    let c = &r.counts;
+    let mut text = format!("{}: ", c.total);
+    if c.configurations > 0 {
+        text.push_str(&format!(
+            "{} configuration{} ({} met the constraints, {} violated a constraint), ",
+            c.configurations,
+            if c.configurations == 1 { "" } else { "s" },
+            c.feasible,
+            c.infeasible
+        ));
+    }
+    if c.remeasurements > 0 {
+        let origins: Vec<String> = c
+            .remeasured_by_origin
+            .iter()
+            .map(|(o, n)| format!("{o} {n}"))
+            .collect();
+        text.push_str(&format!(
+            "{} re-measurement{} pooled into them ({}), ",
+            c.remeasurements,
+            if c.remeasurements == 1 { "" } else { "s" },
+            origins.join(", ")
+        ));
+    }
+    text.push_str(&format!("{} failed", c.failed));
+    text
+}
+
 pub(super) fn run_facts(r: &Report, o: &mut String) {
     let m = &r.meta;
     let b = &m.backend;
@@ -61,14 +93,7 @@ pub(super) fn run_facts(r: &Report, o: &mut String) {
         budget.push_str(&format!(", wall time {}", fmt_duration(w.as_secs_f64())));
     }
     row("Budget", budget);
-    let c = &r.counts;
-    row(
-        "Trials run",
-        format!(
-            "{}: {} met the constraints, {} violated a constraint, {} failed",
-            c.total, c.feasible, c.infeasible, c.failed
-        ),
-    );
+    row("Trials run", trials_run(r));
     row(
         "Stopped",
         match (&m.stop_reason, &m.stop_message) {
