@@ -16,7 +16,6 @@ use crate::trial::{FailureKind, LoadRecord};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Failure of one server operation.
 #[derive(Debug)]
@@ -131,16 +130,19 @@ pub(crate) fn load_prompts(p: &Prompts) -> Result<Vec<String>, PromptsError> {
     }
 }
 
-static NONCE: AtomicU64 = AtomicU64::new(0);
-
 /// A prefix that makes every prompt unique, so no prompt cache serves it
-/// (ollama/ollama:cmd/bench/bench.go prefixes "[epoch]").
-fn nonce_prefix() -> String {
-    let n = NONCE.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+/// (ollama/ollama:cmd/bench/bench.go prefixes "[epoch]"): a stamp taken once per process (so
+/// two processes never send the same prompts) and the backend's own prompt count. Successive
+/// prompts differ in the same characters however fast they are sent, so what a server's prompt
+/// cache can reuse, and with it the simulator's numbers, does not depend on timing.
+fn nonce_prefix(n: u64) -> String {
+    static STAMP: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let t = STAMP.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    });
     format!("[{t:x}-{n}] ")
 }
 
@@ -151,6 +153,7 @@ pub struct Protocolled<S> {
     pub protocol: Protocol,
     pub runner_params: Vec<String>,
     prompts: Vec<String>,
+    /// Prompts sent so far (it also numbers the nonces).
     next_prompt: usize,
     /// Runner options currently loaded (None = unknown: load before measuring).
     pub loaded: Option<Config>,
@@ -188,7 +191,7 @@ impl<S: InferenceServer> Protocolled<S> {
         let p = &self.prompts[self.next_prompt % self.prompts.len()];
         self.next_prompt += 1;
         if self.protocol.nonce {
-            format!("{}{p}", nonce_prefix())
+            format!("{}{p}", nonce_prefix(self.next_prompt as u64 - 1))
         } else {
             p.clone()
         }

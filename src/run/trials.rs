@@ -332,9 +332,11 @@ pub(super) async fn run_trials(
                 )
             }
         };
-        // Outage time is not the configuration's: leave it out of the trial's duration.
-        let duration =
-            (t0.elapsed().as_secs_f64() - (books.meta.outage_seconds - outage0)).max(0.0);
+        // Outage time is not the configuration's: leave it out of the trial's duration. The
+        // simulator reports its own (simulated) duration, which does not depend on the machine.
+        let duration = simulated_duration(&eval).unwrap_or_else(|| {
+            (t0.elapsed().as_secs_f64() - (books.meta.outage_seconds - outage0)).max(0.0)
+        });
         let mut rec = make_record(cx.study, &trial, eval, started_at, duration);
         rec.notes.insert("ask_s".into(), serde_json::json!(ask_s));
         decider.annotate(&mut rec);
@@ -352,4 +354,12 @@ pub(super) async fn run_trials(
     };
     progress.bar.finish_and_clear();
     Ok(stop)
+}
+
+/// The simulated seconds a measurement on the simulator took (its virtual clock), if any.
+fn simulated_duration(eval: &crate::backend::Evaluation) -> Option<f64> {
+    eval.notes
+        .get(crate::backend::simulated::SIMULATED_SECONDS_NOTE)
+        .and_then(|v| v.as_f64())
+        .filter(|s| s.is_finite() && *s >= 0.0)
 }

@@ -193,6 +193,7 @@ async fn run_stream(
         }
     }
     sleep_until(t0 + app.wall(plan.generation_s()), kill).await?;
+    app.shared.advance(plan.generation_s());
     let last = response_json(&plan.model, "", plan.done_reason, plan.metrics());
     out.line(last, true).await;
     Ok(())

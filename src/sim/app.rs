@@ -4,8 +4,9 @@
 //! One runner, one request at a time (OLLAMA_NUM_PARALLEL=1): a request waits for the previous
 //! one and the wait counts in its load_duration, as in Ollama (ollama/ollama:server/sched.go).
 //! Sleeps are the simulated seconds times `time_scale`; reported durations are always the
-//! simulated ones. keep_alive expiry is wall-clock and not scaled, so a tuner's think time
-//! between requests does not unload.
+//! simulated ones, the queue wait included: it is read on the virtual clock (state.rs), which
+//! each sleep advances once it is over. keep_alive expiry is wall-clock and not scaled, so a
+//! tuner's think time between requests does not unload.
 
 use super::model::{draw_jitter, Expected, Jitter, RunnerKey, SimModel, SimOom};
 use super::options::SimOptions;
@@ -38,7 +39,7 @@ impl App {
             time_scale,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             queue: Arc::new(tokio::sync::Mutex::new(())),
-            shared: Shared::new(),
+            shared: Shared::new(profile.drift),
             modified_at: Utc::now() - TimeDelta::days(3),
         })
     }
@@ -53,17 +54,10 @@ impl App {
         }
     }
 
-    /// Simulated seconds of a wall-clock duration.
-    fn simulated(&self, wall: Duration) -> f64 {
-        if self.time_scale > 0.0 {
-            wall.as_secs_f64() / self.time_scale
-        } else {
-            0.0
-        }
-    }
-
+    /// This request's noise, under the drift in force at the virtual clock's reading.
     pub(super) fn jitter(&self) -> Jitter {
-        draw_jitter(&mut *self.rng.lock().unwrap_or_else(|e| e.into_inner()))
+        let j = draw_jitter(&mut *self.rng.lock().unwrap_or_else(|e| e.into_inner()));
+        j.drifted(self.shared.drift().as_ref(), self.shared.clock_s())
     }
 
     pub(super) fn text_gen(&self) -> TextGen {
@@ -80,30 +74,33 @@ impl App {
         normalize_model(name) == normalize_model(self.profile.model)
     }
 
+    /// Sleep `sim_s` simulated seconds (scaled), then advance the virtual clock by them.
     pub(super) async fn sleep(
         &self,
         sim_s: f64,
         kill: &mut watch::Receiver<u64>,
     ) -> Result<(), Killed> {
-        sleep_until(tokio::time::Instant::now() + self.wall(sim_s), kill).await
+        sleep_until(tokio::time::Instant::now() + self.wall(sim_s), kill).await?;
+        self.shared.advance(sim_s);
+        Ok(())
     }
 
-    /// Wait for the runner slot; returns it and the simulated seconds waited.
+    /// Wait for the runner slot; returns it and the simulated seconds waited (the virtual
+    /// clock's advance meanwhile: zero unless another request was still running).
     pub(super) async fn acquire(
         self: &Arc<Self>,
         keep_alive: KeepAlive,
         kill: &mut watch::Receiver<u64>,
     ) -> Result<(Slot, f64), Killed> {
-        let (queue, wait_s) = match self.queue.clone().try_lock_owned() {
-            Ok(queue) => (queue, 0.0),
-            Err(_) => {
-                let start = Instant::now();
-                tokio::select! {
-                    queue = self.queue.clone().lock_owned() => (queue, self.simulated(start.elapsed())),
-                    _ = kill.changed() => return Err(Killed),
-                }
-            }
+        let arrived = self.shared.clock_s();
+        let queue = match self.queue.clone().try_lock_owned() {
+            Ok(queue) => queue,
+            Err(_) => tokio::select! {
+                queue = self.queue.clone().lock_owned() => queue,
+                _ = kill.changed() => return Err(Killed),
+            },
         };
+        let wait_s = (self.shared.clock_s() - arrived).max(0.0);
         let slot = Slot {
             app: self.clone(),
             keep_alive,

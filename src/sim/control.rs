@@ -12,8 +12,12 @@
 //!   `after_lines` is past the end fires in place of the final `done:true` line.
 //! - `stop_listener` / `restart_listener`: the server goes down (connections refused, streams
 //!   in flight cut, the loaded model forgotten) and comes back on the same address.
+//!
+//! Inspection and the model's knobs: `loaded`, `stats`, `clock_s` (the virtual clock every
+//! reported duration is read on, state.rs) and `set_drift` (a slow drift of request times over
+//! that clock, model/jitter.rs; the profile's by default, usually none).
 
-use super::model::{Expected, RunnerKey};
+use super::model::{Drift, Expected, RunnerKey};
 use super::state::{lock, HttpFault, Shared, SimStats, StreamFault};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -158,5 +162,140 @@ impl SimControl {
 
     pub fn stats(&self) -> SimStats {
         lock(&self.shared.stats).clone()
+    }
+
+    /// The virtual clock: simulated seconds the runner has been busy (loads, prompts, tokens).
+    /// The difference between two readings is what a sequence of requests took in simulated
+    /// time, free of HTTP and scheduling overhead.
+    pub fn clock_s(&self) -> f64 {
+        self.shared.clock_s()
+    }
+
+    /// Set (or with None remove) the drift applied to the requests that start from now on.
+    pub fn set_drift(&self, drift: Option<Drift>) {
+        self.shared.set_drift(drift);
+    }
+
+    /// The drift in force.
+    pub fn drift(&self) -> Option<Drift> {
+        self.shared.drift()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sim::{self, Drift, DriftShape, SimConfig, SimServer};
+    use serde_json::{json, Value};
+    use std::net::SocketAddr;
+
+    async fn start(seed: u64, time_scale: f64) -> SimServer {
+        let config = SimConfig {
+            profile: "gemma3-4b".into(),
+            seed,
+            time_scale,
+        };
+        sim::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap()
+    }
+
+    /// One generate request; the final object of the answer (streamed or not).
+    async fn generate(s: &SimServer, body: Value) -> Value {
+        let text = reqwest::Client::new()
+            .post(format!("{}/api/generate", s.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let last = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .last()
+            .unwrap();
+        serde_json::from_str(last).unwrap()
+    }
+
+    fn secs(v: &Value, key: &str) -> f64 {
+        v[key].as_f64().unwrap_or(0.0) / 1e9
+    }
+
+    /// Back-to-back requests, reloads among them; per request its reported durations and the
+    /// virtual clock's advance.
+    async fn session(seed: u64, time_scale: f64) -> Vec<(f64, f64, f64, f64, f64)> {
+        let s = start(seed, time_scale).await;
+        let mut out = vec![];
+        for i in 0..16 {
+            let ctx = [2048, 2048, 4096, 4096, 1024, 1024, 1024, 2048][i % 8];
+            let prompt = if i % 5 == 4 {
+                String::new() // load only
+            } else {
+                format!("[{i}] Why is the sky blue? Answer in a few sentences.")
+            };
+            let before = s.control.clock_s();
+            let v = generate(
+                &s,
+                json!({"model": "gemma3:4b", "prompt": prompt, "stream": i % 2 == 0,
+                       "options": {"num_ctx": ctx, "num_predict": 16}}),
+            )
+            .await;
+            let advance = s.control.clock_s() - before;
+            out.push((
+                secs(&v, "load_duration"),
+                secs(&v, "prompt_eval_duration"),
+                secs(&v, "eval_duration"),
+                secs(&v, "total_duration"),
+                advance,
+            ));
+        }
+        s.shutdown().await;
+        out
+    }
+
+    #[tokio::test]
+    async fn reported_durations_are_read_on_the_virtual_clock() {
+        let a = session(3, 0.0005).await;
+        assert_eq!(a, session(3, 0.0005).await, "a seed gives the same numbers");
+        for (i, &(load, prompt, eval, _, advance)) in a.iter().enumerate() {
+            if i % 5 == 4 {
+                continue; // a load-only answer carries no durations
+            }
+            // No queue wait for a client that waits for each answer: the load is what the
+            // runner slept, and the clock advanced by exactly the reported parts.
+            let parts = load + prompt + eval;
+            assert!(
+                (parts - advance).abs() < 1e-6,
+                "request {i}: {parts} vs {advance}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn drift_slows_requests_along_the_virtual_clock() {
+        let steady = start(9, 0.0).await;
+        let drifting = start(9, 0.0).await;
+        let ramp = Drift {
+            shape: DriftShape::Ramp,
+            amplitude: 0.5,
+            period_s: 5.0,
+        };
+        drifting.control.set_drift(Some(ramp));
+        assert_eq!(drifting.control.drift(), Some(ramp));
+        let body = json!({"model": "gemma3:4b", "prompt": "hi", "stream": false,
+                          "options": {"num_predict": 64}});
+        for _ in 0..8 {
+            let at = drifting.control.clock_s();
+            let a = generate(&steady, body.clone()).await;
+            let b = generate(&drifting, body.clone()).await;
+            // Same noise draws; the drifting one is slower by the ramp at its start time.
+            let ratio = secs(&b, "eval_duration") / secs(&a, "eval_duration");
+            assert!((ratio - ramp.factor(at)).abs() < 1e-6, "{ratio} at {at}");
+            assert_eq!(a["eval_count"], b["eval_count"]);
+        }
+        assert!(drifting.control.clock_s() > 5.0, "the ramp was run through");
+        steady.shutdown().await;
+        drifting.shutdown().await;
     }
 }

@@ -38,7 +38,10 @@ mod text;
 
 pub use control::{LoadedInfo, SimControl, BUSY_MESSAGE};
 pub use error::{RequestError, SimError};
-pub use model::{best_decode, Expected, OomKind, RunnerKey, SearchBox, SimModel, SimOom};
+pub use model::{
+    best_decode, best_decode_where, Drift, DriftShape, Expected, OomKind, RunnerKey, SearchBox,
+    SimModel, SimOom,
+};
 pub use options::{option_names_and_types, OptionKind, SimOptions, OPTION_KINDS};
 pub use profiles::{profile, Profile, PROFILES};
 pub use state::{HttpFault, SimStats, StreamFault};

@@ -6,11 +6,19 @@
 //! - `llama3.1-8b`: llama3.1 8B q4_0 on the same laptop; TR108's best 78.42 tok/s; prefill
 //!   1352 tok/s at num_batch 512 (ollama issue report).
 //! - `gemma3-270m`: gemma3 270M Q8_0, ~350 tok/s on the GPU.
+//! - `fits-defaults`: a 7B model with a small vocabulary that fits the GPU whole at every
+//!   context of the demo space, on which Ollama's stock defaults are already the fastest
+//!   configuration within noise (no option makes decode faster by more than 0.5 %, 0.1 % with
+//!   the user's sampling kept; fewer GPU layers and too many threads slow it down). Known
+//!   truth for "keep the defaults".
+//! - `gemma3-4b-drift`: `gemma3-4b` whose speed drifts down by 5 % over the first hour of
+//!   simulated time (thermal throttling), for robustness tests of decisions taken over a run.
 //!
 //! Architecture figures (layers, heads, vocabulary, file sizes) are those of the GGUF files
 //! Ollama ships for these models. TR108 (the seed report) and the user reports are described in
 //! docs/simulator.md ("Where the numbers come from").
 
+use super::model::jitter::{Drift, DriftShape};
 use super::options::SimOptions;
 
 /// The machine a profile runs on.
@@ -87,6 +95,11 @@ pub struct Profile {
     pub split_penalty_s: f64,
     /// load_duration of a request served by an already loaded runner.
     pub warm_load_s: f64,
+    /// Slope of the attention cost over the allocated context, `f_ctx(n) = 1 + ctx_slope *
+    /// log2(1 + n / 8192)` (model/speed.rs): 0.02 for the calibrated profiles.
+    pub ctx_slope: f64,
+    /// Slow drift of request times over the virtual clock; None = a steady machine.
+    pub drift: Option<Drift>,
 }
 
 const GEMMA3_TEMPLATE: &str = "{{- range $i, $_ := .Messages }}\n{{- $last := eq (len (slice $.Messages $i)) 1 }}\n{{- if or (eq .Role \"user\") (eq .Role \"system\") }}<start_of_turn>user\n{{ .Content }}<end_of_turn>\n{{ if $last }}<start_of_turn>model\n{{ end }}\n{{- else if eq .Role \"assistant\" }}<start_of_turn>model\n{{ .Content }}{{ if not $last }}<end_of_turn>\n{{ end }}\n{{- end }}\n{{- end }}";
@@ -132,6 +145,8 @@ pub const GEMMA3_4B: Profile = Profile {
     cpu_prefill_tps_512: 60.0,
     split_penalty_s: 0.0015,
     warm_load_s: 0.030,
+    ctx_slope: CTX_SLOPE,
+    drift: None,
 };
 
 pub const LLAMA31_8B: Profile = Profile {
@@ -169,6 +184,8 @@ pub const LLAMA31_8B: Profile = Profile {
     cpu_prefill_tps_512: 30.0,
     split_penalty_s: 0.002,
     warm_load_s: 0.030,
+    ctx_slope: CTX_SLOPE,
+    drift: None,
 };
 
 pub const GEMMA3_270M: Profile = Profile {
@@ -202,10 +219,80 @@ pub const GEMMA3_270M: Profile = Profile {
     cpu_prefill_tps_512: 700.0,
     split_penalty_s: 0.0005,
     warm_load_s: 0.020,
+    ctx_slope: CTX_SLOPE,
+    drift: None,
 };
 
+const MISTRAL_TEMPLATE: &str = "{{- range $index, $_ := .Messages }}\n{{- if eq .Role \"user\" }}[INST] {{ .Content }}[/INST]\n{{- else if eq .Role \"assistant\" }}{{ .Content }}</s>\n{{- end }}\n{{- end }}";
+
+/// Stock defaults already best: a mistral-7B-like model (Q4_0, 32 layers, 8 KV heads of 128, a
+/// 32768-token vocabulary; figures approximate, not read from a GGUF) that fits the 12 GB GPU
+/// whole at every context up to 32k and every batch up to 2048, so Ollama's auto num_gpu is
+/// full offload. Its small vocabulary makes sampling ~0.5 % of a token's time, and its
+/// attention cost is flat in the allocated context (`ctx_slope` 0.002: the cache it reads is
+/// the part filled by a short prompt, not num_ctx), so no setting makes decode faster by more
+/// than 0.5 % (greedy sampling; 0.1 % for num_ctx 512); fewer GPU layers and more threads than
+/// cores only slow it down. The rates are llama3.1-8b's scaled by file
+/// size (decode is bandwidth bound), not measurements.
+pub const FITS_DEFAULTS: Profile = Profile {
+    name: "fits-defaults",
+    description: "a 7B Q4_0 model that fits a 12 GB laptop GPU whole; the stock defaults are the best configuration",
+    model: "mistral:7b",
+    architecture: "llama",
+    parameter_size: "7.2B",
+    parameter_count: 7_248_023_552,
+    quantization_level: "Q4_0",
+    file_type: 2,
+    block_count: 32,
+    context_length: 32_768,
+    embedding_length: 4096,
+    feed_forward_length: 14_336,
+    head_count: 32,
+    head_count_kv: 8,
+    head_dim: 128,
+    vocab_size: 32_768,
+    file_size: 4_113_301_824,
+    output_bytes: 110_100_480, // 32768 x 4096 x Q6_K
+    digest: "f974a74358d62a017b37c6f424fcdf2744ca02926c4f952513ddf474b2fa5091",
+    template: MISTRAL_TEMPLATE,
+    parameters: &[("stop", "\"[INST]\""), ("stop", "\"[/INST]\"")],
+    prompt_prefix_tokens: 2,
+    prompt_suffix_tokens: 4,
+    machine: LAPTOP_12GB,
+    gpu_decode_tps: 88.0,
+    cpu_decode_tps: 7.4,
+    gpu_prefill_tps_512: 1500.0,
+    cpu_prefill_tps_512: 34.0,
+    split_penalty_s: 0.002,
+    warm_load_s: 0.030,
+    ctx_slope: 0.002,
+    drift: None,
+};
+
+/// `gemma3-4b` on a machine that heats up: request times grow by 5 % over the first simulated
+/// hour (a full demo run), then stay there.
+pub const GEMMA3_4B_DRIFT: Profile = Profile {
+    name: "gemma3-4b-drift",
+    description: "gemma3-4b with thermal throttling: 5 % slower after one simulated hour",
+    drift: Some(Drift {
+        shape: DriftShape::Ramp,
+        amplitude: 0.05,
+        period_s: 3600.0,
+    }),
+    ..GEMMA3_4B
+};
+
+/// The attention slope of the calibrated profiles (docs/simulator.md, Decode).
+const CTX_SLOPE: f64 = 0.02;
+
 /// Every profile, the default first.
-pub const PROFILES: &[&Profile] = &[&GEMMA3_4B, &LLAMA31_8B, &GEMMA3_270M];
+pub const PROFILES: &[&Profile] = &[
+    &GEMMA3_4B,
+    &LLAMA31_8B,
+    &GEMMA3_270M,
+    &FITS_DEFAULTS,
+    &GEMMA3_4B_DRIFT,
+];
 
 /// Look a profile up by its name (`gemma3-4b`) or by its model name (`gemma3:4b`).
 pub fn profile(name: &str) -> Option<&'static Profile> {

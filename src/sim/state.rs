@@ -1,7 +1,16 @@
-//! The state the HTTP handlers and `SimControl` share: queued faults, the loaded runner and
-//! the counters. Both sides lock it briefly; nothing here is async.
+//! The state the HTTP handlers and `SimControl` share: queued faults, the loaded runner, the
+//! counters, the virtual clock and the drift. Both sides lock it briefly; nothing here is async.
+//!
+//! # The virtual clock
+//! Every duration the simulator reports comes from its model, never from the wall clock, so a
+//! seed gives the same numbers however busy the machine is. The clock is the simulated seconds
+//! the runner slot has been busy: a request advances it by each simulated duration once that
+//! duration has passed (its load, then its prompt and tokens, just before the final line goes
+//! out). A request's queue wait is the clock's advance between its arrival and the moment it
+//! gets the slot: zero for a client that waits for each answer before sending the next request
+//! (as the tuner does), the rest of the running request for one that arrives during it.
 
-use super::model::{Expected, RunnerKey};
+use super::model::{Drift, Expected, RunnerKey};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -82,6 +91,10 @@ pub(crate) struct Shared {
     pub(super) faults: Mutex<Faults>,
     runner: Mutex<Option<LoadedRunner>>,
     pub(super) stats: Mutex<SimStats>,
+    /// The virtual clock, simulated seconds (see the module documentation).
+    clock_s: Mutex<f64>,
+    /// The drift in force (the profile's unless `SimControl::set_drift` changed it).
+    drift: Mutex<Option<Drift>>,
     /// Bumped when the server goes down: every request in flight stops.
     pub kill: watch::Sender<u64>,
 }
@@ -92,11 +105,13 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new() -> Arc<Shared> {
+    pub fn new(drift: Option<Drift>) -> Arc<Shared> {
         Arc::new(Shared {
             faults: Mutex::new(Faults::default()),
             runner: Mutex::new(None),
             stats: Mutex::new(SimStats::default()),
+            clock_s: Mutex::new(0.0),
+            drift: Mutex::new(drift),
             kill: watch::channel(0).0,
         })
     }
@@ -111,6 +126,26 @@ impl Shared {
 
     pub fn pop_stream_fault(&self) -> Option<StreamFault> {
         lock(&self.faults).stream.pop_front()
+    }
+
+    /// The virtual clock now, simulated seconds.
+    pub fn clock_s(&self) -> f64 {
+        *lock(&self.clock_s)
+    }
+
+    /// Advance the virtual clock by `sim_s` simulated seconds that have passed.
+    pub fn advance(&self, sim_s: f64) {
+        if sim_s.is_finite() && sim_s > 0.0 {
+            *lock(&self.clock_s) += sim_s;
+        }
+    }
+
+    pub fn drift(&self) -> Option<Drift> {
+        *lock(&self.drift)
+    }
+
+    pub fn set_drift(&self, drift: Option<Drift>) {
+        *lock(&self.drift) = drift;
     }
 
     pub fn stats(&self, f: impl FnOnce(&mut SimStats)) {

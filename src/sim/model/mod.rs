@@ -5,7 +5,7 @@
 //!
 //! - `memory`: where the layers go and whether they fit (the OOM errors).
 //! - `speed`: decode and prefill time and load time for a placement.
-//! - `jitter`: the per-request noise.
+//! - `jitter`: the per-request noise and the optional slow drift.
 //! - `optimum`: `best_decode`, the noise-free optimum of a search box.
 //!
 //! # Calibration
@@ -19,13 +19,15 @@
 //!
 //! The unit tests (model/tests.rs) check these figures and the optima listed in `optimum`.
 
-mod jitter;
+pub(crate) mod jitter;
 mod memory;
 mod optimum;
 mod speed;
 
-pub use jitter::{draw_jitter, Jitter, DECODE_CV, LOAD_CV, OUTLIER_P, PREFILL_CV};
-pub use optimum::{best_decode, SearchBox};
+pub use jitter::{
+    draw_jitter, Drift, DriftShape, Jitter, DECODE_CV, LOAD_CV, OUTLIER_P, PREFILL_CV,
+};
+pub use optimum::{best_decode, best_decode_where, SearchBox};
 
 use super::options::SimOptions;
 use super::profiles::Profile;

@@ -52,6 +52,18 @@ impl SearchBox {
 /// a few inner points for the sampling options). Decode is monotone in the omitted values, so
 /// the grid contains the optimum. None when nothing in the space loads.
 pub fn best_decode(p: &Profile, space: &SearchBox) -> Option<(SimOptions, Expected)> {
+    best_decode_where(p, space, &|_, _| true)
+}
+
+/// `best_decode` among the configurations `accept` admits (an outcome constraint such as a
+/// TTFT limit, checked on the noise-free `Expected`). A fixed value is a box with equal bounds
+/// (`temperature: (0.8, 0.8)` keeps the user's sampling), which is how benchmarks ask for the
+/// best configuration that meets a study's requirements.
+pub fn best_decode_where(
+    p: &Profile,
+    space: &SearchBox,
+    accept: &dyn Fn(&SimOptions, &Expected) -> bool,
+) -> Option<(SimOptions, Expected)> {
     let gpu_hi = space.num_gpu.1.min(p.total_layers() as i64);
     let gpus: Vec<i64> = (space.num_gpu.0.max(-1)..=gpu_hi.max(space.num_gpu.0)).collect();
     let ctxs = log_grid(space.num_ctx);
@@ -100,6 +112,9 @@ pub fn best_decode(p: &Profile, space: &SearchBox) -> Option<(SimOptions, Expect
                     let Ok(e) = SimModel::expected(p, &o) else {
                         continue;
                     };
+                    if !accept(&o, &e) {
+                        continue;
+                    }
                     if best
                         .as_ref()
                         .is_none_or(|(_, b)| e.decode_tps > b.decode_tps)

@@ -7,8 +7,9 @@
 //!   layer costs in proportion to its bytes). CPU layers are 9-12x slower than GPU layers, so
 //!   any spill is a cliff; the big-vocabulary output layer alone is 16 % of gemma3 4B.
 //! - split = `split_penalty_s` when 0 < g < 1 (activations cross PCIe every token).
-//! - f_ctx(n) = 1 + 0.02 * log2(1 + n / 8192): attention over a larger cache, about 4 % from
-//!   2k to 32k and almost flat below 2k.
+//! - f_ctx(n) = 1 + s * log2(1 + n / 8192) with the profile's `ctx_slope` s (0.02 for the
+//!   calibrated profiles): attention over a larger cache, about 4 % from 2k to 32k and almost
+//!   flat below 2k; `fits-defaults` has s = 0.002.
 //! - f_thr(n), relative CPU speed vs the physical core count P (num_thread 0 = P):
 //!   n <= P: (1 - e^(-2.5 n/P)) / (1 - e^(-2.5)) (bandwidth saturates before all cores);
 //!   P < n <= logical: 1 / (1 + ((n-P)/P)^2) (SMT siblings fight for the same units);
@@ -45,7 +46,6 @@ use crate::sim::options::SimOptions;
 use crate::sim::profiles::Profile;
 
 const REF_CTX: f64 = 4096.0;
-const CTX_SLOPE: f64 = 0.02;
 /// Half-saturation batch of the prefill curve, from 191 tok/s @16 vs 1352 @512.
 const GPU_HALF_BATCH: f64 = 125.0;
 const CPU_HALF_BATCH: f64 = 32.0;
@@ -53,9 +53,9 @@ const PREFILL_OVERHEAD_S: f64 = 0.012;
 const KV_ALLOC_BYTES_PER_S: f64 = 20e9;
 const NO_MMAP_READ_FACTOR: f64 = 1.6;
 
-/// Attention over a larger KV cache: a few percent from 2k to 32k.
-fn ctx_factor(num_ctx: f64) -> f64 {
-    1.0 + CTX_SLOPE * (1.0 + num_ctx / 8192.0).log2()
+/// Attention over a larger KV cache: a few percent from 2k to 32k (the profile's slope).
+fn ctx_factor(p: &Profile, num_ctx: f64) -> f64 {
+    1.0 + p.ctx_slope * (1.0 + num_ctx / 8192.0).log2()
 }
 
 /// CPU decode speed relative to running on the physical core count.
@@ -128,7 +128,7 @@ pub(super) fn sampling_s(p: &Profile, o: &SimOptions) -> f64 {
 /// calibrated on the profile's figures at the reference context and default sampling.
 fn base_token_times(p: &Profile) -> (f64, f64) {
     let reference = sampling_s(p, &p.default_options());
-    let cf = ctx_factor(REF_CTX);
+    let cf = ctx_factor(p, REF_CTX);
     (
         (1.0 / p.gpu_decode_tps - reference) / cf,
         (1.0 / p.cpu_decode_tps - reference) / cf,
@@ -154,7 +154,7 @@ pub(super) fn speeds(p: &Profile, key: &RunnerKey, pl: &Placement, opts: &SimOpt
         0.0
     };
     let token_s = sampling_s(p, opts)
-        + ctx_factor(key.num_ctx as f64) * (gpu_share * t_gpu + cpu_part)
+        + ctx_factor(p, key.num_ctx as f64) * (gpu_share * t_gpu + cpu_part)
         + split_s
         + spin_s(key.num_thread, m.physical_cores, m.logical_cores);
 

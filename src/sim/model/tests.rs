@@ -3,7 +3,9 @@
 
 use super::memory::{CPU_GRAPH_BYTES, RUNNER_OVERHEAD_BYTES};
 use super::*;
-use crate::sim::profiles::{GEMMA3_270M, GEMMA3_4B, LLAMA31_8B};
+use crate::sim::profiles::{
+    FITS_DEFAULTS, GEMMA3_270M, GEMMA3_4B, GEMMA3_4B_DRIFT, LLAMA31_8B, PROFILES,
+};
 
 fn opts(f: impl FnOnce(&mut SimOptions)) -> SimOptions {
     let mut o = GEMMA3_4B.default_options();
@@ -247,4 +249,193 @@ fn runner_options_are_exactly_what_the_key_reads() {
     assert!(RunnerKey::OPTIONS
         .iter()
         .all(|n| OPTION_KINDS.iter().any(|(k, _)| k == n)));
+}
+
+/// The demo study's space (search_spaces/demo-simulator.toml).
+fn demo_box() -> SearchBox {
+    SearchBox {
+        num_gpu: (0, 999),
+        num_ctx: (512, 32_768),
+        num_batch: (16, 2048),
+        num_thread: (1, 16),
+        temperature: (0.0, 1.5),
+        top_p: (0.5, 1.0),
+        top_k: (1, 100),
+    }
+}
+
+#[test]
+fn fits_defaults_stock_defaults_are_the_best_within_noise() {
+    let p = &FITS_DEFAULTS;
+    // What a stock server runs: nothing sent, Ollama's defaults (auto num_gpu, num_ctx 4096,
+    // num_batch 512, num_thread = cores, temperature 0.8, top_p 0.9, top_k 40).
+    let stock = p.default_options();
+    assert_eq!(
+        (
+            stock.num_gpu,
+            stock.num_ctx,
+            stock.num_batch,
+            stock.num_thread
+        ),
+        (-1, 4096, 512, 0)
+    );
+    assert_eq!(
+        (stock.temperature, stock.top_p, stock.top_k),
+        (0.8, 0.9, 40)
+    );
+    let e = SimModel::expected(p, &stock).unwrap();
+    assert!(e.full_offload());
+    // Nothing in the demo space is faster by more than 0.6 % (a quarter of one request's
+    // noise), output settings included (greedy sampling); with the user's sampling kept, 0.2 %.
+    let (best_o, best) = best_decode(p, &demo_box()).unwrap();
+    let gain = best.decode_tps / e.decode_tps - 1.0;
+    assert!(gain < 0.006, "{best_o:?}: +{:.3}%", 100.0 * gain);
+    let user_sampling = SearchBox {
+        temperature: (0.8, 0.8),
+        top_p: (0.9, 0.9),
+        top_k: (40, 40),
+        ..demo_box()
+    };
+    let (_, kept) = best_decode(p, &user_sampling).unwrap();
+    let gain = kept.decode_tps / e.decode_tps - 1.0;
+    assert!(gain < 0.002, "+{:.3}%", 100.0 * gain);
+    // Auto num_gpu is full offload over the whole space (largest context and batch).
+    let corner = SimOptions {
+        num_ctx: 32_768,
+        num_batch: 2048,
+        ..stock.clone()
+    };
+    assert!(SimModel::expected(p, &corner).unwrap().full_offload());
+    // The other options only slow it down: partial offload, too many threads.
+    let partial = tps(
+        p,
+        &SimOptions {
+            num_gpu: 20,
+            ..stock.clone()
+        },
+    );
+    assert!(partial < e.decode_tps / 2.0, "{partial}");
+    let threads = tps(
+        p,
+        &SimOptions {
+            num_thread: 16,
+            ..stock.clone()
+        },
+    );
+    assert!(threads < e.decode_tps, "{threads}");
+    // Each single change is within noise (the per-request CV is 2.5 %).
+    for o in [
+        SimOptions {
+            num_ctx: 512,
+            ..stock.clone()
+        },
+        SimOptions {
+            num_ctx: 32_768,
+            ..stock.clone()
+        },
+        SimOptions {
+            num_batch: 16,
+            ..stock.clone()
+        },
+        SimOptions {
+            temperature: 0.0,
+            ..stock.clone()
+        },
+        SimOptions {
+            top_k: 1,
+            top_p: 1.0,
+            ..stock.clone()
+        },
+        SimOptions {
+            num_thread: 4,
+            ..stock.clone()
+        },
+    ] {
+        let r = tps(p, &o) / e.decode_tps;
+        assert!((r - 1.0).abs() < 0.005, "{o:?}: {r}");
+    }
+}
+
+#[test]
+fn drift_is_off_by_default_and_follows_its_shape() {
+    assert!(PROFILES
+        .iter()
+        .all(|p| p.drift.is_none() || p.name == GEMMA3_4B_DRIFT.name));
+    let ramp = GEMMA3_4B_DRIFT.drift.unwrap();
+    assert_eq!(ramp.factor(0.0), 1.0);
+    assert!((ramp.factor(1800.0) - 1.025).abs() < 1e-12);
+    assert!((ramp.factor(3600.0) - 1.05).abs() < 1e-12);
+    assert_eq!(ramp.factor(7200.0), ramp.factor(3600.0));
+    let sine = Drift {
+        shape: DriftShape::Sine,
+        amplitude: 0.05,
+        period_s: 100.0,
+    };
+    assert!((sine.factor(25.0) - 1.05).abs() < 1e-12);
+    assert!((sine.factor(75.0) - 0.95).abs() < 1e-12);
+    let wild = Drift {
+        amplitude: -5.0,
+        ..ramp
+    };
+    assert_eq!(wild.factor(1e9), 0.1);
+    // The drift scales decode and prefill time, not the load, and draws no random numbers.
+    let j = Jitter {
+        decode: 1.1,
+        prefill: 0.9,
+        load: 1.2,
+    };
+    assert_eq!(j.drifted(None, 3600.0), j);
+    let d = j.drifted(Some(&ramp), 3600.0);
+    assert!((d.decode - 1.1 * 1.05).abs() < 1e-12 && (d.prefill - 0.9 * 1.05).abs() < 1e-12);
+    assert_eq!(d.load, 1.2);
+    // Apart from its drift, the drifting profile is gemma3-4b.
+    assert_eq!(
+        Profile {
+            drift: None,
+            name: GEMMA3_4B.name,
+            description: GEMMA3_4B.description,
+            ..GEMMA3_4B_DRIFT
+        },
+        GEMMA3_4B
+    );
+}
+
+#[test]
+fn best_decode_where_keeps_fixed_values_and_constraints() {
+    let p = &GEMMA3_4B;
+    // The user's sampling kept: only the speed settings and num_ctx are free.
+    let space = SearchBox {
+        temperature: (0.8, 0.8),
+        top_p: (0.9, 0.9),
+        top_k: (40, 40),
+        ..demo_box()
+    };
+    let (o, e) = best_decode(p, &space).unwrap();
+    assert_eq!((o.temperature, o.top_p, o.top_k), (0.8, 0.9, 40));
+    assert_eq!(o.num_ctx, 512);
+    assert!(e.full_offload());
+    let (_, free) = best_decode(p, &demo_box()).unwrap();
+    assert!(free.decode_tps > e.decode_tps);
+    // A requirement: at least 8192 of context.
+    let (o8, e8) = best_decode(
+        p,
+        &SearchBox {
+            num_ctx: (8192, 32_768),
+            ..space.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(o8.num_ctx, 8192);
+    assert!(e8.decode_tps < e.decode_tps);
+    // A constraint on the noise-free outcome: no CPU-only configuration passes a TTFT limit.
+    let (oc, _) = best_decode_where(
+        p,
+        &SearchBox {
+            num_gpu: (0, 0),
+            ..space.clone()
+        },
+        &|_, e| e.ttft_s(60) <= 0.5,
+    )
+    .map_or((None, None), |(o, e)| (Some(o), Some(e)));
+    assert!(oc.is_none(), "{oc:?}");
 }
