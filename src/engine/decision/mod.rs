@@ -9,8 +9,22 @@
 //!   its stage), `tell(config, value)`; `result()` at any time; `is_done()`.
 //! - `Plan` is serializable: the run loop journals it with the first trial of the phase, and the
 //!   report rebuilds the phase from the journal (`replay`).
+//!
+//! Files: this one holds the types and the stage machine; block.rs the interleaved rounds,
+//! race.rs the race and the simplest-of-the-tied rule, ablation.rs the ablation path and its
+//! confirmation, result.rs the answer, stats.rs the tests and the budget.
 
-use crate::engine::space::{Config, Prefer, Role};
+mod ablation;
+mod block;
+mod race;
+mod result;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+pub use stats::{paired_effect, phase_budget};
+
+use crate::engine::space::{Config, ParamValue, Prefer, Role};
 use serde::{Deserialize, Serialize};
 
 /// Knobs of the decision phase (the `[decision]` table of a study).
@@ -103,8 +117,10 @@ pub struct ChangeEffect {
     pub param: String,
     pub baseline: crate::engine::space::ParamValue,
     pub value: crate::engine::space::ParamValue,
-    /// The recommendation against the recommendation with this change reverted (positive: the
-    /// change helps, in the objective's direction), from the ablation rounds.
+    /// The configuration the ablation started from against it with this change reverted, from
+    /// the ablation rounds, in the metric's sign (for a maximized metric positive = the change
+    /// helps; for a minimized one negative = it helps). None when the reverted configuration
+    /// failed (the change is needed to run) or too few rounds ran.
     pub effect: Option<Effect>,
     /// Kept in the recommendation (it buys something measurable, or it is needed to run).
     pub kept: bool,
@@ -116,8 +132,8 @@ pub struct OutputEffect {
     pub param: String,
     pub user_value: crate::engine::space::ParamValue,
     pub variant: crate::engine::space::ParamValue,
-    /// The recommendation with the variant against the recommendation (positive: faster in the
-    /// objective's direction).
+    /// The configuration the ablation started from with the variant, against it, in the
+    /// metric's sign (as `ChangeEffect::effect`). None when the variant failed or too few rounds ran.
     pub effect: Option<Effect>,
     /// Applied to the recommendation (only with `allow_output_changes` and a significant gain).
     pub applied: bool,
@@ -141,9 +157,12 @@ pub struct DecisionResult {
     pub recommendation: Config,
     pub verdict: Verdict,
     pub done: bool,
-    /// Arms still in the race when it ended, tied with the best (the recommendation among them).
+    /// Arms still in the race when it ended, tied with the best (the configuration the ablation
+    /// starts from is among them; the recommendation is it with the useless changes dropped).
     pub tied: Vec<Config>,
-    /// Arms eliminated, with the round that eliminated them.
+    /// Arms eliminated from the race, with the (1-based) round that eliminated them: a failed
+    /// measurement eliminates at once. The baseline is listed here once it can no longer win,
+    /// although it is still measured every round as the reference.
     pub eliminated: Vec<(Config, usize)>,
     /// The recommendation against the baseline, from the phase's paired rounds.
     pub vs_baseline: Option<Effect>,
@@ -151,6 +170,260 @@ pub struct DecisionResult {
     pub outputs: Vec<OutputEffect>,
     /// Trials told to the phase.
     pub trials: usize,
+    /// Of those, trials told during the race and during the ablation (with its confirmation).
+    #[serde(default)]
+    pub race_trials: usize,
+    #[serde(default)]
+    pub ablation_trials: usize,
+    /// Complete rounds of the ablation leg. Below `min_rounds` the changes were not ablated
+    /// (the budget ended first): they are all kept, and `vs_baseline` comes from the race's
+    /// rounds, which also served to choose among the tied (a small selection bias).
+    #[serde(default)]
+    pub ablation_rounds: usize,
+    /// When the verdict is `DefaultsBest` although the phase arrived at another configuration
+    /// (its gain over the baseline was not significant): that configuration and its measured
+    /// effect against the baseline, for the report ("X would be +1.2% [-0.5, 2.9]: defaults kept").
+    #[serde(default)]
+    pub rejected: Option<Config>,
+    #[serde(default)]
+    pub rejected_vs_baseline: Option<Effect>,
+}
+
+/// The race may take this share of the phase's budget (more when `min_rounds` rounds of every
+/// arm need more); the ablation takes the rest, including what the race did not use.
+const RACE_SHARE: f64 = 0.6;
+
+/// Where the phase is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Race,
+    Ablation,
+    /// A short leg measuring the recommendation after several drops (ablation.rs).
+    Confirm,
+    Done,
+}
+
+/// The decision phase: ask/tell over a `Plan` (see the module documentation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecisionPhase {
+    plan: Plan,
+    told: usize,
+    step: Step,
+    race: race::Race,
+    ablation: Option<ablation::Ablation>,
+    confirm: Option<ablation::Confirm>,
+}
+
+impl DecisionPhase {
+    pub fn new(plan: Plan) -> DecisionPhase {
+        let race = race::Race::new(&plan);
+        let mut phase = DecisionPhase {
+            plan,
+            told: 0,
+            step: Step::Race,
+            race,
+            ablation: None,
+            confirm: None,
+        };
+        phase.advance();
+        phase
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The next configuration to measure and its stage; None when done or the budget is spent.
+    /// Pure: calling it twice without `tell` returns the same answer.
+    pub fn next(&self) -> Option<(Config, Stage)> {
+        if self.told >= self.plan.budget {
+            return None;
+        }
+        let (block, stage) = match self.step {
+            Step::Race => (&self.race.block, Stage::Race),
+            Step::Ablation => (&self.ablation.as_ref()?.block, Stage::Ablation),
+            Step::Confirm => (&self.confirm.as_ref()?.block, Stage::Ablation),
+            Step::Done => return None,
+        };
+        block.pending().map(|i| (block.arms[i].clone(), stage))
+    }
+
+    /// A measurement of `config`: Some(objective value) when it ran and met the constraints,
+    /// None when it failed or was infeasible (that arm is not measured again and can no longer
+    /// be recommended). A configuration other than the one `next` returned fills the slot of an
+    /// equal arm still to be measured in the current round; one that fits no such slot is
+    /// ignored, but every tell counts against the budget (so the phase always ends).
+    pub fn tell(&mut self, config: &Config, value: Option<f64>) {
+        self.told += 1;
+        match self.step {
+            Step::Race => self.race.record(config, value),
+            Step::Ablation => {
+                if let Some(a) = &mut self.ablation {
+                    a.spent += 1;
+                    a.block.record(config, value);
+                }
+            }
+            Step::Confirm => {
+                if let Some(c) = &mut self.confirm {
+                    c.spent += 1;
+                    c.block.record(config, value);
+                }
+            }
+            Step::Done => {}
+        }
+        self.advance();
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.step == Step::Done
+    }
+
+    /// Tells received.
+    pub fn trials(&self) -> usize {
+        self.told
+    }
+
+    /// Rebuild from a plan and the told sequence (what the report does from the journal).
+    pub fn replay(
+        plan: Plan,
+        told: impl IntoIterator<Item = (Config, Option<f64>)>,
+    ) -> DecisionPhase {
+        let mut phase = DecisionPhase::new(plan);
+        for (config, value) in told {
+            phase.tell(&config, value);
+        }
+        phase
+    }
+
+    /// Move through the stages until a measurement is needed or the phase is done.
+    fn advance(&mut self) {
+        loop {
+            let moved = match self.step {
+                Step::Race => self.race_step(),
+                Step::Ablation => self.ablation_step(),
+                Step::Confirm => self.confirm_step(),
+                Step::Done => return,
+            };
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Whether a round of `size` arms fits in a stage that spent `spent` of its `cap`, and in
+    /// the phase's budget.
+    fn round_fits(&self, spent: usize, cap: usize, size: usize) -> bool {
+        size > 0 && spent + size <= cap && self.told + size <= self.plan.budget
+    }
+
+    /// Rounds before anything is tested (a paired test needs two).
+    fn min_rounds(&self) -> usize {
+        self.plan.settings.min_rounds.max(2)
+    }
+
+    /// Level of each one-sided test: alpha is read as a two-sided level, so that a decision
+    /// agrees with the 95% interval printed beside it (docs/decision.md, "The test").
+    fn alpha_one_sided(&self) -> f64 {
+        self.plan.settings.alpha / 2.0
+    }
+
+    /// One-sided p-value that arm `a` beats arm `b` in `block` (paired rounds).
+    fn p_better(&self, block: &block::Block, a: usize, b: usize) -> f64 {
+        let (x, y) = block.paired(a, b);
+        stats::p_better(&x, &y, self.plan.log_scale, self.plan.maximize)
+    }
+
+    /// Effect of arm `a` against arm `reference` in `block`; None for the same arm.
+    fn effect(&self, block: &block::Block, a: usize, reference: usize) -> Option<Effect> {
+        if a == reference {
+            return None;
+        }
+        let (x, y) = block.paired(a, reference);
+        paired_effect(&x, &y, self.plan.log_scale)
+    }
+
+    /// Mean over an arm's rounds on the comparison scale, larger = better.
+    fn mean_score(&self, block: &block::Block, arm: usize) -> f64 {
+        let v = block.values(arm);
+        if v.is_empty() {
+            return f64::NEG_INFINITY;
+        }
+        let log = self.plan.log_scale && v.iter().all(|x| *x > 0.0);
+        let m = v.iter().map(|x| if log { x.ln() } else { *x }).sum::<f64>() / v.len() as f64;
+        if self.plan.maximize {
+            m
+        } else {
+            -m
+        }
+    }
+
+    fn param(&self, name: &str) -> Option<&ParamInfo> {
+        self.plan.params.iter().find(|p| p.name == name)
+    }
+
+    /// Parameters where `config` differs from the baseline, in name order.
+    fn changed_params(&self, config: &Config) -> Vec<String> {
+        let mut names: Vec<&String> = config.keys().chain(self.plan.baseline.keys()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter(|n| !same_value(&value_of(config, n), &value_of(&self.plan.baseline, n)))
+            .cloned()
+            .collect()
+    }
+}
+
+/// A parameter's value in a configuration; a missing one is not sent, which is `auto`.
+fn value_of(config: &Config, name: &str) -> ParamValue {
+    config.get(name).cloned().unwrap_or_else(ParamValue::auto)
+}
+
+/// `config` with `name` set to `value` (removed when `value` is None).
+fn with_value(config: &Config, name: &str, value: Option<&ParamValue>) -> Config {
+    let mut c = config.clone();
+    match value {
+        Some(v) => c.insert(name.to_string(), v.clone()),
+        None => c.remove(name),
+    };
+    c
+}
+
+/// Equal values, with integers and floats compared as numbers (4 == 4.0).
+fn same_value(a: &ParamValue, b: &ParamValue) -> bool {
+    match (a, b) {
+        (ParamValue::Int(_) | ParamValue::Float(_), ParamValue::Int(_) | ParamValue::Float(_)) => {
+            a.as_f64() == b.as_f64()
+        }
+        _ => a == b,
+    }
+}
+
+/// Equal configurations: `same_value` values for every parameter (a missing one is `auto`).
+fn same_config(a: &Config, b: &Config) -> bool {
+    a.keys()
+        .chain(b.keys())
+        .all(|k| same_value(&value_of(a, k), &value_of(b, k)))
+}
+
+/// Order of two values by a preferred direction: Greater when `a` is preferred. Only numbers
+/// are ordered; `auto` (the server decides) and other words are not ordered against anything.
+fn prefer_order(prefer: Prefer, a: &ParamValue, b: &ParamValue) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let numeric = |v: &ParamValue| match v {
+        ParamValue::Int(_) | ParamValue::Float(_) => v.as_f64(),
+        _ => None,
+    };
+    match (numeric(a), numeric(b)) {
+        (Some(x), Some(y)) => {
+            let o = x.partial_cmp(&y).unwrap_or(Ordering::Equal);
+            match prefer {
+                Prefer::High => o,
+                Prefer::Low => o.reverse(),
+            }
+        }
+        _ => Ordering::Equal,
+    }
 }
 
 // STUB (integrator's branch only; replaced by the real implementation).

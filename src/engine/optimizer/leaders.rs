@@ -1,10 +1,11 @@
 //! The leaders: re-measuring configurations statistically tied for the lead, the
-//! recommendation (best posterior mean among feasible measured configurations) and the best
-//! measured value.
+//! recommendation (best posterior mean among feasible measured configurations), the best
+//! measured value, and what the decision phase starts from (leading candidates, the noise of one
+//! trial, output-setting variants worth measuring).
 
 use super::models::Models;
 use super::{Optimizer, Outcome, CONFIRM_EVERY};
-use crate::engine::space::{config_key, Config};
+use crate::engine::space::{config_key, Config, ParamValue};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Optimizer {
@@ -112,6 +113,151 @@ impl Optimizer {
             }
         }
         best.map(|(c, v, _)| (c, v))
+    }
+
+    /// Up to `k` distinct measured configurations that ran, met the constraints and never
+    /// failed, best GP posterior mean first (the candidates of the decision phase); by measured
+    /// value while there is no model. Configurations are returned as they were told.
+    pub fn leaders(&self, k: usize) -> Vec<Config> {
+        if k == 0 {
+            return vec![];
+        }
+        let feasible: BTreeSet<String> = self
+            .observations
+            .iter()
+            .filter(|o| self.meets_constraints(&o.outcome))
+            .map(|o| config_key(&o.config))
+            .collect();
+        let ranked: Vec<&Config> = match self.fit_models() {
+            Some(models) => models
+                .top_observed
+                .iter()
+                .filter_map(|(x, _)| self.observations.iter().find(|o| &o.x == x))
+                .map(|o| &o.config)
+                .collect(),
+            None => {
+                let mut ok: Vec<(&Config, f64)> = self
+                    .observations
+                    .iter()
+                    .filter_map(|o| match &o.outcome {
+                        Outcome::Ok { value, .. } => {
+                            Some((&o.config, self.transform(&[*value])[0]))
+                        }
+                        Outcome::Failed => None,
+                    })
+                    .collect();
+                ok.sort_by(|a, b| b.1.total_cmp(&a.1));
+                ok.into_iter().map(|(c, _)| c).collect()
+            }
+        };
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut out = Vec::new();
+        for c in ranked {
+            let key = config_key(c);
+            if feasible.contains(&key) && !self.failed.contains(&key) && seen.insert(key) {
+                out.push(c.clone());
+                if out.len() == k {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Relative standard deviation of one trial's objective (0.02 = 2%), what the decision
+    /// phase's budget is sized from. From repeated measurements of identical configurations when
+    /// there are any (the pooled sd of the logarithm for a positive metric, else of the values
+    /// divided by their configuration's mean); else from the GP's noise, converted to the
+    /// metric's units at the leader as `confirmation` does, and divided by the leader's value
+    /// unless the GP models the logarithm (where an sd is already relative).
+    pub fn noise_rel_sd(&self) -> Option<f64> {
+        let mut groups: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for o in &self.observations {
+            if let Outcome::Ok { value, .. } = &o.outcome {
+                if value.is_finite() && self.meets_constraints(&o.outcome) {
+                    groups
+                        .entry(config_key(&o.config))
+                        .or_default()
+                        .push(*value);
+                }
+            }
+        }
+        let all: Vec<f64> = groups.values().flatten().copied().collect();
+        let log = self.objective.use_log(&all, self.positive_metric);
+        let (mut ss, mut df) = (0.0, 0usize);
+        for values in groups.values().filter(|v| v.len() > 1) {
+            let scaled: Vec<f64> = if log {
+                values.iter().map(|v| v.ln()).collect()
+            } else {
+                let mean = values.iter().sum::<f64>() / values.len() as f64;
+                if mean == 0.0 {
+                    continue;
+                }
+                values.iter().map(|v| v / mean.abs()).collect()
+            };
+            let m = scaled.iter().sum::<f64>() / scaled.len() as f64;
+            ss += scaled.iter().map(|v| (v - m).powi(2)).sum::<f64>();
+            df += scaled.len() - 1;
+        }
+        if df > 0 {
+            return Some((ss / df as f64).sqrt());
+        }
+        let models = self.fit_models()?;
+        let gp = &models.objective;
+        let top_mu = models.top_observed.first()?.1;
+        let t = gp.y_mean + gp.y_std * top_mu;
+        let noise_sd = gp.hyper.noise_variance.sqrt() * gp.y_std * models.warp.invert_slope(t);
+        let log_model = self.objective.use_log(
+            &self
+                .gp_subset()
+                .iter()
+                .map(|&i| self.value(i))
+                .collect::<Vec<f64>>(),
+            self.positive_metric,
+        );
+        let rel = if log_model {
+            noise_sd
+        } else {
+            let level = models.warp.invert(t).abs();
+            if level == 0.0 {
+                return None;
+            }
+            noise_sd / level
+        };
+        rel.is_finite().then_some(rel)
+    }
+
+    /// The measured value of `param`, other than `at[param]`, with the best GP posterior mean
+    /// when set into `at` (the output-setting variant the decision phase measures). None without
+    /// a model, for a parameter outside the space, or when no other value was measured.
+    pub fn output_variant(&self, at: &Config, param: &str) -> Option<ParamValue> {
+        let p = self.space.get(param)?;
+        let models = self.fit_models()?;
+        let current = at.get(param);
+        let mut values: Vec<&ParamValue> = Vec::new();
+        for o in &self.observations {
+            if let Some(v) = o.config.get(param) {
+                if Some(v) != current && p.encode(v).is_some() && !values.contains(&v) {
+                    values.push(v);
+                }
+            }
+        }
+        let points: Vec<Vec<f64>> = values
+            .iter()
+            .map(|v| {
+                let mut c = at.clone();
+                c.insert(param.to_string(), (*v).clone());
+                self.space.encode(&c)
+            })
+            .collect();
+        let (mu, _) = models.objective.predict_standardized(&points);
+        let mut best: Option<(usize, f64)> = None;
+        for (i, m) in mu.iter().enumerate() {
+            if best.is_none_or(|(_, b)| *m > b) {
+                best = Some((i, *m));
+            }
+        }
+        best.map(|(i, _)| values[i].clone())
     }
 }
 
