@@ -260,16 +260,3 @@ impl Optimizer {
         best.map(|(i, _)| values[i].clone())
     }
 }
-
-// STUB (integrator's branch only).
-impl Optimizer {
-    pub fn leaders(&self, _k: usize) -> Vec<Config> {
-        todo!()
-    }
-    pub fn noise_rel_sd(&self) -> Option<f64> {
-        todo!()
-    }
-    pub fn output_variant(&self, _at: &Config, _param: &str) -> Option<crate::engine::space::ParamValue> {
-        todo!()
-    }
-}
