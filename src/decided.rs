@@ -30,7 +30,7 @@ pub fn decision_value(r: &TrialRecord) -> Option<f64> {
 }
 
 /// Rebuilds the phase from records in journal order.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DecisionReplay {
     phase: Option<DecisionPhase>,
 }
@@ -49,6 +49,11 @@ impl DecisionReplay {
                 p.tell(&r.params, decision_value(r));
             }
         }
+    }
+
+    /// The phase so far, if one started.
+    pub fn phase(&self) -> Option<&DecisionPhase> {
+        self.phase.as_ref()
     }
 
     pub fn finish(self) -> Option<DecisionPhase> {

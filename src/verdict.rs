@@ -16,9 +16,12 @@
 //! Compact: per configuration only the objective metric's samples are kept (a few numbers), not
 //! the records, so the run loop can hold the standings of a run of thousands of trials.
 //!
-//! The decision phase (engine/decision/) will name the recommendation here when one ran
-//! (`Standings::leader`), and every reader follows.
+//! When a decision phase ran (engine/decision/, rebuilt from the journal by src/decided.rs),
+//! its recommendation is the leader, provided it was measured and met the constraints: the
+//! phase measured it after the selection, in interleaved rounds with its rivals, which the
+//! pooled values of the search cannot match. Every reader follows.
 
+use crate::decided::DecisionReplay;
 use crate::engine::objective::{Direction, Objective, Stat};
 use crate::engine::space::{config_key, Config};
 use crate::engine::stats::Summary;
@@ -157,6 +160,7 @@ pub struct Standings {
     trials: usize,
     failed: usize,
     remeasured_by: BTreeMap<&'static str, usize>,
+    decision: DecisionReplay,
 }
 
 impl Standings {
@@ -169,6 +173,7 @@ impl Standings {
             trials: 0,
             failed: 0,
             remeasured_by: BTreeMap::new(),
+            decision: DecisionReplay::default(),
         }
     }
 
@@ -188,6 +193,7 @@ impl Standings {
     /// configuration it was pooled into when it re-measured one.
     pub fn add(&mut self, rec: &TrialRecord) -> Option<usize> {
         self.trials += 1;
+        self.decision.add(rec);
         let Some(value) = rec.objective.filter(|v| rec.is_ok() && v.is_finite()) else {
             self.failed += 1;
             return None;
@@ -237,6 +243,12 @@ impl Standings {
     }
 
     fn lead(&self) -> Option<(&String, &Pool)> {
+        if let Some(phase) = self.decision.phase() {
+            let key = config_key(&phase.result().recommendation);
+            if let Some((k, p)) = self.pools.get_key_value(&key).filter(|(_, p)| p.feasible) {
+                return Some((k, p));
+            }
+        }
         let mut best: Option<(&String, &Pool)> = None;
         for (k, p) in self.pools.iter().filter(|(_, p)| p.feasible) {
             if best.is_none_or(|(_, b)| self.above(p, b)) {
