@@ -61,6 +61,12 @@ pub struct TrialRecord {
     pub trial: usize,
     pub origin: Origin,
     pub params: Config,
+    /// The configuration as the server ran it, when that differs from `params`: values the
+    /// server resolved (`auto`) or changed (ubatch clamped to batch, a layer count capped at
+    /// the model's), as far as the server tells (docs/measurement.md, "What the server ran").
+    /// The optimizer learns this one; `params` stays what was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective: Option<Config>,
     pub status: Status,
     /// Objective value (the configured statistic of the objective metric) when ok.
     pub objective: Option<f64>,
@@ -92,6 +98,11 @@ pub struct TrialRecord {
 impl TrialRecord {
     pub fn is_ok(&self) -> bool {
         self.status == Status::Ok
+    }
+
+    /// The configuration the server ran: `effective` when recorded, else `params`.
+    pub fn effective_params(&self) -> &Config {
+        self.effective.as_ref().unwrap_or(&self.params)
     }
 
     /// Summary of a metric, if measured.
@@ -129,7 +140,14 @@ impl TrialRecord {
 }
 
 /// Tell the optimizer a journaled trial (resume, replays and the run loop after each trial).
+/// A record with an `effective` configuration teaches that one (configurations that run
+/// identically are one point) and marks the requested one measured too.
 pub fn tell_record(optimizer: &mut Optimizer, rec: &TrialRecord) {
     let outcome = rec.outcome(optimizer.objective());
-    optimizer.tell_config(&rec.params, outcome);
+    match &rec.effective {
+        Some(effective) if *effective != rec.params => {
+            optimizer.tell_effective(&rec.params, effective, outcome)
+        }
+        _ => optimizer.tell_config(&rec.params, outcome),
+    }
 }

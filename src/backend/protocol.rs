@@ -52,6 +52,9 @@ pub struct LoadReport {
     pub seconds: f64,
     /// Facts worth keeping in the trial record (size_vram, ...).
     pub notes: BTreeMap<String, serde_json::Value>,
+    /// Load options as the server ran them, for those it resolved or changed (an `auto` value,
+    /// a clamped ubatch, a capped layer count); empty when it ran them as asked or told nothing.
+    pub effective: Config,
 }
 
 /// A server that can load runner options and answer one generation request. What differs
@@ -154,6 +157,8 @@ pub struct Protocolled<S> {
     next_prompt: usize,
     /// Runner options currently loaded (None = unknown: load before measuring).
     pub loaded: Option<Config>,
+    /// What the server said it ran for the loaded runner options (`LoadReport::effective`).
+    loaded_effective: Config,
     pub reloads: u64,
     pub reload_seconds: f64,
 }
@@ -175,6 +180,7 @@ impl<S: InferenceServer> Protocolled<S> {
             prompts,
             next_prompt: 0,
             loaded: None,
+            loaded_effective: Config::new(),
             reloads: 0,
             reload_seconds: 0.0,
         })
@@ -196,9 +202,23 @@ impl<S: InferenceServer> Protocolled<S> {
 
     /// Measure one configuration following the protocol.
     pub async fn measure(&mut self, config: &Config) -> Result<Evaluation, BackendError> {
-        let mut eval = Evaluation::default();
         let runner = self.runner_part(config);
         let needs_load = self.loaded.as_ref() != Some(&runner);
+        let mut eval = self.measure_loaded(config, runner, needs_load).await?;
+        if eval.load.is_some() {
+            // The server ran this configuration (even when it failed later): as it said it did.
+            eval.effective = crate::backend::effective::overlay(config, &self.loaded_effective);
+        }
+        Ok(eval)
+    }
+
+    async fn measure_loaded(
+        &mut self,
+        config: &Config,
+        runner: Config,
+        needs_load: bool,
+    ) -> Result<Evaluation, BackendError> {
+        let mut eval = Evaluation::default();
         if needs_load {
             self.loaded = None;
             match self.server.load(config).await {
@@ -211,6 +231,7 @@ impl<S: InferenceServer> Protocolled<S> {
                     });
                     eval.notes.extend(report.notes);
                     self.loaded = Some(runner);
+                    self.loaded_effective = report.effective;
                 }
                 Err(ServerError::Config(kind, message)) => {
                     eval.failure = Some(Failure { kind, message });
@@ -311,6 +332,7 @@ mod tests {
         loads: Vec<Config>,
         prompts: Vec<String>,
         oom_on_load: bool,
+        effective: Config,
     }
 
     #[async_trait]
@@ -329,6 +351,7 @@ mod tests {
             Ok(LoadReport {
                 seconds: 1.5,
                 notes: BTreeMap::new(),
+                effective: self.effective.clone(),
             })
         }
         async fn generate(

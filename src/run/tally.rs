@@ -86,6 +86,7 @@ mod tests {
             trial,
             origin,
             params: Default::default(),
+            effective: None,
             status: if ok { Status::Ok } else { Status::Failed },
             objective,
             feasible: ok,

@@ -5,8 +5,9 @@
 //! The files: `argv` builds the command line and the request from the option table of
 //! src/domain/llamaserver.rs, `sse` reads the streamed answer, `process` owns the child,
 //! `server` drives it for the protocol, `diagnose` reads its output after a failure, `probe`
-//! finds and asks the binary, `gguf` reads the model header, `checks` validates a study's space;
-//! this file is the `Backend` glue (`prepare`, `evaluate`, counters).
+//! finds and asks the binary, `gguf` reads the model header, `checks` validates a study's space,
+//! `resolved` reads what the server chose (its log and /props); this file is the `Backend` glue
+//! (`prepare`, `evaluate`, counters).
 //!
 //! The llama-server facts this backend relies on (flags and defaults, what needs a restart,
 //! `/health`, the stream format, how failures show in its output) are in docs/llama-server.md.
@@ -20,6 +21,7 @@ mod diagnose;
 mod gguf;
 mod probe;
 mod process;
+mod resolved;
 mod server;
 mod sse;
 
@@ -225,6 +227,14 @@ impl LlamaServer {
                 d.insert(format!("{name}_capped_at"), json!(2 * cpus));
             }
         }
+        self.gpu_layers_max = match devices {
+            Some(0) => Some(0),
+            _ => gguf
+                .as_ref()
+                .ok()
+                .and_then(|g| g.block_count)
+                .map(|bc| bc + 1),
+        };
         match devices {
             // A CPU-only build: every n_gpu_layers value is the same configuration.
             Some(0) => {
