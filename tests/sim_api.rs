@@ -88,7 +88,7 @@ async fn version_tags_and_show() {
     let s = start().await;
     let (st, v) = get(&s, "/api/version").await;
     assert_eq!(st, 200);
-    assert_eq!(v, json!({"version": "0.12.6-sim"}));
+    assert_eq!(v, json!({"version": "0.33.0-sim"}));
 
     let (_, tags) = get(&s, "/api/tags").await;
     let m = &tags["models"][0];

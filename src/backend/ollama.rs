@@ -423,6 +423,30 @@ impl OllamaBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::space::ParamValue;
+
+    #[test]
+    fn auto_options_are_not_sent() {
+        let s = OllamaServer::new(
+            "http://127.0.0.1:1",
+            "m",
+            "5m",
+            Duration::from_secs(1),
+            vec![],
+        );
+        let c = Config::from([
+            ("num_gpu".to_string(), ParamValue::auto()),
+            ("num_ctx".to_string(), ParamValue::Int(2048)),
+            ("num_batch".to_string(), ParamValue::auto()),
+            ("temperature".to_string(), ParamValue::Float(0.5)),
+        ]);
+        let o = s.options(&c, Some(16));
+        assert_eq!(
+            o,
+            json!({"num_ctx": 2048, "temperature": 0.5, "num_predict": 16}),
+            "auto means: let the server decide"
+        );
+    }
 
     #[test]
     fn final_line_metrics_in_nanoseconds() {

@@ -404,6 +404,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn what_the_server_ran_is_recorded_on_every_trial_of_the_runner() {
+        let fake = Fake {
+            effective: Config::from([("num_ctx".to_string(), ParamValue::Int(4096))]),
+            ..Fake::default()
+        };
+        let mut p =
+            Protocolled::with_server(fake, Protocol::default(), vec!["num_ctx".into()]).unwrap();
+        let mut auto = cfg(0, 0.2);
+        auto.insert("num_ctx".into(), ParamValue::auto());
+        let e = p.measure(&auto).await.unwrap();
+        let eff = e.effective.expect("auto resolved");
+        assert_eq!(eff["num_ctx"], ParamValue::Int(4096));
+        assert_eq!(eff["temperature"], ParamValue::Float(0.2));
+        // Same runner, no reload: still what the loaded runner runs.
+        auto.insert("temperature".into(), ParamValue::Float(0.7));
+        let e = p.measure(&auto).await.unwrap();
+        assert!(!e.load.as_ref().unwrap().reloaded);
+        assert_eq!(e.effective.unwrap()["temperature"], ParamValue::Float(0.7));
+        // A configuration that runs as asked records none.
+        let e = p.measure(&cfg(4096, 0.7)).await.unwrap();
+        assert_eq!(e.effective, None);
+        // A load that failed ran nothing.
+        let mut p = Protocolled::with_server(
+            Fake {
+                oom_on_load: true,
+                ..Fake::default()
+            },
+            Protocol::default(),
+            vec!["num_ctx".into()],
+        )
+        .unwrap();
+        assert_eq!(p.measure(&auto).await.unwrap().effective, None);
+    }
+
+    #[tokio::test]
     async fn load_oom_is_a_failed_trial() {
         let fake = Fake {
             oom_on_load: true,

@@ -386,9 +386,61 @@ mod tests {
         let a = load_args(&Config::new(), &host()).unwrap();
         assert_eq!(
             a.args.join(" "),
-            "-c 4096 -t 2 -tb 2 -b 2048 -ub 512 -fa auto -ctk f16 -ctv f16 -ngl 0 -np 1 --fit off"
+            "-c 4096 -t 2 -tb 2 -b 2048 -ub 512 -fa auto -ctk f16 -ctv f16 -ngl 0 -np 1 --fit off -lv 4"
         );
         assert!(a.notes.is_empty());
+        assert!(
+            a.left_to_server,
+            "-fa auto: the server decides, and says so at -lv 4"
+        );
+        // Everything explicit: nothing to read back.
+        let all = cfg(&[("flash_attn", ParamValue::Bool(false))]);
+        let a = load_args(&all, &host()).unwrap();
+        assert!(
+            a.args.ends_with(&["--fit".into(), "off".into()]),
+            "{:?}",
+            a.args
+        );
+        assert!(!a.left_to_server);
+    }
+
+    #[test]
+    fn auto_values_leave_their_flags_out_and_fit_on() {
+        let c = cfg(&[
+            ("ctx_size", ParamValue::auto()),
+            ("threads", ParamValue::auto()),
+            ("n_gpu_layers", ParamValue::auto()),
+            ("flash_attn", ParamValue::Bool(true)),
+        ]);
+        let a = load_args(&c, &host()).unwrap();
+        for absent in ["-c", "-t", "-tb", "-ngl", "--fit"] {
+            assert_eq!(flag(&a.args, absent), None, "{absent} in {:?}", a.args);
+        }
+        assert_eq!(flag(&a.args, "-b"), Some("2048"));
+        assert_eq!(flag(&a.args, "-lv"), Some("4"));
+        assert!(a.left_to_server);
+        assert!(a.notes["fit"]
+            .as_str()
+            .unwrap()
+            .contains("ctx_size, n_gpu_layers"));
+        // Only one fit option explicit: fit stays on for the other.
+        let c = cfg(&[
+            ("ctx_size", ParamValue::Int(2048)),
+            ("n_gpu_layers", ParamValue::auto()),
+        ]);
+        let a = load_args(&c, &host()).unwrap();
+        assert_eq!(flag(&a.args, "-c"), Some("2048"));
+        assert_eq!(flag(&a.args, "--fit"), None);
+        // Auto values pass the study checks.
+        for name in [
+            "ctx_size",
+            "threads",
+            "n_gpu_layers",
+            "flash_attn",
+            "batch_size",
+        ] {
+            assert!(check_option(name, &ParamValue::auto()).is_ok(), "{name}");
+        }
     }
 
     #[test]
@@ -444,6 +496,27 @@ mod tests {
         assert_eq!(flag(&a.args, "-ub"), Some("64"));
         assert_eq!(a.notes["ubatch_size_clamped"]["requested"], 512);
         assert_eq!(a.notes["ubatch_size_clamped"]["used"], 64);
+        // The tuned ubatch runs as 64: the effective configuration says so.
+        assert_eq!(a.effective["ubatch_size"], ParamValue::Int(64));
+        assert_eq!(a.effective.len(), 1);
+        // The case: -b 8 -ub 8192 runs as -b 8 -ub 8.
+        let c = cfg(&[
+            ("batch_size", ParamValue::Int(8)),
+            ("ubatch_size", ParamValue::Int(8192)),
+        ]);
+        let a = load_args(&c, &host()).unwrap();
+        assert_eq!(a.effective["ubatch_size"], ParamValue::Int(8));
+        // A batch left to the server is its default, 2048.
+        let c = cfg(&[
+            ("batch_size", ParamValue::auto()),
+            ("ubatch_size", ParamValue::Int(4096)),
+        ]);
+        let a = load_args(&c, &host()).unwrap();
+        assert_eq!(flag(&a.args, "-b"), None);
+        assert_eq!(flag(&a.args, "-ub"), Some("2048"));
+        // An untuned ubatch is clamped too, but is no tuned value to report.
+        let c = cfg(&[("batch_size", ParamValue::Int(128))]);
+        assert!(load_args(&c, &host()).unwrap().effective.is_empty());
     }
 
     #[test]
