@@ -9,6 +9,7 @@
 use super::effective::{ollama_effective, ModelFacts, PsEntry};
 use super::{classify_failure, BackendError, BackendInfo};
 use crate::backend::protocol::{InferenceServer, LoadReport, Protocolled, ServerError};
+use crate::domain::llamaserver::CHOSE_NOTE;
 use crate::engine::space::{Config, SearchSpace};
 use crate::engine::stats::Sample;
 use crate::study::Protocol;
@@ -153,7 +154,7 @@ impl OllamaServer {
         }
         let (effective, chose) = ollama_effective(config, &self.model_facts, ps.as_ref());
         if ps.is_some() {
-            notes.insert("server_chose".into(), chose);
+            notes.insert(CHOSE_NOTE.into(), chose);
         }
         (notes, effective)
     }

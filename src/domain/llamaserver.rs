@@ -281,6 +281,11 @@ pub const KV_CACHE_TYPES: &[&str] = &[
 /// llama-server export reproduces it.
 pub const ARGS_NOTE: &str = "llama_server_args";
 
+/// The trial note holding what the server said it chose for the values a trial left to it
+/// (context, batch sizes, threads, flash attention, GPU layers; both backends write it). The
+/// llama-server export spells those values out.
+pub const CHOSE_NOTE: &str = "server_chose";
+
 /// llama-server's default `--port`.
 pub const DEFAULT_PORT: u16 = 8080;
 

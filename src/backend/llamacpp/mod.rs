@@ -36,7 +36,7 @@ use crate::study::{BackendConfig, Protocol, Study};
 use argv::untuned_defaults;
 use checks::check_space;
 use gguf::{read_gguf_facts, GgufError};
-use llamaserver::ARGS_NOTE;
+use llamaserver::{ARGS_NOTE, CHOSE_NOTE};
 use probe::{
     capture, check_paths, count_devices, package_version_from_path, parse_version, resolve_path,
     SETUP_HINT,
@@ -331,13 +331,17 @@ impl LlamaServer {
     }
 
     /// Every measured trial records the arguments of the llama-server it was measured on
-    /// (`llama_server_args`): the trial that (re)started it gets them from `load`, and a trial
-    /// measured on the server an earlier trial started gets the same arguments here, so an
-    /// export of any trial reproduces its own server.
+    /// (`llama_server_args`) and what that server chose (`server_chose`): the trial that
+    /// (re)started it gets them from `load`, and a trial measured on the server an earlier
+    /// trial started gets the same here, so an export of any trial reproduces its own server.
     pub(super) fn record_args(&self, eval: &mut Evaluation) {
         if !eval.notes.contains_key(ARGS_NOTE) {
             if let Some(args) = self.running_args() {
                 eval.notes.insert(ARGS_NOTE.into(), json!(args));
+            }
+            // And what that server chose, so the export of any trial can spell it out.
+            if let Some(chose) = self.running_chose() {
+                eval.notes.insert(CHOSE_NOTE.into(), chose.clone());
             }
         }
     }

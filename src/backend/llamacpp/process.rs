@@ -104,6 +104,8 @@ pub(crate) struct Running {
     pub(crate) args: Vec<String>,
     pub(crate) log: LogRing,
     pub(crate) pumps: Vec<JoinHandle<()>>,
+    /// What it said it chose once ready (the `server_chose` note), if anything.
+    pub(crate) chose: Option<serde_json::Value>,
 }
 
 impl Running {

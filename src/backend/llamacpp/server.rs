@@ -14,7 +14,7 @@ use super::resolved::{effective, Chosen};
 use super::sse::{error_message, metrics_from_final, parse_event, SseParser, StreamEvent};
 use crate::backend::protocol::{InferenceServer, LoadReport, ServerError};
 use crate::backend::{classify_failure, BackendError, BackendInfo, Counters, Evaluation};
-use crate::domain::llamaserver::ARGS_NOTE;
+use crate::domain::llamaserver::{ARGS_NOTE, CHOSE_NOTE};
 use crate::engine::space::{Config, SearchSpace};
 use crate::engine::stats::Sample;
 use crate::trial::FailureKind;
@@ -192,14 +192,18 @@ impl LlamaServer {
                 args: built.args[1..].to_vec(),
                 log,
                 pumps,
+                chose: None,
             };
             match self.wait_ready(&mut running, t0, startup_timeout).await {
                 Ok(seconds) => {
                     let mut notes = built.notes;
                     notes.insert(ARGS_NOTE.into(), json!(running.args));
-                    let effective = self
-                        .what_it_chose(&running, config, &built.effective, &mut notes)
-                        .await;
+                    let (effective, chose) =
+                        self.what_it_chose(&running, config, &built.effective).await;
+                    if let Some(c) = &chose {
+                        notes.insert(CHOSE_NOTE.into(), c.clone());
+                    }
+                    running.chose = chose;
                     self.running = Some(running);
                     return Ok(LoadReport {
                         seconds,
@@ -230,8 +234,7 @@ impl LlamaServer {
         r: &Running,
         config: &Config,
         known: &Config,
-        notes: &mut std::collections::BTreeMap<String, Value>,
-    ) -> Config {
+    ) -> (Config, Option<Value>) {
         let lines = r.log.lines();
         let mut chosen = Chosen::from_log(lines.iter().map(String::as_str));
         let props = self
@@ -247,10 +250,13 @@ impl LlamaServer {
                 }
             }
         }
-        if chosen != Chosen::default() {
-            notes.insert("server_chose".into(), chosen.note());
-        }
-        effective(config, known, &chosen, self.gpu_layers_max)
+        let note = (chosen != Chosen::default()).then(|| chosen.note());
+        (effective(config, known, &chosen, self.gpu_layers_max), note)
+    }
+
+    /// What the running child said it chose (`server_chose`), if anything.
+    pub(crate) fn running_chose(&self) -> Option<&Value> {
+        self.running.as_ref().and_then(|r| r.chose.as_ref())
     }
 
     /// Poll /health every 100 ms. `Err(None)` = the port was taken (retry on another).
