@@ -63,7 +63,8 @@ pub struct TrialRecord {
     pub params: Config,
     /// The configuration as the server ran it, when that differs from `params`: values the
     /// server resolved (`auto`) or changed (ubatch clamped to batch, a layer count capped at
-    /// the model's), as far as the server tells (docs/measurement.md, "What the server ran").
+    /// the model's), as far as the server tells (docs/ollama-options.md, "What the backend sends and
+    /// records"; docs/llama-server.md, "What the server chose").
     /// The optimizer learns this one; `params` stays what was asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective: Option<Config>,

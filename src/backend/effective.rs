@@ -2,8 +2,8 @@
 //! or changed (a layer count capped at the model's, a context clamped to the trained one), from
 //! what it tells after a load. For Ollama that is `/api/ps` (`size`, `size_vram`,
 //! `context_length`, ollama/ollama:api/types.go `ProcessModelResponse`); llama-server's own
-//! reading is in llamacpp/resolved.rs. docs/measurement.md, "What the server ran", describes
-//! both.
+//! reading is in llamacpp/resolved.rs. docs/ollama-options.md ("What the backend sends and
+//! records") and docs/llama-server.md ("What the server chose") describe both.
 //!
 //! The backends return only the changed values (`LoadReport::effective`); `overlay` lays them
 //! over a trial's configuration.

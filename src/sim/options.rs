@@ -330,7 +330,7 @@ mod tests {
     }
 
     /// What the server runs when the request leaves a runner option out (RunnerKey::new), as
-    /// Ollama decides it: docs/simulator.md, "Options".
+    /// Ollama decides it: docs/simulator.md, "Runner options and reloads".
     mod unset_options {
         use super::*;
         use crate::sim::model::{RunnerKey, SimModel};
