@@ -338,6 +338,7 @@ mod tests {
             trial,
             origin,
             params,
+            effective: None,
             status: if samples.is_empty() {
                 Status::Failed
             } else {

@@ -201,3 +201,156 @@ default = 0.5
     assert_eq!(server_args[c + 1], ctx, "{line}");
     assert!(server_args.ends_with(&["--no-warmup".to_string(), "--mlock".to_string()]));
 }
+
+use common::{llamacpp_run, write_run};
+use ollama_tuner::backend::effective::overlay;
+use ollama_tuner::backend::llamacpp::{command_line, HostDefaults};
+use ollama_tuner::engine::space::{Config, ParamValue};
+use ollama_tuner::trial::TrialRecord;
+use std::path::Path;
+
+const MODEL: &str = "/models/gemma-3-270m-q4_k_m.gguf";
+
+/// The fixture's llamacpp run with `change` applied to every trial's parameters, recorded the
+/// way the backend records a trial: the arguments it started llama-server with, the values it
+/// knew would run differently (`effective`) and, with `chose`, what the server said it chose.
+fn recorded(
+    change: impl Fn(&mut Config),
+    chose: Option<serde_json::Value>,
+) -> (ollama_tuner::store::RunMeta, Vec<TrialRecord>) {
+    let (meta, mut records) = llamacpp_run();
+    let host = HostDefaults {
+        threads: 2,
+        n_gpu_layers: 0,
+    };
+    for r in records.iter_mut() {
+        change(&mut r.params);
+        let built = command_line(
+            Path::new("/opt/llama-server"),
+            Path::new(MODEL),
+            "127.0.0.1",
+            41000 + r.trial as u16,
+            &r.params,
+            &host,
+            &[],
+        )
+        .unwrap();
+        r.notes.insert(
+            "llama_server_args".into(),
+            serde_json::json!(built.args[1..]),
+        );
+        let mut server = built.effective.clone();
+        if let Some(c) = &chose {
+            r.notes.insert("server_chose".into(), c.clone());
+            for (k, v) in c.as_object().unwrap() {
+                if r.params.get(k).is_some_and(|p| p.is_auto()) {
+                    let v = match v.as_i64() {
+                        Some(i) => ParamValue::Int(i),
+                        None => ParamValue::Str(v.as_str().unwrap().into()),
+                    };
+                    server.insert(k.clone(), v);
+                }
+            }
+        }
+        r.effective = overlay(&r.params, &server);
+    }
+    (meta, records)
+}
+
+/// The exported command of rank 1, as words, and the whole export.
+fn exported(meta: &ollama_tuner::store::RunMeta, records: &[TrialRecord]) -> (Vec<String>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = write_run(dir.path(), meta, records);
+    let text = export(&run, ExportFormat::LlamaServer, 1).unwrap();
+    let line = text.lines().find(|l| !l.starts_with('#')).unwrap();
+    (shell_words(line), text)
+}
+
+fn flag<'a>(words: &'a [String], name: &str) -> Option<&'a str> {
+    words
+        .iter()
+        .position(|w| w == name)
+        .and_then(|i| words.get(i + 1))
+        .map(String::as_str)
+}
+
+fn without_args(records: &[TrialRecord]) -> Vec<TrialRecord> {
+    let mut out = records.to_vec();
+    for r in out.iter_mut() {
+        r.notes.remove("llama_server_args");
+    }
+    out
+}
+
+/// Issue 12's example: a run measured with `-c 4096 -ngl 0 -ub 8` exported
+/// `-c 0 ... -ngl auto -ub 8128`. The export states the measured values, from the recorded
+/// arguments and, without them, from the effective configuration.
+#[test]
+fn the_export_states_the_measured_values_not_the_requested_ones() {
+    let (meta, records) = recorded(
+        |p| {
+            p.insert("ctx_size".into(), ParamValue::Int(4096));
+            p.insert("batch_size".into(), ParamValue::Int(8));
+            p.insert("ubatch_size".into(), ParamValue::Int(8128));
+            p.insert("n_gpu_layers".into(), ParamValue::Int(0));
+        },
+        None,
+    );
+    let best = &records[4];
+    assert_eq!(
+        best.effective.as_ref().unwrap()["ubatch_size"],
+        ParamValue::Int(8),
+        "launched as -b 8 -ub 8"
+    );
+    for (name, records) in [
+        ("recorded", records.clone()),
+        ("reconstructed", without_args(&records)),
+    ] {
+        let (words, text) = exported(&meta, &records);
+        assert_eq!(flag(&words, "-c"), Some("4096"), "{name}: {text}");
+        assert_eq!(flag(&words, "-ngl"), Some("0"), "{name}: {text}");
+        assert_eq!(flag(&words, "-b"), Some("8"), "{name}: {text}");
+        assert_eq!(flag(&words, "-ub"), Some("8"), "{name}: {text}");
+        assert!(!words.iter().any(|w| w == "8128"), "{name}: {text}");
+    }
+}
+
+/// A trial that left the context and the layer count to the server (`auto`): its recorded
+/// command has neither flag and `--fit` on; the export spells out what the server chose, with
+/// `--fit off`.
+#[test]
+fn values_left_to_the_server_are_exported_as_it_chose_them() {
+    let chose = serde_json::json!({"ctx_size": 4096, "n_gpu_layers": 0, "flash_attn": "on",
+        "threads": 2, "threads_batch": 2, "batch_size": 512, "ubatch_size": 512});
+    let auto = |p: &mut Config| {
+        p.insert("ctx_size".into(), ParamValue::auto());
+        p.insert("n_gpu_layers".into(), ParamValue::auto());
+    };
+    let (meta, records) = recorded(auto, Some(chose));
+    let recorded_args: Vec<String> =
+        serde_json::from_value(records[4].notes["llama_server_args"].clone()).unwrap();
+    assert!(!recorded_args
+        .iter()
+        .any(|a| a == "-c" || a == "-ngl" || a == "--fit"));
+    assert!(recorded_args.windows(2).any(|w| w == ["-lv", "4"]));
+    for (name, records) in [
+        ("recorded", records.clone()),
+        ("reconstructed", without_args(&records)),
+    ] {
+        let (words, text) = exported(&meta, &records);
+        assert_eq!(flag(&words, "-c"), Some("4096"), "{name}: {text}");
+        assert_eq!(flag(&words, "-ngl"), Some("0"), "{name}: {text}");
+        assert!(!words.iter().any(|w| w == "auto"), "{name}: {text}");
+        assert_eq!(flag(&words, "-fa"), Some("on"), "{name}: {text}");
+        assert!(text.contains("as the server chose them"), "{name}: {text}");
+    }
+    let (words, _) = exported(&meta, &records);
+    assert_eq!(flag(&words, "--fit"), Some("off"));
+    // A server that said nothing (an older journal): the values stay the server's choice, and
+    // the header says so; no `-c auto` that llama-server would refuse.
+    let (meta, records) = recorded(auto, None);
+    let (words, text) = exported(&meta, &without_args(&records));
+    assert_eq!(flag(&words, "-c"), None, "{text}");
+    assert!(!words.iter().any(|w| w == "auto"), "{text}");
+    assert!(text.contains("left to llama-server"), "{text}");
+}

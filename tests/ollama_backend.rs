@@ -8,6 +8,8 @@ use ollama_tuner::engine::space::{Config, ParamKind, ParamValue, SearchSpace};
 use ollama_tuner::sim::{self, SimConfig, SimServer, StreamFault};
 use ollama_tuner::study::Protocol;
 use ollama_tuner::trial::FailureKind;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 async fn sim() -> SimServer {
@@ -241,4 +243,123 @@ async fn request_timeout_is_transient() {
         Err(BackendError::Transient(m)) => assert!(m.contains("timed out"), "{m}"),
         other => panic!("expected transient, got {other:?}"),
     }
+}
+
+/// A fake Ollama that writes down every /api/generate body, answers like Ollama and lists the
+/// model in /api/ps with the given `size`, `size_vram` and `context_length`.
+async fn recording_server(ps: serde_json::Value) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    use axum::routing::{get, post};
+    use axum::Json;
+    let bodies: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let seen = bodies.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/generate",
+            post(move |Json(body): Json<serde_json::Value>| {
+                let seen = seen.clone();
+                async move {
+                    let load = body["prompt"] == "";
+                    seen.lock().unwrap().push(body);
+                    let line = if load {
+                        json!({"model": "m", "response": "", "done": true, "done_reason": "load"})
+                    } else {
+                        json!({"model": "m", "response": "", "done": true, "done_reason": "length",
+                               "eval_count": 24, "eval_duration": 240_000_000u64,
+                               "prompt_eval_count": 10, "prompt_eval_duration": 10_000_000u64,
+                               "total_duration": 300_000_000u64})
+                    };
+                    format!("{line}\n")
+                }
+            }),
+        )
+        .route(
+            "/api/ps",
+            get(move || {
+                let ps = ps.clone();
+                async move { Json(json!({"models": [ps]})) }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), bodies)
+}
+
+#[tokio::test]
+async fn auto_options_are_left_out_of_every_request() {
+    let ps = json!({"name": "m", "model": "m", "size": 5_000_000_000u64,
+                    "size_vram": 5_000_000_000u64, "context_length": 8192});
+    let (url, bodies) = recording_server(ps).await;
+    let mut b = backend(&url, "m");
+    let c = Config::from([
+        ("num_gpu".to_string(), ParamValue::auto()),
+        ("num_ctx".to_string(), ParamValue::auto()),
+        ("num_batch".to_string(), ParamValue::Int(256)),
+        ("num_thread".to_string(), ParamValue::auto()),
+        ("temperature".to_string(), ParamValue::Float(0.7)),
+    ]);
+    let e = b.evaluate(&c).await.unwrap();
+    assert!(e.failure.is_none(), "{e:?}");
+    let bodies = bodies.lock().unwrap().clone();
+    assert_eq!(
+        bodies.len(),
+        1 + 1 + 2,
+        "load, warm-up, two measured requests"
+    );
+    for body in &bodies {
+        let o = body["options"].as_object().unwrap();
+        for absent in ["num_gpu", "num_ctx", "num_thread"] {
+            assert!(!o.contains_key(absent), "{absent} sent: {body}");
+        }
+        assert_eq!(o["num_batch"], 256);
+        assert!((o["temperature"].as_f64().unwrap() - 0.7).abs() < 1e-9);
+    }
+    // /api/ps told the context the server chose: that is the effective num_ctx. The layer
+    // count needs the model's block_count (from /api/show in prepare), so it stays auto here.
+    let eff = e.effective.expect("auto num_ctx resolved");
+    assert_eq!(eff["num_ctx"], ParamValue::Int(8192));
+    assert_eq!(eff["num_gpu"], ParamValue::auto());
+    assert_eq!(eff["num_thread"], ParamValue::auto());
+    assert_eq!(e.notes["server_chose"]["context_length"], 8192);
+    assert_eq!(e.notes["vram_fraction"], 1.0);
+}
+
+#[tokio::test]
+async fn the_simulator_reports_what_it_ran() {
+    let s = sim().await;
+    let mut b = backend(&s.url(), "gemma3:4b");
+    let mut sp = space();
+    b.prepare(&mut sp).await.unwrap();
+    // Stock: no num_gpu, no num_ctx. The simulator fits every layer and picks 4096.
+    let stock = Config::from([
+        ("num_gpu".to_string(), ParamValue::auto()),
+        ("num_ctx".to_string(), ParamValue::auto()),
+        ("temperature".to_string(), ParamValue::Float(0.7)),
+    ]);
+    let e = b.evaluate(&stock).await.unwrap();
+    assert!(e.failure.is_none(), "{e:?}");
+    let eff = e.effective.expect("resolved");
+    assert_eq!(
+        eff["num_gpu"],
+        ParamValue::Int(35),
+        "all layers: size_vram == size"
+    );
+    assert_eq!(eff["num_ctx"], ParamValue::Int(4096));
+    assert_eq!(e.notes["server_chose"]["context_length"], 4096);
+    // 999 layers on a 34-layer model run as 35: one point.
+    let e = b.evaluate(&config(999, 4096)).await.unwrap();
+    assert_eq!(e.effective.unwrap()["num_gpu"], ParamValue::Int(35));
+    // As asked: nothing to record.
+    let e = b.evaluate(&config(35, 2048)).await.unwrap();
+    assert_eq!(e.effective, None);
+    // A spill: the layer count is an estimate from the share of bytes in VRAM.
+    let spill = Config::from([
+        ("num_gpu".to_string(), ParamValue::auto()),
+        ("num_ctx".to_string(), ParamValue::Int(131_072)),
+    ]);
+    let e = b.evaluate(&spill).await.unwrap();
+    let layers = e.effective.unwrap()["num_gpu"].as_i64().unwrap();
+    assert!((1..35).contains(&layers), "{layers}");
+    assert_eq!(e.notes["server_chose"]["num_gpu_estimated"], true);
+    s.shutdown().await;
 }

@@ -63,6 +63,7 @@ fn trial(n: usize, origin: Origin, params: Config, decode: &[f64]) -> TrialRecor
         trial: n,
         origin,
         params,
+        effective: None,
         status: if ok { Status::Ok } else { Status::Failed },
         objective: metrics.get("decode_tps").map(|s| s.median),
         feasible: ok,

@@ -12,9 +12,10 @@
 //! Files: this one holds the trait and the types every backend shares; `protocol.rs` the
 //! measurement protocol and the one `Backend` impl of every protocol-driven server; `ollama.rs`,
 //! `simulated.rs` and `llamacpp/` those servers; `command.rs` the command backend; `factory.rs`
-//! builds the backend a study names.
+//! builds the backend a study names; `effective.rs` what the servers say they ran.
 
 pub mod command;
+pub mod effective;
 mod factory;
 pub mod llamacpp;
 pub mod ollama;
@@ -61,6 +62,9 @@ pub struct Evaluation {
     pub load: Option<LoadRecord>,
     pub failure: Option<Failure>,
     pub notes: BTreeMap<String, serde_json::Value>,
+    /// The configuration as the server ran it, when that differs from the one asked for
+    /// (`TrialRecord::effective`); None when it ran as asked or the server told nothing.
+    pub effective: Option<Config>,
 }
 
 impl Evaluation {

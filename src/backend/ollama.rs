@@ -6,8 +6,10 @@
 //! errors are {"error": "..."} bodies, or an NDJSON {"error": ...} line under HTTP 200 once
 //! streaming has begun.
 
+use super::effective::{ollama_effective, ModelFacts, PsEntry};
 use super::{classify_failure, BackendError, BackendInfo};
 use crate::backend::protocol::{InferenceServer, LoadReport, Protocolled, ServerError};
+use crate::domain::llamaserver::CHOSE_NOTE;
 use crate::engine::space::{Config, SearchSpace};
 use crate::engine::stats::Sample;
 use crate::study::Protocol;
@@ -25,6 +27,8 @@ pub struct OllamaServer {
     client: reqwest::Client,
     timeout: Duration,
     pub runner_params: Vec<String>,
+    /// Layer count and trained context from `/api/show` (set by `prepare`).
+    pub model_facts: ModelFacts,
 }
 
 impl OllamaServer {
@@ -46,6 +50,7 @@ impl OllamaServer {
             client,
             timeout,
             runner_params,
+            model_facts: ModelFacts::default(),
         }
     }
 
@@ -53,10 +58,12 @@ impl OllamaServer {
         format!("{}{path}", self.base)
     }
 
-    /// The options object sent with a request: every tuned option, as the API types it.
-    fn options(&self, config: &Config, num_predict: Option<u32>) -> Value {
+    /// The options object sent with a request: every tuned option, as the API types it, except
+    /// those whose value is `auto`: left out, so the server decides (docs/ollama-options.md,
+    /// "What the backend sends").
+    pub(crate) fn options(&self, config: &Config, num_predict: Option<u32>) -> Value {
         let mut o = serde_json::Map::new();
-        for (k, v) in config {
+        for (k, v) in config.iter().filter(|(_, v)| !v.is_auto()) {
             o.insert(k.clone(), v.to_json());
         }
         if let Some(n) = num_predict {
@@ -120,30 +127,42 @@ impl OllamaServer {
         ServerError::Transient(format!("HTTP {status}: {message}"))
     }
 
-    async fn ps_notes(&self) -> BTreeMap<String, Value> {
+    /// This model's `/api/ps` entry, when the server lists it.
+    async fn ps_entry(&self) -> Option<PsEntry> {
+        let ps = self.get_json("/api/ps").await.ok()?;
+        ps["models"]
+            .as_array()?
+            .iter()
+            .find(|m| m["name"] == self.model.as_str() || m["model"] == self.model.as_str())
+            .map(PsEntry::from_json)
+    }
+
+    /// After a load: the notes from /api/ps (size, size_vram, vram_fraction, server_chose) and
+    /// the runner options as the server ran them.
+    async fn after_load(&self, config: &Config) -> (BTreeMap<String, Value>, Config) {
         let mut notes = BTreeMap::new();
-        if let Ok(ps) = self.get_json("/api/ps").await {
-            if let Some(m) = ps["models"].as_array().and_then(|a| {
-                a.iter()
-                    .find(|m| m["name"] == self.model.as_str() || m["model"] == self.model.as_str())
-            }) {
-                let size = m["size"].as_f64().unwrap_or(0.0);
-                let vram = m["size_vram"].as_f64().unwrap_or(0.0);
-                notes.insert("size".into(), json!(size));
-                notes.insert("size_vram".into(), json!(vram));
-                if size > 0.0 {
-                    // Share of the model in GPU memory; below 1 means a CPU spill (a speed cliff).
-                    notes.insert("vram_fraction".into(), json!(vram / size));
-                }
+        let ps = self.ps_entry().await;
+        if let Some(p) = &ps {
+            let size = p.size.unwrap_or(0.0);
+            let vram = p.size_vram.unwrap_or(0.0);
+            notes.insert("size".into(), json!(size));
+            notes.insert("size_vram".into(), json!(vram));
+            if size > 0.0 {
+                // Share of the model in GPU memory; below 1 means a CPU spill (a speed cliff).
+                notes.insert("vram_fraction".into(), json!(vram / size));
             }
         }
-        notes
+        let (effective, chose) = ollama_effective(config, &self.model_facts, ps.as_ref());
+        if ps.is_some() {
+            notes.insert(CHOSE_NOTE.into(), chose);
+        }
+        (notes, effective)
     }
 
     /// Version, model facts, and bounds from the model (num_gpu <= block_count+1,
     /// num_ctx <= context_length).
     pub(crate) async fn describe(
-        &self,
+        &mut self,
         space: &mut SearchSpace,
     ) -> Result<BackendInfo, ServerError> {
         let version = self.get_json("/api/version").await?;
@@ -177,6 +196,10 @@ impl OllamaServer {
             .to_string();
         let block_count = model_info[format!("{arch}.block_count")].as_i64();
         let ctx_len = model_info[format!("{arch}.context_length")].as_i64();
+        self.model_facts = ModelFacts {
+            block_count,
+            context_length: ctx_len,
+        };
         if let Some(bc) = block_count {
             info.details.insert("block_count".into(), json!(bc));
             // Every num_gpu >= block_count+1 means full offload: one point, not hundreds.
@@ -281,9 +304,13 @@ impl InferenceServer for OllamaServer {
             return Err(self.error_for(status, &error_text(&v)));
         }
         let seconds = t0.elapsed().as_secs_f64();
-        let mut notes = self.ps_notes().await;
+        let (mut notes, effective) = self.after_load(config).await;
         notes.insert("server_load_s".into(), json!(ns(&v, "load_duration") / 1e9));
-        Ok(LoadReport { seconds, notes })
+        Ok(LoadReport {
+            seconds,
+            notes,
+            effective,
+        })
     }
 
     async fn generate(
@@ -397,6 +424,30 @@ impl OllamaBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::space::ParamValue;
+
+    #[test]
+    fn auto_options_are_not_sent() {
+        let s = OllamaServer::new(
+            "http://127.0.0.1:1",
+            "m",
+            "5m",
+            Duration::from_secs(1),
+            vec![],
+        );
+        let c = Config::from([
+            ("num_gpu".to_string(), ParamValue::auto()),
+            ("num_ctx".to_string(), ParamValue::Int(2048)),
+            ("num_batch".to_string(), ParamValue::auto()),
+            ("temperature".to_string(), ParamValue::Float(0.5)),
+        ]);
+        let o = s.options(&c, Some(16));
+        assert_eq!(
+            o,
+            json!({"num_ctx": 2048, "temperature": 0.5, "num_predict": 16}),
+            "auto means: let the server decide"
+        );
+    }
 
     #[test]
     fn final_line_metrics_in_nanoseconds() {

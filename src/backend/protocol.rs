@@ -51,6 +51,9 @@ pub struct LoadReport {
     pub seconds: f64,
     /// Facts worth keeping in the trial record (size_vram, ...).
     pub notes: BTreeMap<String, serde_json::Value>,
+    /// Load options as the server ran them, for those it resolved or changed (an `auto` value,
+    /// a clamped ubatch, a capped layer count); empty when it ran them as asked or told nothing.
+    pub effective: Config,
 }
 
 /// A server that can load runner options and answer one generation request. What differs
@@ -157,6 +160,8 @@ pub struct Protocolled<S> {
     next_prompt: usize,
     /// Runner options currently loaded (None = unknown: load before measuring).
     pub loaded: Option<Config>,
+    /// What the server said it ran for the loaded runner options (`LoadReport::effective`).
+    loaded_effective: Config,
     pub reloads: u64,
     pub reload_seconds: f64,
 }
@@ -178,6 +183,7 @@ impl<S: InferenceServer> Protocolled<S> {
             prompts,
             next_prompt: 0,
             loaded: None,
+            loaded_effective: Config::new(),
             reloads: 0,
             reload_seconds: 0.0,
         })
@@ -199,9 +205,23 @@ impl<S: InferenceServer> Protocolled<S> {
 
     /// Measure one configuration following the protocol.
     pub async fn measure(&mut self, config: &Config) -> Result<Evaluation, BackendError> {
-        let mut eval = Evaluation::default();
         let runner = self.runner_part(config);
         let needs_load = self.loaded.as_ref() != Some(&runner);
+        let mut eval = self.measure_loaded(config, runner, needs_load).await?;
+        if eval.load.is_some() {
+            // The server ran this configuration (even when it failed later): as it said it did.
+            eval.effective = crate::backend::effective::overlay(config, &self.loaded_effective);
+        }
+        Ok(eval)
+    }
+
+    async fn measure_loaded(
+        &mut self,
+        config: &Config,
+        runner: Config,
+        needs_load: bool,
+    ) -> Result<Evaluation, BackendError> {
+        let mut eval = Evaluation::default();
         if needs_load {
             self.loaded = None;
             match self.server.load(config).await {
@@ -214,6 +234,7 @@ impl<S: InferenceServer> Protocolled<S> {
                     });
                     eval.notes.extend(report.notes);
                     self.loaded = Some(runner);
+                    self.loaded_effective = report.effective;
                 }
                 Err(ServerError::Config(kind, message)) => {
                     eval.failure = Some(Failure { kind, message });
@@ -314,6 +335,7 @@ mod tests {
         loads: Vec<Config>,
         prompts: Vec<String>,
         oom_on_load: bool,
+        effective: Config,
     }
 
     #[async_trait]
@@ -332,6 +354,7 @@ mod tests {
             Ok(LoadReport {
                 seconds: 1.5,
                 notes: BTreeMap::new(),
+                effective: self.effective.clone(),
             })
         }
         async fn generate(
@@ -381,6 +404,41 @@ mod tests {
         // Every prompt is unique (nonce).
         let unique: std::collections::BTreeSet<_> = p.server.prompts.iter().collect();
         assert_eq!(unique.len(), p.server.prompts.len());
+    }
+
+    #[tokio::test]
+    async fn what_the_server_ran_is_recorded_on_every_trial_of_the_runner() {
+        let fake = Fake {
+            effective: Config::from([("num_ctx".to_string(), ParamValue::Int(4096))]),
+            ..Fake::default()
+        };
+        let mut p =
+            Protocolled::with_server(fake, Protocol::default(), vec!["num_ctx".into()]).unwrap();
+        let mut auto = cfg(0, 0.2);
+        auto.insert("num_ctx".into(), ParamValue::auto());
+        let e = p.measure(&auto).await.unwrap();
+        let eff = e.effective.expect("auto resolved");
+        assert_eq!(eff["num_ctx"], ParamValue::Int(4096));
+        assert_eq!(eff["temperature"], ParamValue::Float(0.2));
+        // Same runner, no reload: still what the loaded runner runs.
+        auto.insert("temperature".into(), ParamValue::Float(0.7));
+        let e = p.measure(&auto).await.unwrap();
+        assert!(!e.load.as_ref().unwrap().reloaded);
+        assert_eq!(e.effective.unwrap()["temperature"], ParamValue::Float(0.7));
+        // A configuration that runs as asked records none.
+        let e = p.measure(&cfg(4096, 0.7)).await.unwrap();
+        assert_eq!(e.effective, None);
+        // A load that failed ran nothing.
+        let mut p = Protocolled::with_server(
+            Fake {
+                oom_on_load: true,
+                ..Fake::default()
+            },
+            Protocol::default(),
+            vec!["num_ctx".into()],
+        )
+        .unwrap();
+        assert_eq!(p.measure(&auto).await.unwrap().effective, None);
     }
 
     #[tokio::test]

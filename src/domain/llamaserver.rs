@@ -291,6 +291,18 @@ pub const OPTIONS: &[LlamaOption] = &[
 /// passes `--fit off`.
 pub const FIT_FLAGS: &[&str] = &["-fit", "--fit"];
 
+/// The load options `--fit on` rewrites when their flag is absent: the context (`-c`, reduced
+/// from the trained context down to `--fit-ctx`, 4096, when memory is short) and the layer
+/// count (`-ngl`). `--fit off` is only safe when both are explicit
+/// (`ggml-org/llama.cpp:common/fit.cpp`).
+pub const FIT_OPTIONS: &[&str] = &["ctx_size", "n_gpu_layers"];
+
+/// llama.cpp's trace verbosity: at it the server logs the context, batch sizes, flash attention
+/// and layer offload it resolved (`llama_context: n_ctx = ...`, `resolve_fused_ops: Flash
+/// Attention enabled`, `load_tensors: offloaded N/M layers to GPU`), which the backend reads
+/// when a trial leaves a value to the server.
+pub const TRACE_LOG_ARGS: &[&str] = &["-lv", "4"];
+
 /// Flags that place the server (model, address): set by the backend for every start.
 pub const PLACEMENT_FLAGS: &[&str] = &["-m", "--model", "--host", "--port"];
 
@@ -303,6 +315,11 @@ pub const KV_CACHE_TYPES: &[&str] = &[
 /// measured on: the argv without the binary, exactly as the backend started it. The
 /// llama-server export reproduces it.
 pub const ARGS_NOTE: &str = "llama_server_args";
+
+/// The trial note holding what the server said it chose for the values a trial left to it
+/// (context, batch sizes, threads, flash attention, GPU layers; both backends write it). The
+/// llama-server export spells those values out.
+pub const CHOSE_NOTE: &str = "server_chose";
 
 /// llama-server's default `--port`.
 pub const DEFAULT_PORT: u16 = 8080;

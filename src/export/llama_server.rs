@@ -11,23 +11,29 @@
 //!   measurement (a different one on every start); `--host 127.0.0.1` and everything else are
 //!   kept as measured, including `--fit off`, `--no-warmup` and `backend.extra_args`.
 //!
-//! A load flag whose value is llama-server's automatic choice (`-ngl auto`, `-fa auto`) is left
-//! out, which is the same choice: an export never writes `auto`.
-//!
-//! The sampling options the export writes (changed against the baseline, and output settings
-//! only where the study allows it: `changes`) follow as server-side defaults (`--temp`,
-//! `--top-k`, ...); the others stay as the user's client sends them.
+//! The sampling options the backend sent with every request (temperature, top_k, ...) follow as
+//! server-side defaults (`--temp`, `--top-k`, ...), so a client that sends none gets the
+//! measured sampling.
 //!
 //! Runs that recorded no arguments (Ollama and attach-mode runs, or journals written before
 //! every trial recorded them) get a reconstructed command: each load option from the tuned value,
 //! else from the values the backend recorded for untuned options (`untuned_defaults`), else
-//! llama-server's default, spelled out so `--fit` cannot rewrite them (docs/llama-server.md),
-//! except the options whose value is llama-server's automatic choice, which are left to it.
+//! llama-server's default, all spelled out so `--fit` cannot rewrite them (docs/llama-server.md).
+//!
+//! Either way the command states what was measured, not what was asked: a value the server ran
+//! differently (`effective` in the journal: ubatch clamped to batch, an `auto` resolved) is
+//! written as it ran, and a value the trial left to the server (`auto`: its flag absent, or
+//! `-fa auto`) is spelled out as the server chose it (`notes.server_chose`), with `--fit off`
+//! once the context and the layer count are both explicit. The trace log flag the backend adds
+//! to read those choices (`-lv 4`) is kept, as measured. A value nobody reported stays the
+//! server's choice and the header says so.
 
 use super::changes::Selection;
 use super::{comment_block, model_path, provenance};
-use crate::domain::llamaserver::{self, FlashAttn, LlamaOption, Untuned, ValueKind};
-use crate::engine::space::{format_float, ParamValue};
+use crate::domain::llamaserver::{
+    self, FlashAttn, LlamaOption, Untuned, ValueKind, CHOSE_NOTE, FIT_FLAGS, FIT_OPTIONS,
+};
+use crate::engine::space::{format_float, Config, ParamValue};
 use crate::report::{Report, Row};
 use crate::trial::TrialRecord;
 
@@ -36,6 +42,8 @@ struct Recorded {
     args: Vec<String>,
     /// The trial whose notes hold them (this one, or the earlier trial that started the server).
     trial: usize,
+    /// What that server said it chose (`notes.server_chose`).
+    chose: Option<serde_json::Value>,
 }
 
 fn args_of(rec: &TrialRecord) -> Option<Vec<String>> {
@@ -56,6 +64,7 @@ fn recorded_args(r: &Report, row: &Row) -> Option<Recorded> {
         return Some(Recorded {
             args,
             trial: row.trial(),
+            chose: row.record.notes.get(CHOSE_NOTE).cloned(),
         });
     }
     let runner = |rec: &TrialRecord| -> Vec<Option<ParamValue>> {
@@ -74,6 +83,7 @@ fn recorded_args(r: &Report, row: &Row) -> Option<Recorded> {
             args_of(x).map(|args| Recorded {
                 args,
                 trial: x.trial,
+                chose: x.notes.get(CHOSE_NOTE).cloned(),
             })
         })
         .max_by_key(|x| x.trial)
@@ -99,36 +109,6 @@ fn with_default_port(args: &[String]) -> (Vec<String>, Option<String>) {
         }
     }
     (out, measured)
-}
-
-/// `args` without the load flags whose value is llama-server's automatic choice (`-ngl auto`,
-/// `--flash-attn=auto`, `-t -1`): leaving the flag out makes the same choice. Also the flags
-/// left out.
-fn without_auto_flags(args: &[String]) -> (Vec<String>, Vec<&'static str>) {
-    let option_of = |flag: &str| {
-        llamaserver::load_options().find(|o| o.flag == flag || o.long_flags.contains(&flag))
-    };
-    let mut out = Vec::with_capacity(args.len());
-    let mut dropped = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
-            _ => (a.as_str(), None),
-        };
-        if let Some(opt) = option_of(flag) {
-            let value = inline.or_else(|| args.get(i + 1).map(String::as_str));
-            if value.is_some_and(|v| llamaserver::is_auto_flag_value(opt, v)) {
-                dropped.push(opt.flag);
-                i += if inline.is_some() { 1 } else { 2 };
-                continue;
-            }
-        }
-        out.push(a.clone());
-        i += 1;
-    }
-    (out, dropped)
 }
 
 /// A command-line word, single-quoted for POSIX shells when it needs quoting.
@@ -160,6 +140,81 @@ fn flag_value(opt: &LlamaOption, v: &ParamValue) -> String {
     }
 }
 
+/// The value the server ran an option with: the trial's effective value when it is not `auto`,
+/// else what the server reported choosing (`server_chose`, by our name or Ollama's
+/// `context_length` for the context).
+fn ran_value(opt: &LlamaOption, ran: &Config, chose: Option<&serde_json::Value>) -> Option<String> {
+    let tuned = ran
+        .get(opt.name)
+        .or_else(|| opt.ollama.and_then(|o| ran.get(o)))
+        .filter(|v| {
+            !v.is_auto()
+                && !(opt.kind == ValueKind::FlashAttn
+                    && FlashAttn::parse(v) == Some(FlashAttn::Auto))
+        });
+    if let Some(v) = tuned {
+        return Some(flag_value(opt, v));
+    }
+    let chose = chose?;
+    let reported = chose.get(opt.name).or_else(|| match opt.name {
+        "ctx_size" => chose.get("context_length"),
+        _ => None,
+    })?;
+    recorded_default(opt, reported)
+}
+
+/// The recorded arguments with what the server chose spelled out (see the module comment):
+/// the arguments, and the `flag value` pairs it added or changed.
+fn spell_out_choices(
+    args: &[String],
+    ran: &Config,
+    chose: Option<&serde_json::Value>,
+) -> (Vec<String>, Vec<String>) {
+    let mut out: Vec<String> = args.to_vec();
+    let mut spelled = Vec::new();
+    let has = |words: &[String], opt: &LlamaOption| {
+        words
+            .iter()
+            .position(|w| w == opt.flag || opt.long_flags.contains(&w.as_str()))
+    };
+    let mut added: Vec<String> = Vec::new();
+    for opt in llamaserver::load_options() {
+        match has(&out, opt) {
+            Some(at) => {
+                // `-fa auto` as the server resolved it.
+                let auto_fa = opt.kind == ValueKind::FlashAttn
+                    && out.get(at + 1).map(String::as_str) == Some(FlashAttn::Auto.flag());
+                if auto_fa {
+                    if let Some(v) = ran_value(opt, ran, chose) {
+                        spelled.push(format!("{} {v}", opt.flag));
+                        out[at + 1] = v;
+                    }
+                }
+            }
+            None => {
+                if let Some(v) = ran_value(opt, ran, chose) {
+                    spelled.push(format!("{} {v}", opt.flag));
+                    added.extend([opt.flag.to_string(), v]);
+                }
+            }
+        }
+    }
+    let fit_explicit = FIT_OPTIONS.iter().all(|n| {
+        llamaserver::option(n)
+            .is_some_and(|o| has(&out, o).is_some() || added.contains(&o.flag.to_string()))
+    });
+    if !added.is_empty() && fit_explicit && !out.iter().any(|w| FIT_FLAGS.contains(&w.as_str())) {
+        added.extend(["--fit".to_string(), "off".to_string()]);
+    }
+    // Before the backend's own trailing flags (`--no-warmup` and the study's extra arguments).
+    let at = out
+        .iter()
+        .position(|w| w == "--no-warmup")
+        .unwrap_or(out.len());
+    out.splice(at..at, added);
+    (out, spelled)
+}
+
 /// A value of the backend's `untuned_defaults`, as a flag value (`"= threads"` is not one).
 fn recorded_default(opt: &LlamaOption, v: &serde_json::Value) -> Option<String> {
     match v {
@@ -181,19 +236,21 @@ enum Source {
 }
 
 /// The load-time flags of a run that recorded no arguments: (flag, value) in command-line
-/// order, and the comment lines saying which values were not tuned and which were left to
-/// llama-server's automatic choice.
+/// order, and the comment lines saying which values were not tuned.
 fn reconstructed_load_flags<'a>(
     r: &'a Report,
     row: &'a Row,
     used: &mut Vec<&'a str>,
 ) -> (Vec<(&'static str, String)>, Vec<String>) {
-    let params = &row.record.params;
+    // What the server ran, not what was asked (module comment).
+    let params = row.record.effective_params();
+    let chose = row.record.notes.get(CHOSE_NOTE);
     let untuned = r.meta.backend.details.get("untuned_defaults");
     let mut values: Vec<(&'static LlamaOption, String)> = Vec::new();
     let mut backend_defaulted: Vec<String> = Vec::new();
     let mut server_defaulted: Vec<String> = Vec::new();
-    let mut automatic: Vec<&str> = Vec::new();
+    let mut left_to_server: Vec<String> = Vec::new();
+    let mut server_chose: Vec<String> = Vec::new();
     for opt in llamaserver::load_options() {
         let same_as = match opt.untuned {
             Untuned::SameAs(src) => Some(src),
@@ -216,9 +273,29 @@ fn reconstructed_load_flags<'a>(
                 .map(|(_, v)| v.clone())
         };
         let (mut value, source) = match tuned {
+            // An `auto` the server did not resolve: left to it, as when measured.
+            Some((used_name, v)) if v.is_auto() => {
+                used.push(used_name.as_str());
+                match ran_value(opt, params, chose) {
+                    Some(v) => {
+                        server_chose.push(format!("{} {v}", opt.flag));
+                        (v, Source::Tuned)
+                    }
+                    None => {
+                        left_to_server.push(format!("{} ({used_name} = auto)", opt.flag));
+                        continue;
+                    }
+                }
+            }
             Some((used_name, v)) => {
                 used.push(used_name.as_str());
                 (flag_value(opt, v), Source::Tuned)
+            }
+            // Not tuned in an Ollama run: the context Ollama chose, when /api/ps said.
+            None if untuned.is_none() && ran_value(opt, params, chose).is_some() => {
+                let v = ran_value(opt, params, chose).unwrap_or_default();
+                server_chose.push(format!("{} {v}", opt.flag));
+                (v, Source::Tuned)
             }
             None => match untuned {
                 Some(d) => {
@@ -247,11 +324,6 @@ fn reconstructed_load_flags<'a>(
                 }
             }
         }
-        // llama-server's automatic choice: the flag is left out, which makes the same choice.
-        if llamaserver::is_auto_flag_value(opt, &value) {
-            automatic.push(opt.flag);
-            continue;
-        }
         match source {
             Source::Tuned => {}
             Source::Backend => backend_defaulted.push(format!("{} {value}", opt.flag)),
@@ -260,6 +332,18 @@ fn reconstructed_load_flags<'a>(
         values.push((opt, value));
     }
     let mut lines = Vec::new();
+    if !server_chose.is_empty() {
+        lines.push(format!(
+            "as the server chose them for this trial (trials.jsonl, notes.{CHOSE_NOTE}): {}",
+            server_chose.join(" ")
+        ));
+    }
+    if !left_to_server.is_empty() {
+        lines.push(format!(
+            "left to llama-server, as this trial left them to the server (it did not say what it chose): {}",
+            left_to_server.join(", ")
+        ));
+    }
     if !backend_defaulted.is_empty() {
         lines.push(format!(
             "not tuned in this run, spelled out with the values the tuner started llama-server with (run.json, untuned_defaults): {}",
@@ -272,19 +356,8 @@ fn reconstructed_load_flags<'a>(
             server_defaulted.join(" ")
         ));
     }
-    if !automatic.is_empty() {
-        lines.push(auto_flags_line(&automatic));
-    }
     let flags = values.into_iter().map(|(o, v)| (o.flag, v)).collect();
     (flags, lines)
-}
-
-/// The comment line naming the load flags left to llama-server.
-fn auto_flags_line(flags: &[&str]) -> String {
-    format!(
-        "left to llama-server's automatic choice (the flag is not set, as with auto): {}",
-        flags.join(" ")
-    )
 }
 
 /// Whether a parameter is a load option the command line holds (llama.cpp's name, or the Ollama
@@ -310,7 +383,8 @@ pub(super) fn llama_server(r: &Report, row: &Row, sel: &Selection) -> String {
                     .filter(|n| params.contains_key(**n)),
             );
             let (args, port) = with_default_port(&rec.args);
-            let (args, automatic) = without_auto_flags(&args);
+            let (args, spelled) =
+                spell_out_choices(&args, row.record.effective_params(), rec.chose.as_ref());
             words.extend(args.iter().map(|a| shell_word(a)));
             let whose = if rec.trial == row.trial() {
                 "this trial was measured with".to_string()
@@ -331,8 +405,11 @@ pub(super) fn llama_server(r: &Report, row: &Row, sel: &Selection) -> String {
                 "the llama-server arguments {whose} (trials.jsonl, notes.{}){port}",
                 llamaserver::ARGS_NOTE
             ));
-            if !automatic.is_empty() {
-                lines.push(auto_flags_line(&automatic));
+            if !spelled.is_empty() {
+                lines.push(format!(
+                    "spelled out as the server chose them for what the trial left to it (notes.{CHOSE_NOTE}): {}",
+                    spelled.join(" ")
+                ));
             }
         }
         None => {
@@ -360,14 +437,11 @@ pub(super) fn llama_server(r: &Report, row: &Row, sel: &Selection) -> String {
             lines.extend(defaulted);
         }
     }
-    // Ollama runner options with a llama-server flag (not tuned by the llamacpp backend); left
-    // out when `auto`.
+    // Ollama runner options with a llama-server flag (not tuned by the llamacpp backend).
     if let Some(v) = params.get("main_gpu") {
         used.push("main_gpu");
-        if !v.is_auto() {
-            words.push("-mg".into());
-            words.push(shell_word(&v.to_string()));
-        }
+        words.push("-mg".into());
+        words.push(shell_word(&v.to_string()));
     }
     if let Some(v) = params.get("use_mmap") {
         used.push("use_mmap");
@@ -412,34 +486,6 @@ mod tests {
         assert_eq!(shell_word("/m/a.gguf"), "/m/a.gguf");
         assert_eq!(shell_word("/m/my model.gguf"), "'/m/my model.gguf'");
         assert_eq!(shell_word("it's"), "'it'\\''s'");
-    }
-
-    #[test]
-    fn automatic_load_flags_are_left_out() {
-        let args: Vec<String> = [
-            "-m",
-            "/m.gguf",
-            "-c",
-            "4096",
-            "-t",
-            "-1",
-            "-ngl",
-            "auto",
-            "--flash-attn=auto",
-            "-ctk",
-            "f16",
-            "--temp",
-            "0.8",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let (out, dropped) = without_auto_flags(&args);
-        assert_eq!(
-            out,
-            ["-m", "/m.gguf", "-c", "4096", "-ctk", "f16", "--temp", "0.8"]
-        );
-        assert_eq!(dropped, ["-t", "-ngl", "-fa"]);
     }
 
     #[test]

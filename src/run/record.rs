@@ -24,6 +24,7 @@ pub fn make_record(
         trial: trial.number,
         origin: trial.origin,
         params: trial.config.clone(),
+        effective: eval.effective,
         status: Status::Ok,
         objective: None,
         feasible: false,

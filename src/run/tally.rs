@@ -79,6 +79,7 @@ mod tests {
             trial,
             origin,
             params: [("num_ctx".to_string(), ParamValue::Int(ctx))].into(),
+            effective: None,
             status: if objective.is_some() {
                 Status::Ok
             } else {

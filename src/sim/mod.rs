@@ -1,7 +1,7 @@
 //! An Ollama SIMULATOR: a fake Ollama server for offline runs, tests and benchmarks. It is not
 //! Ollama and runs no model; every number it reports comes from the performance model in
 //! [`model`], calibrated to published figures (docs/simulator.md says which).
-//! It says so: `/api/version` answers `0.12.6-sim` and `/api/show` has
+//! It says so: `/api/version` answers `0.33.0-sim` and `/api/show` has
 //! `model_info["general.simulated"] = true`.
 //!
 //! It speaks the API subset the tuner uses, with Ollama's field names, units (durations in
@@ -51,7 +51,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The version the simulator reports: parseable as Ollama's, marked as simulated.
-pub const VERSION: &str = "0.12.6-sim";
+pub const VERSION: &str = "0.33.0-sim";
 
 /// How to run the simulator.
 #[derive(Clone, Debug, PartialEq)]

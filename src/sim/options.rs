@@ -17,8 +17,9 @@ use serde_json::{Map, Value};
 #[derive(Clone, Debug, PartialEq)]
 pub struct SimOptions {
     // Runner options: fixed at load time; changing one forces a reload.
-    /// 0 = server decides (4096 on a 12 GB GPU).
+    /// 0 = unset: the server decides (the VRAM tier, 4096 below 23 GiB; `RunnerKey::new`).
     pub num_ctx: i64,
+    /// 0 = unset: the server decides (512; 1024 above 4k context, 2048 above 32k).
     pub num_batch: i64,
     /// -1 (any negative) = as many layers as fit; 0 = CPU only.
     pub num_gpu: i64,
@@ -43,11 +44,13 @@ pub struct SimOptions {
 }
 
 impl Default for SimOptions {
-    /// api.DefaultOptions() (ollama/ollama:api/types.go; also in docs/simulator.md).
+    /// api.DefaultOptions() (ollama/ollama:api/types.go; also in docs/simulator.md), with
+    /// num_ctx and num_batch unset: since v0.15.5 (context) and v0.30 (batch) the server picks
+    /// them when neither the request nor the Modelfile sets them.
     fn default() -> Self {
         SimOptions {
-            num_ctx: 4096,
-            num_batch: 512,
+            num_ctx: 0,
+            num_batch: 0,
             num_gpu: -1,
             main_gpu: 0,
             use_mmap: None,
@@ -320,7 +323,71 @@ mod tests {
 
     #[test]
     fn null_keeps_the_default() {
-        assert_eq!(apply(json!({"num_batch": null})).unwrap().num_batch, 512);
+        // Unset: the server decides (RunnerKey::new).
+        assert_eq!(apply(json!({"num_batch": null})).unwrap().num_batch, 0);
+        assert_eq!(apply(json!({})).unwrap().num_ctx, 0);
+        assert_eq!(apply(json!({"num_ctx": 2048})).unwrap().num_ctx, 2048);
+    }
+
+    /// What the server runs when the request leaves a runner option out (RunnerKey::new), as
+    /// Ollama decides it: docs/simulator.md, "Runner options and reloads".
+    mod unset_options {
+        use super::*;
+        use crate::sim::model::{RunnerKey, SimModel};
+        use crate::sim::profiles::{Profile, GEMMA3_4B, LAPTOP_12GB};
+
+        fn key(p: &Profile, options: Value) -> RunnerKey {
+            let mut o = p.default_options();
+            o.apply(options.as_object().unwrap()).unwrap();
+            RunnerKey::new(p, &o)
+        }
+
+        #[test]
+        fn absent_options_get_the_servers_choices() {
+            let k = key(&GEMMA3_4B, json!({}));
+            assert_eq!(k.num_ctx, 4096, "the tier below 23 GiB");
+            assert_eq!(k.num_batch, 512);
+            assert_eq!(k.num_gpu, -1, "as many layers as fit");
+            assert_eq!(k.num_thread, 8, "the physical cores");
+            let e = SimModel::expected(&GEMMA3_4B, &GEMMA3_4B.default_options()).unwrap();
+            assert_eq!(e.gpu_layers, 35, "the whole model fits 12 GB: every layer");
+            assert_eq!(e.vram_bytes + (314 << 20), e.size_bytes);
+        }
+
+        #[test]
+        fn the_context_tier_follows_vram_and_the_batch_the_context() {
+            let big = Profile {
+                machine: crate::sim::profiles::Machine {
+                    vram_bytes: 24 << 30,
+                    ..LAPTOP_12GB
+                },
+                ..GEMMA3_4B
+            };
+            let k = key(&big, json!({}));
+            assert_eq!(k.num_ctx, 32_768);
+            assert_eq!(k.num_batch, 1024, "above a 4k context");
+            let huge = Profile {
+                machine: crate::sim::profiles::Machine {
+                    vram_bytes: 48 << 30,
+                    ..LAPTOP_12GB
+                },
+                ..GEMMA3_4B
+            };
+            // 262144 clamped to the model's trained context.
+            assert_eq!(key(&huge, json!({})).num_ctx, 131_072);
+            // Explicit values are kept (clamped as before); a set num_batch is not resized.
+            let k = key(&GEMMA3_4B, json!({"num_ctx": 16384, "num_batch": 64}));
+            assert_eq!((k.num_ctx, k.num_batch), (16384, 64));
+            assert_eq!(key(&GEMMA3_4B, json!({"num_ctx": 16384})).num_batch, 1024);
+        }
+
+        #[test]
+        fn a_larger_automatic_batch_never_costs_a_layer() {
+            // 128k context spills with auto num_gpu: the 2048 batch would cost layers, so the
+            // server keeps 512.
+            let k = key(&GEMMA3_4B, json!({"num_ctx": 131072}));
+            assert_eq!(k.num_batch, 512);
+        }
     }
 
     #[test]

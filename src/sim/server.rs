@@ -5,6 +5,7 @@
 
 use super::answer::{plan_answer, stream_answer, whole_answer};
 use super::app::{App, LoadError};
+use super::model::Expected;
 use super::profiles::Profile;
 use super::reply::{aborted, error, json_response, response_json, rfc3339, Metrics};
 use super::request::{get_string, parse_object, GenerateRequest, KeepAlive, DEFAULT_KEEP_ALIVE};
@@ -94,16 +95,28 @@ async fn ps(State(app): State<Arc<App>>) -> Json<Value> {
         // Busy runners and keep_alive < 0 never expire (Go shows now + MaxInt64 ns).
         _ => Utc::now() + TimeDelta::days(292 * 365),
     };
+    let (size, size_vram) = ps_sizes(&r.expected);
     Json(json!({ "models": [{
         "name": p.model,
         "model": p.model,
-        "size": r.expected.size_bytes,
+        "size": size,
         "digest": p.digest,
         "details": details(p),
         "expires_at": rfc3339(expires_at),
-        "size_vram": r.expected.vram_bytes,
+        "size_vram": size_vram,
         "context_length": r.key.num_ctx,
     }]}))
+}
+
+/// `size` and `size_vram` as Ollama's /api/ps reports them: equal at full offload (`ollama ps`
+/// shows "100% GPU"; the runner's own host memory is not counted then), else the whole
+/// footprint and its GPU part.
+fn ps_sizes(e: &Expected) -> (u64, u64) {
+    if e.full_offload() {
+        (e.vram_bytes, e.vram_bytes)
+    } else {
+        (e.size_bytes, e.vram_bytes)
+    }
 }
 
 async fn show(State(app): State<Arc<App>>, body: Bytes) -> Response {

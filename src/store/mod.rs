@@ -493,6 +493,7 @@ mod tests {
             trial: n,
             origin: Origin::Initial,
             params: BTreeMap::new(),
+            effective: None,
             status: Status::Ok,
             objective: Some(n as f64),
             feasible: true,

@@ -3,10 +3,14 @@
 //!
 //! Every load-time option is passed explicitly, with `--fit off`: `--fit on` (llama-server's
 //! default) rewrites *unset* options to fit the device, which would make the measured
-//! configuration differ from the recorded one (docs/llama-server.md).
+//! configuration differ from the recorded one (docs/llama-server.md). The exception is a value
+//! `auto`: its flag is left out so llama-server decides, and when that leaves the context or the
+//! layer count to it, `--fit` stays on (its default) so it fits them as a stock server does.
+//! Whenever the command leaves something to the server, `-lv 4` makes it log what it chose
+//! (read back by `resolved.rs`).
 
 use crate::domain::llamaserver::{
-    self, FlashAttn, LlamaOption, Untuned, ValueKind, KV_CACHE_TYPES,
+    self, FlashAttn, LlamaOption, Untuned, ValueKind, FIT_OPTIONS, KV_CACHE_TYPES, TRACE_LOG_ARGS,
 };
 use crate::engine::space::{Config, ParamValue};
 use serde_json::{json, Value};
@@ -73,6 +77,12 @@ pub fn cpu_count() -> usize {
 pub struct LoadArgs {
     pub args: Vec<String>,
     pub notes: BTreeMap<String, Value>,
+    /// Tuned values the server will run differently, known before it starts (ubatch clamped
+    /// to batch).
+    pub effective: Config,
+    /// The command leaves something to the server (an absent flag, `-fa auto`, `--fit` on):
+    /// what it chose must be read from its log.
+    pub left_to_server: bool,
 }
 
 fn int_value(name: &str, v: &ParamValue) -> Result<i64, OptionError> {
@@ -158,6 +168,10 @@ pub(crate) fn check_option(name: &str, v: &ParamValue) -> Result<(), OptionError
     let Some(opt) = llamaserver::option(name).filter(|o| o.restart) else {
         return Ok(());
     };
+    if v.is_auto() {
+        // Left out of the command line: the server decides.
+        return Ok(());
+    }
     // Bounds are checked with the generic wording "at least one".
     let what = match opt.kind {
         ValueKind::Int { min, .. } if min > 0 => Some("at least one"),
@@ -166,33 +180,50 @@ pub(crate) fn check_option(name: &str, v: &ParamValue) -> Result<(), OptionError
     flag_value(opt, v, what).map(|_| ())
 }
 
-/// The load-time flags of `config`: EVERY load option explicit (untuned ones at the table's
-/// values), `ubatch_size` clamped to `batch_size` (llama.cpp requires ubatch <= batch), and
-/// `--fit off` so nothing is rewritten behind the measurement's back.
+/// The load-time flags of `config`: every load option explicit (untuned ones at the table's
+/// values) except those whose value is `auto` (left out: llama-server decides),
+/// `ubatch_size` clamped to `batch_size` (llama.cpp requires ubatch <= batch), and `--fit off`
+/// so nothing is rewritten behind the measurement's back, unless the context or the layer
+/// count is left to the server (then `--fit` stays on and fits them, as on a stock server).
 pub(crate) fn load_args(config: &Config, host: &HostDefaults) -> Result<LoadArgs, OptionError> {
     let mut notes = BTreeMap::new();
+    let mut effective = Config::new();
     let mut values: Vec<(&'static LlamaOption, String)> = Vec::new();
+    let mut absent: Vec<&'static str> = Vec::new();
     for opt in llamaserver::load_options() {
+        let value_of = |name: &str| {
+            values
+                .iter()
+                .find(|(o, _)| o.name == name)
+                .map(|(_, v)| v.clone())
+        };
         let mut value = match config.get(opt.name) {
+            Some(v) if v.is_auto() => {
+                absent.push(opt.name);
+                continue;
+            }
             Some(v) => flag_value(opt, v, None)?,
             None => match opt.untuned {
                 Untuned::Int(i) => i.to_string(),
                 Untuned::Text(t) => t.to_string(),
                 Untuned::HostThreads => host.threads.max(1).to_string(),
                 Untuned::HostGpuLayers => host.n_gpu_layers.to_string(),
-                Untuned::SameAs(other) => values
-                    .iter()
-                    .find(|(o, _)| o.name == other)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default(),
+                // "Same as" an option left to the server: left to it too (-tb follows -t).
+                Untuned::SameAs(other) => match value_of(other) {
+                    Some(v) => v,
+                    None => {
+                        absent.push(opt.name);
+                        continue;
+                    }
+                },
                 Untuned::Unset => continue,
             },
         };
         if let Some(limit) = opt.at_most {
-            let limit_value = values
-                .iter()
-                .find(|(o, _)| o.name == limit)
-                .and_then(|(_, v)| v.parse::<i64>().ok());
+            // An absent limit is the server's default for it (-b 2048).
+            let limit_value = value_of(limit)
+                .or_else(|| llamaserver::option(limit).map(|o| o.server_default.to_string()))
+                .and_then(|v| v.parse::<i64>().ok());
             if let (Ok(requested), Some(used)) = (value.parse::<i64>(), limit_value) {
                 if requested > used {
                     notes.insert(
@@ -200,18 +231,46 @@ pub(crate) fn load_args(config: &Config, host: &HostDefaults) -> Result<LoadArgs
                         json!({"requested": requested, "used": used, "why": format!("{} must not exceed {limit}", opt.name)}),
                     );
                     value = used.to_string();
+                    if config.contains_key(opt.name) {
+                        effective.insert(opt.name.to_string(), ParamValue::Int(used));
+                    }
                 }
             }
         }
         values.push((opt, value));
     }
-    let mut args = Vec::with_capacity(2 * values.len() + 2);
+    let mut args = Vec::with_capacity(2 * values.len() + 4);
+    let mut left_to_server = !absent.is_empty();
     for (opt, value) in values {
+        left_to_server |= opt.kind == ValueKind::FlashAttn && value == FlashAttn::Auto.flag();
         args.push(opt.flag.to_string());
         args.push(value);
     }
-    args.extend(["--fit".to_string(), "off".to_string()]);
-    Ok(LoadArgs { args, notes })
+    if FIT_OPTIONS.iter().all(|o| !absent.contains(o)) {
+        args.extend(["--fit".to_string(), "off".to_string()]);
+    } else {
+        notes.insert(
+            "fit".into(),
+            json!(format!(
+                "on (llama-server's default): {} left to the server",
+                FIT_OPTIONS
+                    .iter()
+                    .filter(|o| absent.contains(o))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        );
+    }
+    if left_to_server {
+        args.extend(TRACE_LOG_ARGS.iter().map(|a| a.to_string()));
+    }
+    Ok(LoadArgs {
+        args,
+        notes,
+        effective,
+        left_to_server,
+    })
 }
 
 /// The untuned values as `prepare` records them in the run's backend details
@@ -258,10 +317,7 @@ pub fn command_line(
     args.extend(load.args);
     args.push("--no-warmup".to_string());
     args.extend(extra_args.iter().cloned());
-    Ok(LoadArgs {
-        args,
-        notes: load.notes,
-    })
+    Ok(LoadArgs { args, ..load })
 }
 
 /// Name of a sampling option in the /completion request (Ollama's `num_keep` is `n_keep`).
@@ -330,9 +386,61 @@ mod tests {
         let a = load_args(&Config::new(), &host()).unwrap();
         assert_eq!(
             a.args.join(" "),
-            "-c 4096 -t 2 -tb 2 -b 2048 -ub 512 -fa auto -ctk f16 -ctv f16 -ngl 0 -np 1 --fit off"
+            "-c 4096 -t 2 -tb 2 -b 2048 -ub 512 -fa auto -ctk f16 -ctv f16 -ngl 0 -np 1 --fit off -lv 4"
         );
         assert!(a.notes.is_empty());
+        assert!(
+            a.left_to_server,
+            "-fa auto: the server decides, and says so at -lv 4"
+        );
+        // Everything explicit: nothing to read back.
+        let all = cfg(&[("flash_attn", ParamValue::Bool(false))]);
+        let a = load_args(&all, &host()).unwrap();
+        assert!(
+            a.args.ends_with(&["--fit".into(), "off".into()]),
+            "{:?}",
+            a.args
+        );
+        assert!(!a.left_to_server);
+    }
+
+    #[test]
+    fn auto_values_leave_their_flags_out_and_fit_on() {
+        let c = cfg(&[
+            ("ctx_size", ParamValue::auto()),
+            ("threads", ParamValue::auto()),
+            ("n_gpu_layers", ParamValue::auto()),
+            ("flash_attn", ParamValue::Bool(true)),
+        ]);
+        let a = load_args(&c, &host()).unwrap();
+        for absent in ["-c", "-t", "-tb", "-ngl", "--fit"] {
+            assert_eq!(flag(&a.args, absent), None, "{absent} in {:?}", a.args);
+        }
+        assert_eq!(flag(&a.args, "-b"), Some("2048"));
+        assert_eq!(flag(&a.args, "-lv"), Some("4"));
+        assert!(a.left_to_server);
+        assert!(a.notes["fit"]
+            .as_str()
+            .unwrap()
+            .contains("ctx_size, n_gpu_layers"));
+        // Only one fit option explicit: fit stays on for the other.
+        let c = cfg(&[
+            ("ctx_size", ParamValue::Int(2048)),
+            ("n_gpu_layers", ParamValue::auto()),
+        ]);
+        let a = load_args(&c, &host()).unwrap();
+        assert_eq!(flag(&a.args, "-c"), Some("2048"));
+        assert_eq!(flag(&a.args, "--fit"), None);
+        // Auto values pass the study checks.
+        for name in [
+            "ctx_size",
+            "threads",
+            "n_gpu_layers",
+            "flash_attn",
+            "batch_size",
+        ] {
+            assert!(check_option(name, &ParamValue::auto()).is_ok(), "{name}");
+        }
     }
 
     #[test]
@@ -388,6 +496,27 @@ mod tests {
         assert_eq!(flag(&a.args, "-ub"), Some("64"));
         assert_eq!(a.notes["ubatch_size_clamped"]["requested"], 512);
         assert_eq!(a.notes["ubatch_size_clamped"]["used"], 64);
+        // The tuned ubatch runs as 64: the effective configuration says so.
+        assert_eq!(a.effective["ubatch_size"], ParamValue::Int(64));
+        assert_eq!(a.effective.len(), 1);
+        // The case: -b 8 -ub 8192 runs as -b 8 -ub 8.
+        let c = cfg(&[
+            ("batch_size", ParamValue::Int(8)),
+            ("ubatch_size", ParamValue::Int(8192)),
+        ]);
+        let a = load_args(&c, &host()).unwrap();
+        assert_eq!(a.effective["ubatch_size"], ParamValue::Int(8));
+        // A batch left to the server is its default, 2048.
+        let c = cfg(&[
+            ("batch_size", ParamValue::auto()),
+            ("ubatch_size", ParamValue::Int(4096)),
+        ]);
+        let a = load_args(&c, &host()).unwrap();
+        assert_eq!(flag(&a.args, "-b"), None);
+        assert_eq!(flag(&a.args, "-ub"), Some("2048"));
+        // An untuned ubatch is clamped too, but is no tuned value to report.
+        let c = cfg(&[("batch_size", ParamValue::Int(128))]);
+        assert!(load_args(&c, &host()).unwrap().effective.is_empty());
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! The files: `argv` builds the command line and the request from the option table of
 //! src/domain/llamaserver.rs, `sse` reads the streamed answer, `process` owns the child,
 //! `server` drives it for the protocol, `diagnose` reads its output after a failure, `probe`
-//! finds and asks the binary, `gguf` reads the model header, `checks` validates a study's space;
-//! this file is the `Backend` glue (`prepare`, `evaluate`, counters).
+//! finds and asks the binary, `gguf` reads the model header, `checks` validates a study's space,
+//! `resolved` reads what the server chose (its log and /props); this file is the `Backend` glue
+//! (`prepare`, `evaluate`, counters).
 //!
 //! The llama-server facts this backend relies on (flags and defaults, what needs a restart,
 //! `/health`, the stream format, how failures show in its output) are in docs/llama-server.md.
@@ -20,6 +21,7 @@ mod diagnose;
 mod gguf;
 mod probe;
 mod process;
+mod resolved;
 mod server;
 mod sse;
 
@@ -34,7 +36,7 @@ use crate::study::{BackendConfig, Protocol, Study};
 use argv::untuned_defaults;
 use checks::check_space;
 use gguf::{read_gguf_facts, GgufError};
-use llamaserver::ARGS_NOTE;
+use llamaserver::{ARGS_NOTE, CHOSE_NOTE};
 use probe::{
     capture, check_paths, count_devices, package_version_from_path, parse_version, resolve_path,
     SETUP_HINT,
@@ -225,6 +227,14 @@ impl LlamaServer {
                 d.insert(format!("{name}_capped_at"), json!(2 * cpus));
             }
         }
+        self.gpu_layers_max = match devices {
+            Some(0) => Some(0),
+            _ => gguf
+                .as_ref()
+                .ok()
+                .and_then(|g| g.block_count)
+                .map(|bc| bc + 1),
+        };
         match devices {
             // A CPU-only build: every n_gpu_layers value is the same configuration.
             Some(0) => {
@@ -321,13 +331,17 @@ impl LlamaServer {
     }
 
     /// Every measured trial records the arguments of the llama-server it was measured on
-    /// (`llama_server_args`): the trial that (re)started it gets them from `load`, and a trial
-    /// measured on the server an earlier trial started gets the same arguments here, so an
-    /// export of any trial reproduces its own server.
+    /// (`llama_server_args`) and what that server chose (`server_chose`): the trial that
+    /// (re)started it gets them from `load`, and a trial measured on the server an earlier
+    /// trial started gets the same here, so an export of any trial reproduces its own server.
     pub(super) fn record_args(&self, eval: &mut Evaluation) {
         if !eval.notes.contains_key(ARGS_NOTE) {
             if let Some(args) = self.running_args() {
                 eval.notes.insert(ARGS_NOTE.into(), json!(args));
+            }
+            // And what that server chose, so the export of any trial can spell it out.
+            if let Some(chose) = self.running_chose() {
+                eval.notes.insert(CHOSE_NOTE.into(), chose.clone());
             }
         }
     }

@@ -46,6 +46,11 @@ impl LogRing {
         g.push_back(line);
     }
 
+    /// Every line kept (the last `LOG_LINES`), oldest first.
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.lock().iter().cloned().collect()
+    }
+
     /// The last lines, at most `max_chars` characters in all.
     pub(crate) fn tail(&self, max_chars: usize) -> String {
         let g = self.lock();
@@ -99,6 +104,8 @@ pub(crate) struct Running {
     pub(crate) args: Vec<String>,
     pub(crate) log: LogRing,
     pub(crate) pumps: Vec<JoinHandle<()>>,
+    /// What it said it chose once ready (the `server_chose` note), if anything.
+    pub(crate) chose: Option<serde_json::Value>,
 }
 
 impl Running {

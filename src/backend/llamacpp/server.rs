@@ -10,10 +10,11 @@ use super::argv::{command_line, completion_body, HostDefaults};
 use super::diagnose::{classify_start_failure, headline, port_was_taken, TAIL_CHARS};
 use super::probe::check_paths;
 use super::process::{free_port, spawn_server, Running};
+use super::resolved::{effective, Chosen};
 use super::sse::{error_message, metrics_from_final, parse_event, SseParser, StreamEvent};
 use crate::backend::protocol::{InferenceServer, LoadReport, ServerError};
 use crate::backend::{classify_failure, BackendError, BackendInfo, Counters, Evaluation};
-use crate::domain::llamaserver::ARGS_NOTE;
+use crate::domain::llamaserver::{ARGS_NOTE, CHOSE_NOTE};
 use crate::engine::space::{Config, SearchSpace};
 use crate::engine::stats::Sample;
 use crate::trial::FailureKind;
@@ -65,6 +66,9 @@ pub struct LlamaServer {
     pub(crate) client: reqwest::Client,
     request_timeout: Duration,
     pub(crate) defaults: HostDefaults,
+    /// The most layers there are to offload (block_count+1; 0 on a build without a GPU
+    /// device), when `prepare` found out.
+    pub(crate) gpu_layers_max: Option<i64>,
     /// Extra load options of the study (backend.runner_params) kept out of requests.
     load_options: Vec<String>,
     running: Option<Running>,
@@ -96,6 +100,7 @@ impl LlamaServer {
             client: builder.build().unwrap_or_default(),
             request_timeout,
             defaults: HostDefaults::detect(),
+            gpu_layers_max: None,
             load_options,
             running: None,
             hangs: None,
@@ -187,13 +192,24 @@ impl LlamaServer {
                 args: built.args[1..].to_vec(),
                 log,
                 pumps,
+                chose: None,
             };
             match self.wait_ready(&mut running, t0, startup_timeout).await {
                 Ok(seconds) => {
                     let mut notes = built.notes;
                     notes.insert(ARGS_NOTE.into(), json!(running.args));
+                    let (effective, chose) =
+                        self.what_it_chose(&running, config, &built.effective).await;
+                    if let Some(c) = &chose {
+                        notes.insert(CHOSE_NOTE.into(), c.clone());
+                    }
+                    running.chose = chose;
                     self.running = Some(running);
-                    return Ok(LoadReport { seconds, notes });
+                    return Ok(LoadReport {
+                        seconds,
+                        notes,
+                        effective,
+                    });
                 }
                 Err(None) => {
                     last = running.log.tail(TAIL_CHARS);
@@ -208,6 +224,39 @@ impl LlamaServer {
         Err(ServerError::Transient(format!(
             "llama-server could not bind a port in {PORT_ATTEMPTS} attempts: {last}"
         )))
+    }
+
+    /// What a server that just became ready runs: the load options it resolved or changed
+    /// (from its log and /props, resolved.rs), and the `server_chose` note when it said
+    /// anything.
+    async fn what_it_chose(
+        &self,
+        r: &Running,
+        config: &Config,
+        known: &Config,
+    ) -> (Config, Option<Value>) {
+        let lines = r.log.lines();
+        let mut chosen = Chosen::from_log(lines.iter().map(String::as_str));
+        let props = self
+            .client
+            .get(format!("{}/props", r.base))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if let Ok(resp) = props {
+            if resp.status().is_success() {
+                if let Ok(v) = resp.json::<Value>().await {
+                    chosen = chosen.with_props(&v);
+                }
+            }
+        }
+        let note = (chosen != Chosen::default()).then(|| chosen.note());
+        (effective(config, known, &chosen, self.gpu_layers_max), note)
+    }
+
+    /// What the running child said it chose (`server_chose`), if anything.
+    pub(crate) fn running_chose(&self) -> Option<&Value> {
+        self.running.as_ref().and_then(|r| r.chose.as_ref())
     }
 
     /// Poll /health every 100 ms. `Err(None)` = the port was taken (retry on another).

@@ -56,9 +56,27 @@ const FAKE_SERVER: &str = r#"#!/usr/bin/env python3
 import http.server, os, sys, time
 a = sys.argv
 port, mode = int(a[a.index("--port") + 1]), a[a.index("--fake-mode") + 1]
+def arg(flag, default):
+    return int(a[a.index(flag) + 1]) if flag in a else default
+ctx, b = arg("-c", 32768), arg("-b", 2048)
+ub = min(arg("-ub", 512), b)
+if "-lv" in a:
+    # What llama-server logs at trace verbosity about what it chose.
+    for line in ["llama_context: n_ctx                 = %d" % ctx,
+                 "llama_context: n_ctx_seq             = %d" % ctx,
+                 "llama_context: n_batch               = %d" % b,
+                 "llama_context: n_ubatch              = %d" % ub,
+                 "llama_context: flash_attn            = auto",
+                 "resolve_fused_ops: Flash Attention enabled"]:
+        sys.stderr.write("0.01.000.000 I " + line + "\n")
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args): pass
     def do_GET(self):
+        if self.path == "/props":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(('{"default_generation_settings":{"n_ctx":%d},"total_slots":1}' % ctx).encode())
+            return
         self.send_response(200 if self.path == "/health" else 404)
         self.end_headers()
         self.wfile.write(b'{"status":"ok"}')
@@ -265,5 +283,76 @@ async fn every_trial_records_the_arguments_of_its_server() {
         words.ends_with(&["--no-warmup", "--fake-mode", "ok"]),
         "{words:?}"
     );
+    b.shutdown().await;
+}
+
+/// A trial that leaves values to the server, or asks for one it cannot run, records what the
+/// server ran (`Evaluation::effective`) and what it chose (`server_chose`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_server_chose_is_the_effective_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s) = fake_server(dir.path(), "ok", Duration::from_secs(20)) else {
+        return;
+    };
+    let Mode::Managed { binary, model, .. } = s.mode.clone() else {
+        unreachable!()
+    };
+    let protocol = Protocol {
+        repeats: 1,
+        warmup: 0,
+        ..Protocol::default()
+    };
+    let mut b = LlamaCppBackend::new(
+        &binary.display().to_string(),
+        &model.display().to_string(),
+        None,
+        Duration::from_secs(30),
+        vec!["--fake-mode".into(), "ok".into()],
+        protocol,
+        llamaserver::LOAD_OPTION_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    )
+    .unwrap();
+    let asked = Config::from([
+        ("ctx_size".to_string(), ParamValue::auto()),
+        ("batch_size".to_string(), ParamValue::Int(8)),
+        ("ubatch_size".to_string(), ParamValue::Int(8192)),
+        ("flash_attn".to_string(), ParamValue::auto()),
+        ("temperature".to_string(), ParamValue::Float(0.5)),
+    ]);
+    let e = b.evaluate(&asked).await.unwrap();
+    assert!(e.failure.is_none(), "{e:?}");
+    let words: Vec<String> = serde_json::from_value(e.notes[ARGS_NOTE].clone()).unwrap();
+    assert!(
+        !words
+            .iter()
+            .any(|w| w == "-c" || w == "-fa" || w == "--fit"),
+        "{words:?}"
+    );
+    assert!(words.windows(2).any(|w| w == ["-ub", "8"]), "{words:?}");
+    let eff = e
+        .effective
+        .expect("the server ran something else than asked");
+    assert_eq!(
+        eff["ctx_size"],
+        ParamValue::Int(32768),
+        "the trained context"
+    );
+    assert_eq!(eff["ubatch_size"], ParamValue::Int(8), "clamped to -b 8");
+    assert_eq!(eff["batch_size"], ParamValue::Int(8));
+    assert_eq!(eff["flash_attn"], ParamValue::Str("on".into()));
+    assert_eq!(eff["temperature"], ParamValue::Float(0.5));
+    assert_eq!(e.notes["server_chose"]["ctx_size"], 32768);
+    assert_eq!(e.notes["server_chose"]["flash_attn"], "on");
+    assert_eq!(e.notes["ubatch_size_clamped"]["used"], 8);
+    // Every value explicit and possible: it ran as asked.
+    let exact = Config::from([
+        ("ctx_size".to_string(), ParamValue::Int(1024)),
+        ("flash_attn".to_string(), ParamValue::Bool(true)),
+    ]);
+    let e = b.evaluate(&exact).await.unwrap();
+    assert_eq!(e.effective, None, "{:?}", e.notes);
     b.shutdown().await;
 }

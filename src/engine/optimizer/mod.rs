@@ -364,6 +364,50 @@ impl Optimizer {
             outcome,
         });
     }
+
+    /// Record a trial the server ran as `effective` although `requested` was asked (ubatch
+    /// clamped to batch, a layer count above the model's, `auto` resolved): configurations that
+    /// run identically are one point. The model learns the effective configuration when the
+    /// space admits every value of it (else the requested one, as `tell_config` would); the
+    /// other one is only marked measured (and failed, when it failed), so neither is proposed
+    /// again as new.
+    pub(crate) fn tell_effective(
+        &mut self,
+        requested: &Config,
+        effective: &Config,
+        outcome: Outcome,
+    ) {
+        let admitted = self
+            .space
+            .params
+            .iter()
+            .all(|p| effective.get(&p.name).is_none_or(|v| p.admits(v)));
+        let (point, other) = if admitted {
+            (effective, requested)
+        } else {
+            (requested, effective)
+        };
+        let failed = matches!(outcome, Outcome::Failed);
+        self.tell_config(point, outcome);
+        self.mark_measured(other, failed);
+    }
+
+    /// Mark a configuration measured (and failed) without an observation for the model.
+    fn mark_measured(&mut self, config: &Config, failed: bool) {
+        let config = self.space.normalize_config(config);
+        let key = config_key(&config);
+        let coords = self.space.key(&config);
+        if failed {
+            self.failed.insert(key.clone());
+            if let Some(k) = &coords {
+                self.failed_keys.insert(k.clone());
+            }
+        }
+        self.measured.insert(key);
+        if let Some(k) = coords {
+            self.measured_keys.insert(k);
+        }
+    }
 }
 
 #[cfg(test)]

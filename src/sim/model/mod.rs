@@ -45,9 +45,55 @@ pub struct RunnerKey {
     pub num_thread: u32,
 }
 
-/// Ollama's default context when num_ctx is 0 or unset (12 GB GPU tier).
+/// Ollama's default context when num_ctx is 0 or unset on a GPU below 23 GiB (the 12 GB
+/// profiles' tier; `auto_num_ctx`).
 pub const DEFAULT_NUM_CTX: u32 = 4096;
 const DEFAULT_NUM_BATCH: u32 = 512;
+const GIB: u64 = 1 << 30;
+
+/// The contexts Ollama tries when num_ctx is unset (OLLAMA_CONTEXT_LENGTH 0): the VRAM tier
+/// (4096 below 23 GiB, 32768 from 23 GiB, 262144 from 47 GiB) and, when a load runs out of
+/// memory, the tiers below it; each clamped to the model's trained context.
+fn auto_num_ctx(p: &Profile) -> Vec<u32> {
+    let vram = p.machine.vram_bytes;
+    let tiers: &[u32] = if vram >= 47 * GIB {
+        &[262_144, 32_768, 4096]
+    } else if vram >= 23 * GIB {
+        &[32_768, 4096]
+    } else {
+        &[DEFAULT_NUM_CTX]
+    };
+    let mut out: Vec<u32> = tiers.iter().map(|t| (*t).min(p.context_length)).collect();
+    out.dedup();
+    out
+}
+
+/// Ollama's num_batch when unset (v0.30, server/sched.go): 512, 1024 above a 4k context, 2048
+/// above 32k, subject to VRAM headroom: a larger batch is taken only when its compute graph
+/// costs no GPU layer against 512 (and loads where 512 loads).
+fn auto_num_batch(p: &Profile, key: &RunnerKey) -> u32 {
+    let with = |b: u32| {
+        let k = RunnerKey {
+            num_batch: b.min(key.num_ctx),
+            ..*key
+        };
+        memory::place(p, &k).ok().map(|pl| pl.gpu_layers)
+    };
+    let base = with(DEFAULT_NUM_BATCH);
+    let mut b = match key.num_ctx {
+        c if c > 32_768 => 2048,
+        c if c > 4096 => 1024,
+        _ => DEFAULT_NUM_BATCH,
+    };
+    while b > DEFAULT_NUM_BATCH {
+        match (with(b), base) {
+            (Some(layers), Some(base_layers)) if layers >= base_layers => break,
+            (Some(_), None) => break,
+            _ => b /= 2,
+        }
+    }
+    b.min(key.num_ctx)
+}
 
 impl RunnerKey {
     /// The Ollama options a runner is keyed on, as they are spelled in a request (the fields of
@@ -62,31 +108,41 @@ impl RunnerKey {
         "num_thread",
     ];
 
+    /// The runner `o` asks for, with Ollama's choices where an option is unset (0, or negative
+    /// for num_gpu): num_ctx the VRAM tier (`auto_num_ctx`), num_batch `auto_num_batch`,
+    /// num_gpu as many layers as fit (in `memory::place`), num_thread the physical cores.
     pub fn new(p: &Profile, o: &SimOptions) -> RunnerKey {
-        let num_ctx = if o.num_ctx <= 0 {
-            DEFAULT_NUM_CTX.min(p.context_length)
-        } else {
-            o.num_ctx.clamp(4, p.context_length as i64) as u32
-        };
-        let num_batch = if o.num_batch <= 0 {
-            DEFAULT_NUM_BATCH
-        } else {
-            o.num_batch.min(u32::MAX as i64) as u32
-        }
-        .min(num_ctx);
         let num_thread = if o.num_thread <= 0 {
             p.machine.physical_cores
         } else {
             o.num_thread.min(4096) as u32
         };
-        RunnerKey {
-            num_ctx,
-            num_batch,
+        let mut key = RunnerKey {
+            num_ctx: DEFAULT_NUM_CTX,
+            num_batch: DEFAULT_NUM_BATCH,
             num_gpu: if o.num_gpu < 0 { -1 } else { o.num_gpu },
             main_gpu: o.main_gpu,
             use_mmap: o.use_mmap,
             num_thread,
+        };
+        let contexts = if o.num_ctx <= 0 {
+            auto_num_ctx(p)
+        } else {
+            vec![o.num_ctx.clamp(4, p.context_length as i64) as u32]
+        };
+        for (i, ctx) in contexts.iter().enumerate() {
+            key.num_ctx = *ctx;
+            key.num_batch = if o.num_batch <= 0 {
+                auto_num_batch(p, &key)
+            } else {
+                (o.num_batch.min(u32::MAX as i64) as u32).min(key.num_ctx)
+            };
+            // An automatic context steps down a tier when the load runs out of memory.
+            if i + 1 == contexts.len() || memory::place(p, &key).is_ok() {
+                break;
+            }
         }
+        key
     }
 
     /// Whether a runner loaded with `self` must reload for `requested`. Like server/sched.go,
