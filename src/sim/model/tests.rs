@@ -267,8 +267,9 @@ fn demo_box() -> SearchBox {
 #[test]
 fn fits_defaults_stock_defaults_are_the_best_within_noise() {
     let p = &FITS_DEFAULTS;
-    // What a stock server runs: nothing sent, Ollama's defaults (auto num_gpu, num_ctx 4096,
-    // num_batch 512, num_thread = cores, temperature 0.8, top_p 0.9, top_k 40).
+    // What a stock server runs: nothing sent (num_gpu -1, and 0 for the options the server
+    // decides: num_ctx resolves to the VRAM tier's 4096, num_batch to 512, num_thread to the
+    // cores), temperature 0.8, top_p 0.9, top_k 40.
     let stock = p.default_options();
     assert_eq!(
         (
@@ -277,7 +278,7 @@ fn fits_defaults_stock_defaults_are_the_best_within_noise() {
             stock.num_batch,
             stock.num_thread
         ),
-        (-1, 4096, 512, 0)
+        (-1, 0, 0, 0)
     );
     assert_eq!(
         (stock.temperature, stock.top_p, stock.top_k),
