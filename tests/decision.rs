@@ -72,7 +72,9 @@ async fn run_study(dir: &Path, text: &str, opts: RunOptions) -> run::RunOutcome 
     let study = parse_study(&path, text).unwrap();
     let backend = backend::create(&study).await.unwrap();
     let (_tx, rx) = tokio::sync::watch::channel(0u32);
-    run::run(study, text, &path, opts, backend, rx).await.unwrap()
+    run::run(study, text, &path, opts, backend, rx)
+        .await
+        .unwrap()
 }
 
 fn opts(dir: &Path, id: &str) -> RunOptions {
@@ -107,7 +109,13 @@ async fn the_decision_phase_names_rank_1_and_keeps_output_settings() {
     let rank1 = rep.best_row().expect("a rank 1");
     assert_eq!(rank1.record.params, d.result.recommendation);
     // Output settings keep the user's values.
-    for p in rep.meta.space.params.iter().filter(|p| p.role == Role::Output) {
+    for p in rep
+        .meta
+        .space
+        .params
+        .iter()
+        .filter(|p| p.role == Role::Output)
+    {
         assert_eq!(
             d.result.recommendation.get(&p.name),
             d.plan.baseline.get(&p.name),
@@ -120,7 +128,9 @@ async fn the_decision_phase_names_rank_1_and_keeps_output_settings() {
     let modelfile = export(&run, ExportFormat::Modelfile, 1).unwrap();
     for p in ["temperature", "top_k"] {
         assert!(
-            !modelfile.lines().any(|l| l.starts_with(&format!("PARAMETER {p} "))),
+            !modelfile
+                .lines()
+                .any(|l| l.starts_with(&format!("PARAMETER {p} "))),
             "{p} exported:\n{modelfile}"
         );
     }
@@ -148,4 +158,32 @@ async fn decide_settles_a_run_that_had_no_decision_phase() {
         rep.best_row().map(|r| r.record.params.clone()),
         Some(d.result.recommendation.clone())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recheck_measures_the_recommendation_and_the_baseline_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = study_text(40, 3, "");
+    let out = run_study(tmp.path(), &text, opts(tmp.path(), "r")).await;
+    let run = RunDir::new(&out.run_dir);
+    let rep = report::analyse(&run).unwrap();
+    let study = parse_study(&tmp.path().join("study.toml"), &text).unwrap();
+    let backend = backend::create(&study).await.unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(0u32);
+    let r = run::recheck(&run, &study, &rep, 4, backend, rx)
+        .await
+        .unwrap();
+    assert_eq!(r.rounds, 4);
+    assert_eq!(r.failed, 0);
+    // The same simulated server: nothing regressed.
+    assert!(!r.regressed, "{r:?}");
+    assert!(r.level_now.is_some());
+    if !r.recommendation_is_baseline {
+        assert!(r.gain_now.is_some());
+    }
+    // Journal first: every recheck measurement is in rechecks.jsonl, the run's journal unchanged.
+    let rechecks = run.read_rechecks().unwrap().records;
+    let per_round = if r.recommendation_is_baseline { 1 } else { 2 };
+    assert_eq!(rechecks.len(), 4 * per_round);
+    assert_eq!(run.read_journal().unwrap().records.len(), out.counts.trials);
 }

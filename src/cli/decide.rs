@@ -51,7 +51,11 @@ pub(super) async fn decide(run_dir: &Path, trials: Option<usize>) -> Result<(), 
     }
     let (state_dir, run_id) = run_location(run_dir)?;
     // The phase gets the wall time its trials took so far, twice over, and at least an hour.
-    let per_trial = if done > 0 { elapsed / done as f64 } else { 60.0 };
+    let per_trial = if done > 0 {
+        elapsed / done as f64
+    } else {
+        60.0
+    };
     let opts = RunOptions {
         state_dir,
         run_id: Some(run_id),
@@ -76,19 +80,26 @@ pub(super) async fn recheck(run_dir: &Path, rounds: usize) -> Result<(), CliErro
     }
     let run = RunDir::open(run_dir)?;
     let study = load_study(&run.file(STUDY_FILE))?;
-    let report = crate::report::analyse(&run)
-        .map_err(|e| CliError::new(ExitCode::State, e.to_string()))?;
+    let report =
+        crate::report::analyse(&run).map_err(|e| CliError::new(ExitCode::State, e.to_string()))?;
     let backend: Box<dyn Backend> = backend::create(&study).await?;
     let shutdown = super::install_signal_handlers();
     let out = run::recheck(&run, &study, &report, rounds, backend, shutdown).await?;
     let label = &out.objective_label;
-    println!("recheck of {} ({} rounds, {} failed trials)", run_dir.display(), out.rounds, out.failed);
+    println!(
+        "recheck of {} ({} rounds, {} failed trials)",
+        run_dir.display(),
+        out.rounds,
+        out.failed
+    );
     if out.recommendation_is_baseline {
         println!("the recommendation is your defaults: only its level was rechecked");
     }
     match &out.recorded_gain {
         Some(e) => println!("recorded gain over the baseline: {}", format_effect(e)),
-        None => println!("recorded gain over the baseline: no interval recorded (no decision phase ran)"),
+        None => println!(
+            "recorded gain over the baseline: no interval recorded (no decision phase ran)"
+        ),
     }
     if let Some(e) = &out.gain_now {
         let holds = match &out.recorded_gain {
@@ -96,7 +107,10 @@ pub(super) async fn recheck(run_dir: &Path, rounds: usize) -> Result<(), CliErro
             Some(_) => "consistent with the recorded one",
             None => "",
         };
-        println!("gain over the baseline now:       {} {holds}", format_effect(e));
+        println!(
+            "gain over the baseline now:       {} {holds}",
+            format_effect(e)
+        );
     }
     match out.level_now {
         Some((pct, lo, hi)) => println!(

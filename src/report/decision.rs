@@ -3,31 +3,10 @@
 //! the selection: the gain over the baseline, what each change buys, the speed effect of each
 //! output setting left at the user's value.
 
-use super::types::{Row, RowClass, Tie};
+use super::types::{DecisionSection, Row, RowClass, Tie};
 use crate::decided::{is_decision_trial, replay};
-use crate::engine::decision::{DecisionResult, Plan, Verdict};
 use crate::engine::space::config_key;
 use crate::trial::{Origin, TrialRecord};
-use serde::Serialize;
-
-/// What the report shows of the decision phase.
-#[derive(Clone, Debug, Serialize)]
-pub struct DecisionSection {
-    pub result: DecisionResult,
-    #[serde(skip)]
-    pub plan: Plan,
-    /// Trials the phase measured: racing rounds and ablation rounds.
-    pub race_trials: usize,
-    pub ablation_trials: usize,
-    /// Trials the phase may take in all.
-    pub budget: usize,
-}
-
-impl DecisionSection {
-    pub fn verdict(&self) -> Verdict {
-        self.result.verdict
-    }
-}
 
 /// The phase of the journal, if one started.
 pub(super) fn decision_section(records: &[TrialRecord]) -> Option<DecisionSection> {
@@ -61,7 +40,12 @@ pub(super) fn apply_to_ranking(rows: &mut Vec<Row>, d: &DecisionSection) {
         rows.insert(0, row);
     }
     let tied: Vec<String> = d.result.tied.iter().map(config_key).collect();
-    let eliminated: Vec<String> = d.result.eliminated.iter().map(|(c, _)| config_key(c)).collect();
+    let eliminated: Vec<String> = d
+        .result
+        .eliminated
+        .iter()
+        .map(|(c, _)| config_key(c))
+        .collect();
     for r in rows.iter_mut().filter(|r| r.class == RowClass::Feasible) {
         let k = config_key(&r.record.params);
         if tied.contains(&k) {

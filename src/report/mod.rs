@@ -29,14 +29,13 @@ mod types;
 
 pub(crate) use analysis::analyse_journal;
 pub use bootstrap::bootstrap_diff_pct;
-pub use decision::DecisionSection;
 pub use error::ReportError;
 pub use files::{analyse, render, write_all};
 pub(crate) use files::{load, write_all_with};
 pub use format::format_effect;
 pub(crate) use format::{fmt_num, fmt_pct, fmt_share, unit_of};
 pub use types::{
-    ConstraintViolations, ConvergencePoint, Counts, FailureGroup, FailureSummary, ParamSpread,
-    Pareto, ParetoPoint, Report, ReportFormat, Row, RowClass, Tie, ValueSpread, CONVERGENCE_FILE,
-    CSV_FILE, DECODE_METRIC, JSON_FILE, MARKDOWN_FILE, PARETO_FILE, TTFT_METRIC,
+    ConstraintViolations, ConvergencePoint, Counts, DecisionSection, FailureGroup, FailureSummary,
+    ParamSpread, Pareto, ParetoPoint, Report, ReportFormat, Row, RowClass, Tie, ValueSpread,
+    CONVERGENCE_FILE, CSV_FILE, DECODE_METRIC, JSON_FILE, MARKDOWN_FILE, PARETO_FILE, TTFT_METRIC,
 };

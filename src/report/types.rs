@@ -300,14 +300,16 @@ pub struct Report {
     pub pareto: Option<Pareto>,
     pub convergence: Vec<ConvergencePoint>,
     /// The decision phase, when one started: it names rank 1 (docs/decision.md).
-    pub decision: Option<super::decision::DecisionSection>,
+    pub decision: Option<DecisionSection>,
 }
 
 impl Report {
     /// The gain over the baseline with its interval, measured after the selection (the decision
     /// phase); None when no phase ran (the ranking's percentages are then the selection's).
     pub fn recorded_gain(&self) -> Option<crate::engine::decision::Effect> {
-        self.decision.as_ref().and_then(|d| d.result.vs_baseline.clone())
+        self.decision
+            .as_ref()
+            .and_then(|d| d.result.vs_baseline.clone())
     }
 
     pub fn best_row(&self) -> Option<&Row> {
@@ -394,5 +396,24 @@ impl Report {
             self.meta.objective.metric.stat.as_str(),
             self.meta.objective.metric.metric
         )
+    }
+}
+
+/// What the report shows of the decision phase.
+#[derive(Clone, Debug, Serialize)]
+pub struct DecisionSection {
+    pub result: crate::engine::decision::DecisionResult,
+    #[serde(skip)]
+    pub plan: crate::engine::decision::Plan,
+    /// Trials the phase measured: racing rounds and ablation rounds.
+    pub race_trials: usize,
+    pub ablation_trials: usize,
+    /// Trials the phase may take in all.
+    pub budget: usize,
+}
+
+impl DecisionSection {
+    pub fn verdict(&self) -> crate::engine::decision::Verdict {
+        self.result.verdict
     }
 }

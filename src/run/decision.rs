@@ -53,7 +53,11 @@ impl Decider {
         let settings = &study.decision;
         if let Some(n) = self.forced.take() {
             if let Some(plan) = plan(study, optimizer, n) {
-                info!(trials = n, arms = plan.candidates.len() + 1, "decision phase starts");
+                info!(
+                    trials = n,
+                    arms = plan.candidates.len() + 1,
+                    "decision phase starts"
+                );
                 self.phase = Some(DecisionPhase::new(plan));
                 self.plan_unjournaled = true;
             }
@@ -126,8 +130,17 @@ impl Decider {
 
     /// A pending decision trial from a checkpoint whose phase never reached the journal (the
     /// session stopped between asking and journaling the phase's first trial): start it again.
-    pub fn resume_pending(&mut self, study: &Study, optimizer: &Optimizer, pending: &Trial, left: &Left) {
-        if self.phase.is_none() && pending.origin.is_remeasurement() && pending.origin != crate::trial::Origin::Confirm {
+    pub fn resume_pending(
+        &mut self,
+        study: &Study,
+        optimizer: &Optimizer,
+        pending: &Trial,
+        left: &Left,
+    ) {
+        if self.phase.is_none()
+            && pending.origin.is_remeasurement()
+            && pending.origin != crate::trial::Origin::Confirm
+        {
             let remaining = left.trials_budget.saturating_sub(left.trials_done);
             if let Some(plan) = plan(study, optimizer, remaining) {
                 self.phase = Some(DecisionPhase::new(plan));

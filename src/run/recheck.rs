@@ -38,7 +38,9 @@ pub struct RecheckOutcome {
 /// The configurations a recheck compares, from the report: (recommendation, baseline).
 fn arms(report: &Report) -> Result<(Config, Option<Config>), RunError> {
     let best = report.best.map(|i| report.rows[i].record.params.clone());
-    let base = report.baseline.map(|i| report.rows[i].record.params.clone());
+    let base = report
+        .baseline
+        .map(|i| report.rows[i].record.params.clone());
     match best {
         Some(b) => Ok((b, base)),
         None => Err(RunError::Refused(
@@ -60,8 +62,13 @@ pub async fn recheck(
     let (rec_config, base_config) = arms(report)?;
     let is_base = base_config.as_ref() == Some(&rec_config);
     let opts = RunOptions::default();
-    let (_space, _info) =
-        prepare(backend.as_mut(), &study.space, opts.max_outage, &mut shutdown).await?;
+    let (_space, _info) = prepare(
+        backend.as_mut(),
+        &study.space,
+        opts.max_outage,
+        &mut shutdown,
+    )
+    .await?;
     let start_number = run.read_rechecks()?.records.len();
     let mut number = start_number;
     let (mut rec_vals, mut base_vals) = (Vec::new(), Vec::new());

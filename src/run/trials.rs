@@ -279,7 +279,10 @@ pub(super) async fn run_trials(
         }
 
         let t_ask = Instant::now();
-        let trial = match pending.take().or_else(|| decider.next_trial(&mut optimizer)) {
+        let trial = match pending
+            .take()
+            .or_else(|| decider.next_trial(&mut optimizer))
+        {
             Some(t) => t,
             None => {
                 let ctx = AskContext {

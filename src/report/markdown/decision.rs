@@ -42,7 +42,9 @@ pub(super) fn verdict(r: &Report, d: &DecisionSection, o: &mut String) {
     let res = &d.result;
     let trials = d.race_trials + d.ablation_trials;
     let rank1 = r.best_row();
-    let trial = rank1.map(|b| format!(", trial {}", trial_ref(b))).unwrap_or_default();
+    let trial = rank1
+        .map(|b| format!(", trial {}", trial_ref(b)))
+        .unwrap_or_default();
     let changes = changes_text(&d.plan.baseline, &res.recommendation);
     match res.verdict {
         Verdict::Better => {
@@ -115,7 +117,10 @@ pub(super) fn effects(r: &Report, d: &DecisionSection, o: &mut String) {
              the same interleaved rounds (an ablation path). A change that buys nothing measurable \
              is dropped and not exported.\n"
         );
-        let _ = writeln!(o, "| setting | your value | tuned | effect of the change (95% interval) | |");
+        let _ = writeln!(
+            o,
+            "| setting | your value | tuned | effect of the change (95% interval) | |"
+        );
         let _ = writeln!(o, "|---|---|---|---|---|");
         for c in &res.changes {
             let effect = c
@@ -168,7 +173,10 @@ pub(super) fn effects(r: &Report, d: &DecisionSection, o: &mut String) {
             let applied = if oe.applied {
                 "applied (the study allows output changes)".to_string()
             } else {
-                format!("changes outputs: not applied, {} stays {}", oe.param, oe.user_value)
+                format!(
+                    "changes outputs: not applied, {} stays {}",
+                    oe.param, oe.user_value
+                )
             };
             let _ = writeln!(o, "- {line}, but {applied}.");
         }
