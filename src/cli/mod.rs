@@ -178,7 +178,7 @@ pub enum Command {
     },
     /// A complete short study against the built-in simulator: no Ollama needed.
     Demo {
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 60)]
         trials: usize,
         #[arg(long, default_value = "state")]
         state_dir: PathBuf,

@@ -72,20 +72,30 @@ impl Decider {
         if remaining > cap {
             return;
         }
-        let leaders = optimizer.leaders(settings.candidates).len();
-        let arms = leaders.min(settings.candidates) + 1;
-        if leaders == 0 || remaining < MIN_PHASE_ROUNDS * arms {
+        let leaders = optimizer.leaders(settings.candidates);
+        let race_arms = leaders.len().min(settings.candidates) + 1;
+        if leaders.is_empty() || remaining < MIN_PHASE_ROUNDS * race_arms {
             return;
         }
+        // Both stages: the race's arms, and the ablation's (the best leader's changes, one
+        // variant per output setting, the chosen configuration and the baseline).
+        let ablation_arms = ablation_arms(study, optimizer, &leaders[0]);
         let noise = optimizer.noise_rel_sd().unwrap_or(0.05);
-        let budget = phase_budget(settings, left.trials_budget, arms, noise, DETECT_PCT);
+        let budget = phase_budget(
+            settings,
+            left.trials_budget,
+            race_arms + ablation_arms,
+            noise,
+            DETECT_PCT,
+        );
         if remaining > budget {
             return;
         }
         if let Some(plan) = plan(study, optimizer, remaining) {
             info!(
                 trials = remaining,
-                arms,
+                race_arms,
+                ablation_arms,
                 noise_rel_sd = noise,
                 "decision phase starts"
             );
@@ -148,6 +158,27 @@ impl Decider {
             }
         }
     }
+}
+
+/// Arms the ablation of `best` would measure: its speed changes against the baseline, one
+/// variant per output setting, the chosen configuration and the baseline.
+fn ablation_arms(study: &Study, optimizer: &Optimizer, best: &Config) -> usize {
+    let space = optimizer.space();
+    let Some(base) = space.defaults().map(|d| space.normalize_config(&d)) else {
+        return 2;
+    };
+    let changes = space
+        .params
+        .iter()
+        .filter(|p| p.role != Role::Output || study.decision.allow_output_changes)
+        .filter(|p| best.get(&p.name) != base.get(&p.name))
+        .count();
+    let outputs = space
+        .params
+        .iter()
+        .filter(|p| p.role == Role::Output)
+        .count();
+    changes + outputs + 2
 }
 
 /// The plan of a phase of `budget` trials: the optimizer's leaders, the baseline, and for each

@@ -48,8 +48,8 @@ impl Default for DecisionSettings {
     fn default() -> Self {
         DecisionSettings {
             enabled: true,
-            share: 0.3,
-            candidates: 4,
+            share: 0.4,
+            candidates: 3,
             alpha: 0.05,
             min_rounds: 3,
             allow_output_changes: false,
