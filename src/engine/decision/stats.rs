@@ -300,8 +300,11 @@ mod tests {
 
     #[test]
     fn budget_is_capped_and_floored() {
-        let s = DecisionSettings::default(); // share 0.4, min_rounds 3, alpha 0.05
-                                             // Noisy: wants far more than 30% of 100 trials.
+        let s = DecisionSettings {
+            share: 0.3,
+            ..DecisionSettings::default()
+        }; // min_rounds 3, alpha 0.05
+           // Noisy: wants far more than 30% of 100 trials.
         assert_eq!(phase_budget(&s, 100, 5, 0.05, 1.0), 30);
         // Quiet: a few rounds suffice, but never fewer than min_rounds per arm.
         assert_eq!(phase_budget(&s, 100, 5, 0.001, 1.0), 15);
