@@ -148,9 +148,9 @@ fn ran_value(opt: &LlamaOption, ran: &Config, chose: Option<&serde_json::Value>)
         .get(opt.name)
         .or_else(|| opt.ollama.and_then(|o| ran.get(o)))
         .filter(|v| {
-            !v.is_auto()
-                && !(opt.kind == ValueKind::FlashAttn
-                    && FlashAttn::parse(v) == Some(FlashAttn::Auto))
+            let auto_fa =
+                opt.kind == ValueKind::FlashAttn && FlashAttn::parse(v) == Some(FlashAttn::Auto);
+            !(v.is_auto() || auto_fa)
         });
     if let Some(v) = tuned {
         return Some(flag_value(opt, v));
