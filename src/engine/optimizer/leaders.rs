@@ -260,3 +260,162 @@ impl Optimizer {
         best.map(|(i, _)| values[i].clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Optimizer, OptimizerSettings, Outcome};
+    use crate::engine::objective::{Direction, MetricRef, Objective, Transform};
+    use crate::engine::space::{Config, Param, ParamKind, ParamValue, SearchSpace};
+
+    fn optimizer() -> Optimizer {
+        let space = SearchSpace {
+            params: vec![
+                Param {
+                    name: "a".into(),
+                    kind: ParamKind::Int {
+                        low: 0,
+                        high: 10,
+                        log: false,
+                        step: 1,
+                    },
+                    default: Some(ParamValue::Int(0)),
+                },
+                Param {
+                    name: "t".into(),
+                    kind: ParamKind::Categorical {
+                        choices: vec![
+                            ParamValue::Float(0.5),
+                            ParamValue::Float(1.0),
+                            ParamValue::Float(1.5),
+                        ],
+                    },
+                    default: Some(ParamValue::Float(1.0)),
+                },
+            ],
+        };
+        let objective = Objective {
+            metric: MetricRef::parse("value"),
+            direction: Direction::Maximize,
+            constraints: vec![],
+            transform: Transform::None,
+        };
+        Optimizer::new(
+            space,
+            objective,
+            |_| false,
+            OptimizerSettings::default(),
+            vec![],
+            1,
+        )
+    }
+
+    fn c(a: i64, t: f64) -> Config {
+        [
+            ("a".to_string(), ParamValue::Int(a)),
+            ("t".to_string(), ParamValue::Float(t)),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    fn ok(v: f64) -> Outcome {
+        Outcome::Ok {
+            value: v,
+            constraint_values: vec![],
+            duration_s: 1.0,
+            reload_s: None,
+        }
+    }
+
+    /// value = 10 a - (a - 6)^2 shape: best at a = 6 (among those measured), t = 1.5 adds 5.
+    fn value(a: i64, t: f64) -> f64 {
+        100.0 - ((a - 6) * (a - 6)) as f64 + if t == 1.5 { 5.0 } else { 0.0 }
+    }
+
+    #[test]
+    fn leaders_are_distinct_feasible_and_best_first() {
+        let mut opt = optimizer();
+        assert!(opt.leaders(3).is_empty());
+        opt.tell_config(&c(6, 1.0), ok(value(6, 1.0)));
+        // Without a model (one point): by measured value.
+        assert_eq!(opt.leaders(3), vec![c(6, 1.0)]);
+        for (a, t) in [
+            (0, 1.0),
+            (2, 0.5),
+            (4, 1.0),
+            (5, 1.5),
+            (8, 1.0),
+            (10, 0.5),
+            (6, 1.0),
+        ] {
+            opt.tell_config(&c(a, t), ok(value(a, t)));
+        }
+        opt.tell_config(&c(7, 1.0), Outcome::Failed);
+        let leaders = opt.leaders(3);
+        assert_eq!(leaders.len(), 3);
+        assert!(leaders.contains(&c(6, 1.0)) && leaders.contains(&c(5, 1.5)));
+        assert!(!leaders.contains(&c(7, 1.0)));
+        let keys: std::collections::BTreeSet<String> = leaders
+            .iter()
+            .map(crate::engine::space::config_key)
+            .collect();
+        assert_eq!(keys.len(), 3, "distinct");
+        assert!(opt.leaders(0).is_empty());
+    }
+
+    #[test]
+    fn noise_comes_from_repeats_when_there_are_any() {
+        let mut opt = optimizer();
+        for v in [100.0, 102.0, 98.0] {
+            opt.tell_config(&c(3, 1.0), ok(v));
+        }
+        for v in [50.0, 51.0, 49.0] {
+            opt.tell_config(&c(9, 1.0), ok(v));
+        }
+        opt.tell_config(&c(5, 0.5), ok(80.0));
+        // Values over their configuration's mean: sd 0.02 in both groups.
+        let sd = opt.noise_rel_sd().unwrap();
+        assert!((sd - 0.02).abs() < 1e-9, "{sd}");
+    }
+
+    #[test]
+    fn noise_falls_back_to_the_model_without_repeats() {
+        let mut opt = optimizer();
+        assert!(opt.noise_rel_sd().is_none());
+        for a in 0..=10 {
+            let wobble = if a % 2 == 0 { 1.0 } else { -1.0 };
+            opt.tell_config(&c(a, 1.0), ok(value(a, 1.0) + wobble));
+        }
+        let sd = opt.noise_rel_sd().unwrap();
+        assert!(sd.is_finite() && sd > 0.0 && sd < 0.1, "{sd}");
+    }
+
+    #[test]
+    fn output_variant_is_the_measured_value_the_model_prefers() {
+        let mut opt = optimizer();
+        assert!(opt.output_variant(&c(6, 1.0), "t").is_none(), "no model");
+        for (a, t) in [
+            (0, 1.0),
+            (2, 0.5),
+            (4, 1.5),
+            (6, 1.0),
+            (8, 0.5),
+            (10, 1.5),
+            (5, 1.0),
+            (7, 1.5),
+            (3, 0.5),
+        ] {
+            opt.tell_config(&c(a, t), ok(value(a, t)));
+        }
+        assert_eq!(
+            opt.output_variant(&c(6, 1.0), "t"),
+            Some(ParamValue::Float(1.5))
+        );
+        // The current value is never the variant.
+        assert_ne!(
+            opt.output_variant(&c(6, 1.5), "t"),
+            Some(ParamValue::Float(1.5))
+        );
+        assert!(opt.output_variant(&c(6, 1.0), "nope").is_none());
+    }
+}
