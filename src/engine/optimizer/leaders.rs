@@ -279,6 +279,8 @@ mod tests {
                         step: 1,
                     },
                     default: Some(ParamValue::Int(0)),
+                    role: Default::default(),
+                    prefer: None,
                 },
                 Param {
                     name: "t".into(),
@@ -290,6 +292,8 @@ mod tests {
                         ],
                     },
                     default: Some(ParamValue::Float(1.0)),
+                    role: Default::default(),
+                    prefer: None,
                 },
             ],
         };
