@@ -249,6 +249,7 @@ fn reconstructed_load_flags<'a>(
     let mut values: Vec<(&'static LlamaOption, String)> = Vec::new();
     let mut backend_defaulted: Vec<String> = Vec::new();
     let mut server_defaulted: Vec<String> = Vec::new();
+    let mut automatic: Vec<&str> = Vec::new();
     let mut left_to_server: Vec<String> = Vec::new();
     let mut server_chose: Vec<String> = Vec::new();
     for opt in llamaserver::load_options() {
@@ -324,6 +325,12 @@ fn reconstructed_load_flags<'a>(
                 }
             }
         }
+        // An untuned value that is llama-server's own automatic choice (`-fa auto`, `-t -1`,
+        // `-ngl auto`) is left to it: leaving the flag out makes the same choice.
+        if source != Source::Tuned && llamaserver::is_auto_flag_value(opt, &value) {
+            automatic.push(opt.flag);
+            continue;
+        }
         match source {
             Source::Tuned => {}
             Source::Backend => backend_defaulted.push(format!("{} {value}", opt.flag)),
@@ -332,6 +339,12 @@ fn reconstructed_load_flags<'a>(
         values.push((opt, value));
     }
     let mut lines = Vec::new();
+    if !automatic.is_empty() {
+        lines.push(format!(
+            "left to llama-server's automatic choice (the flag is not set, as with auto): {}",
+            automatic.join(" ")
+        ));
+    }
     if !server_chose.is_empty() {
         lines.push(format!(
             "as the server chose them for this trial (trials.jsonl, notes.{CHOSE_NOTE}): {}",
