@@ -64,9 +64,6 @@ fn default_port(args: &[String]) -> Vec<String> {
     if let Some(i) = out.iter().position(|a| a == "--port") {
         out[i + 1] = "8080".into();
     }
-    while let Some(i) = out.iter().position(|a| a == "auto") {
-        out.drain(i - 1..=i);
-    }
     out
 }
 
