@@ -65,6 +65,17 @@ pub(crate) fn fmt_duration(seconds: f64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
 }
 
+/// An effect measured in paired rounds: "+4.1% [+2.0%, +6.3%] over 6 rounds".
+pub fn format_effect(e: &crate::engine::decision::Effect) -> String {
+    format!(
+        "{} [{}, {}] over {} rounds",
+        fmt_pct(e.pct),
+        fmt_pct(e.lo),
+        fmt_pct(e.hi),
+        e.rounds
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,15 +96,4 @@ mod tests {
         assert_eq!(fmt_share(0.1234), "12.3%");
         assert_eq!(fmt_duration(3800.4), "1h 3m 20s");
     }
-}
-
-/// An effect measured in paired rounds: "+4.1% [+2.0%, +6.3%] over 6 rounds".
-pub fn format_effect(e: &crate::engine::decision::Effect) -> String {
-    format!(
-        "{} [{}, {}] over {} rounds",
-        fmt_pct(e.pct),
-        fmt_pct(e.lo),
-        fmt_pct(e.hi),
-        e.rounds
-    )
 }
