@@ -210,11 +210,7 @@ mod tests {
             .text()
             .await
             .unwrap();
-        let last = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .last()
-            .unwrap();
+        let last = text.lines().rfind(|l| !l.trim().is_empty()).unwrap();
         serde_json::from_str(last).unwrap()
     }
 
