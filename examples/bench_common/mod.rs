@@ -19,14 +19,15 @@ pub const WITHIN: f64 = 0.01;
 pub const CONSTRAINT_PROMPT_TOKENS: u32 = 60;
 
 // ---------------------------------------------------------------------------------------------
-// Report access. Today's report has no decision phase: the recommendation is rank 1, the gain
-// interval is computed here from rank 1's and the baseline's samples, and "defaults best" is
-// read from rank 1 against the baseline. When the report carries the decision phase's result,
-// switch these functions to it (and `GAIN_SOURCE`); nothing else reads the report.
+// Report access. The recommendation is rank 1 (the decision phase's when one ran); the gain
+// interval is the decision phase's (measured after the selection), else computed here from
+// rank 1's and the baseline's samples; "defaults best" is the phase's verdict, else rank 1
+// against the baseline. Nothing else reads the report.
 // ---------------------------------------------------------------------------------------------
 
-/// Where the gain interval comes from: "report" once the report has one, else "bench".
-pub const GAIN_SOURCE: &str = "bench";
+/// Where the gain interval comes from: "report" (the decision phase's) when the report has one,
+/// else "bench" (see `reported_gain`).
+pub const GAIN_SOURCE: &str = "report";
 
 /// The configuration the report recommends (and `export` writes by default).
 pub fn recommendation(r: &Report) -> Option<Config> {
@@ -37,6 +38,14 @@ pub fn recommendation(r: &Report) -> Option<Config> {
 /// Bench-computed today: a 95 % percentile bootstrap (2000 resamples, fixed seed) of the ratio
 /// of the medians of rank 1's and the baseline's per-request objective values.
 pub fn reported_gain(r: &Report) -> Option<(f64, f64, f64)> {
+    if let Some(d) = &r.decision {
+        if d.result.verdict == ollama_tuner::engine::decision::Verdict::DefaultsBest {
+            return Some((0.0, 0.0, 0.0));
+        }
+        if let Some(e) = r.recorded_gain() {
+            return Some((e.pct, e.lo, e.hi));
+        }
+    }
     let (best, base) = (r.best_row()?, r.baseline_row()?);
     if best.trial() == base.trial() {
         return Some((0.0, 0.0, 0.0));
@@ -47,6 +56,12 @@ pub fn reported_gain(r: &Report) -> Option<(f64, f64, f64)> {
 /// Whether the report says the defaults are the best (nothing reliably better): today, rank 1
 /// is the baseline or is not called different from it.
 pub fn says_defaults_best(r: &Report) -> Option<bool> {
+    if let Some(d) = &r.decision {
+        use ollama_tuner::engine::decision::Verdict;
+        if d.result.verdict != Verdict::Undecided {
+            return Some(d.result.verdict == Verdict::DefaultsBest);
+        }
+    }
     let best = r.best_row()?;
     if best.is_baseline() {
         return Some(true);

@@ -56,6 +56,16 @@ pub(super) fn verdict(r: &Report, d: &DecisionSection, o: &mut String) {
                 "**Keep your defaults.** No configuration measured was reliably better than what you \
                  run today; the export changes nothing.\n"
             );
+            if let (Some(c), Some(e)) = (&res.rejected, &res.rejected_vs_baseline) {
+                let _ = writeln!(
+                    o,
+                    "The best candidate, `{}`, measured {} against the baseline over {} paired \
+                     rounds: not significant, so the defaults are kept.\n",
+                    changes_text(&d.plan.baseline, c),
+                    effect_text(e),
+                    e.rounds
+                );
+            }
         }
         Verdict::Undecided => {
             let _ = writeln!(
@@ -123,11 +133,13 @@ pub(super) fn effects(r: &Report, d: &DecisionSection, o: &mut String) {
         );
         let _ = writeln!(o, "|---|---|---|---|---|");
         for c in &res.changes {
-            let effect = c
-                .effect
-                .as_ref()
-                .map(effect_text)
-                .unwrap_or_else(|| "needed to run".to_string());
+            let effect = match &c.effect {
+                Some(e) => effect_text(e),
+                None if res.ablation_rounds == 0 => {
+                    "not measured: no budget left for the ablation".to_string()
+                }
+                None => "needed to run (reverted, it failed)".to_string(),
+            };
             let kept = if c.kept {
                 "kept"
             } else {
