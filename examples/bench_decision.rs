@@ -84,7 +84,10 @@ async fn one_run(
     time_scale: f64,
 ) -> Result<RunResult, String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let text = ollama_tuner::demo_study_text(trials, profile.name, time_scale, seed);
+    let text = with_defaults(
+        &ollama_tuner::demo_study_text(trials, profile.name, time_scale, seed),
+        &arg("--defaults", ""),
+    );
     let path = tmp.path().join(format!("demo-{}.toml", profile.name));
     std::fs::write(&path, &text).map_err(|e| e.to_string())?;
     let study = load_study(&path).map_err(|e| e.to_string())?;
@@ -216,6 +219,21 @@ fn med(v: &[f64]) -> f64 {
     } else {
         quantile(v, 0.5)
     }
+}
+
+/// The study text with other defaults (`--defaults num_gpu=20,num_thread=4`): a user whose
+/// settings today are not the server's, so the baseline is not already near the best.
+fn with_defaults(text: &str, defaults: &str) -> String {
+    let mut out = text.to_string();
+    for kv in defaults.split(',').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').expect("--defaults name=value,...");
+        let head = format!("[params.{k}]");
+        let start = out.find(&head).unwrap_or_else(|| panic!("no [params.{k}]"));
+        let at = start + out[start..].find("default = ").expect("a default line");
+        let end = at + out[at..].find('\n').unwrap_or(out.len() - at);
+        out.replace_range(at..end, &format!("default = {v}"));
+    }
+    out
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
