@@ -105,7 +105,7 @@ print(f"journal ok: {want} trials, {ok} ok, engine {meta['backend'].get('server_
 EOF
 
 "$BIN" status "$STATE/e2e" | tee "$TMP/status.txt" || die "ollama-tuner status exited with status $?"
-grep -q "trials: *$TRIALS of $TRIALS" "$TMP/status.txt" || die "status does not report $TRIALS of $TRIALS trials"
+grep -q "trials: *$TRIALS trials.*(budget $TRIALS)" "$TMP/status.txt" || die "status does not report $TRIALS trials of a budget of $TRIALS"
 
 log "step 4: kill -9 the tuner mid-trial: its llama-server must die with it (PR_SET_PDEATHSIG), and resume must finish the run"
 (cd "$TMP" && exec "$BIN" run --space "$ROOT/search_spaces/llamacpp-gemma3-270m.toml" \
