@@ -125,25 +125,11 @@ pub fn commit() -> String {
 // Truth: the simulator's noise-free model.
 // ---------------------------------------------------------------------------------------------
 
-/// Settings that change what the model writes (the role `output`). The study's roles
-/// are the source once every shipped study has them; this list names the Ollama options of
-/// that role for studies that do not say.
-pub const OUTPUT_OPTIONS: &[&str] = &[
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "typical_p",
-    "repeat_penalty",
-    "repeat_last_n",
-    "presence_penalty",
-    "frequency_penalty",
-    "seed",
-    "stop",
-];
-
+/// Settings that change what the model writes (role `output`), from the domain table the
+/// tuner itself uses (src/domain/roles.rs).
 pub fn is_output(name: &str) -> bool {
-    OUTPUT_OPTIONS.contains(&name)
+    ollama_tuner::domain::roles::facts("ollama", name).role
+        == ollama_tuner::engine::space::Role::Output
 }
 
 /// The options the simulator runs for a configuration: each value sent as JSON; a value that
