@@ -520,6 +520,39 @@ impl Gp {
         (mean, var, dmu, dvar)
     }
 
+    /// Joint posterior of the latent function at several points, in standardized units: the
+    /// mean and the covariance matrix (rows), k(a, b) - k*(a)^T K^-1 k*(b) (Rasmussen & Williams
+    /// 2006, eq. 2.24). For drawing correlated posterior samples (the importance intervals).
+    pub fn predict_joint_standardized(&self, xs: &[Vec<f64>]) -> (Vec<f64>, Vec<Vec<f64>>) {
+        let n = self.x.len();
+        let m = xs.len();
+        if m == 0 {
+            return (vec![], vec![]);
+        }
+        let mut v = Mat::<f64>::from_fn(n, m, |i, j| {
+            kernel(&self.x[i], &xs[j], &self.categorical, &self.hyper)
+        });
+        let mean: Vec<f64> = (0..m)
+            .map(|j| (0..n).map(|i| v[(i, j)] * self.alpha[i]).sum())
+            .collect();
+        faer::linalg::triangular_solve::solve_lower_triangular_in_place(
+            self.l.as_ref(),
+            v.as_mut(),
+            faer::Par::Seq,
+        );
+        let cov = (0..m)
+            .map(|a| {
+                (0..m)
+                    .map(|b| {
+                        let q: f64 = (0..n).map(|i| v[(i, a)] * v[(i, b)]).sum();
+                        kernel(&xs[a], &xs[b], &self.categorical, &self.hyper) - q
+                    })
+                    .collect()
+            })
+            .collect();
+        (mean, cov)
+    }
+
     /// Posterior mean and standard deviation in original units.
     pub fn predict(&self, xs: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
         let (m, v) = self.predict_standardized(xs);
@@ -745,5 +778,25 @@ mod tests {
             .collect();
         let gp = Gp::fit(&x, &y, &[false], None, &FitOptions::default());
         assert!(gp.hyper.noise_variance > 0.3, "noise {:?}", gp.hyper);
+    }
+
+    #[test]
+    fn joint_posterior_agrees_with_the_marginals_and_is_symmetric() {
+        let (x, y) = data(12, 2, 4);
+        let gp = Gp::fit(&x, &y, &[false, false], None, &FitOptions::default());
+        let pts = vec![vec![0.2, 0.3], vec![0.25, 0.3], vec![0.9, 0.9]];
+        let (m, v) = gp.predict_standardized(&pts);
+        let (mj, cov) = gp.predict_joint_standardized(&pts);
+        for a in 0..3 {
+            assert!((m[a] - mj[a]).abs() < 1e-9);
+            assert!((v[a] - cov[a][a]).abs() < 1e-9, "{} vs {}", v[a], cov[a][a]);
+            for b in 0..3 {
+                assert!((cov[a][b] - cov[b][a]).abs() < 1e-9);
+            }
+        }
+        // Nearby points are strongly correlated: their difference is far less uncertain than
+        // either value.
+        let diff_var = cov[0][0] + cov[1][1] - 2.0 * cov[0][1];
+        assert!(diff_var < 0.5 * cov[0][0], "{diff_var} vs {}", cov[0][0]);
     }
 }
