@@ -790,8 +790,8 @@ mod tests {
         for a in 0..3 {
             assert!((m[a] - mj[a]).abs() < 1e-9);
             assert!((v[a] - cov[a][a]).abs() < 1e-9, "{} vs {}", v[a], cov[a][a]);
-            for b in 0..3 {
-                assert!((cov[a][b] - cov[b][a]).abs() < 1e-9);
+            for (b, row) in cov.iter().enumerate() {
+                assert!((cov[a][b] - row[a]).abs() < 1e-9);
             }
         }
         // Nearby points are strongly correlated: their difference is far less uncertain than

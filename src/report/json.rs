@@ -9,14 +9,15 @@ use super::format::unit_of;
 use super::types::{
     ConvergencePoint, Counts, FailureSummary, Report, Row, RowClass, Tie, TTFT_METRIC,
 };
-use crate::engine::space::Config;
+use crate::engine::space::{Config, ParamValue};
 use crate::engine::stats::Summary;
 use crate::study::{Comparison, Direction};
 use crate::trial::{LoadRecord, Origin, Status};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: `importance` is computed over the sampled region only, with intervals (see the schema).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
@@ -142,6 +143,12 @@ struct JsonEffect<'a> {
     name: &'a str,
     share: f64,
     effect: f64,
+    effect_ci95: [f64; 2],
+    detectable: bool,
+    best_value: Option<&'a ParamValue>,
+    worst_value: Option<&'a ParamValue>,
+    evaluated_at: &'a [ParamValue],
+    noise_sd: f64,
     lengthscale: f64,
 }
 
@@ -304,6 +311,12 @@ fn document(r: &Report) -> JsonReport<'_> {
                 name: &e.name,
                 share: e.share,
                 effect: e.effect,
+                effect_ci95: [e.ci95.0, e.ci95.1],
+                detectable: e.detectable,
+                best_value: e.best_value.as_ref(),
+                worst_value: e.worst_value.as_ref(),
+                evaluated_at: &e.evaluated,
+                noise_sd: e.noise_sd,
                 lengthscale: e.lengthscale,
             })
             .collect(),
