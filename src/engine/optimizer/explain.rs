@@ -84,7 +84,7 @@ pub struct ParamEffect {
     /// parameter's effect is not detectable.
     pub share: f64,
     /// Measured value of the parameter where the predicted objective is best / worst (None when
-    /// the parameter was measured at a single value).
+    /// there is no estimate: fewer than two values evaluated).
     pub best_value: Option<ParamValue>,
     pub worst_value: Option<ParamValue>,
     /// The measured values the parameter was evaluated at (those in the sampled region around
@@ -150,6 +150,15 @@ impl Optimizer {
             .collect();
         let bases = near_best_bases(gp, &xs, &feasible);
         let cat = self.space.categorical_mask();
+        // How far a trial may be from a changed configuration and still count as measuring it:
+        // `EFFECT_RADIUS` times each parameter's lengthscale (at most 1), so a trial that differs
+        // noticeably in a parameter that matters is no evidence about another one.
+        let tol: Vec<f64> = gp
+            .hyper
+            .lengthscales
+            .iter()
+            .map(|l| EFFECT_RADIUS * l.min(1.0))
+            .collect();
         // 95% jointly over the parameters (Bonferroni): each band at 1 - 5% / d, so that
         // with many parameters of no effect, not one of them is called an effect by chance.
         let level = 1.0 - 0.05 / self.space.dims().max(1) as f64;
@@ -181,16 +190,6 @@ impl Optimizer {
                 let probe: Vec<Vec<f64>> = bases
                     .iter()
                     .flat_map(|b| candidates.iter().map(move |(u, _)| with(b, i, *u)))
-                    .collect();
-                // How far a trial may be from a changed configuration and still count as
-                // measuring it: `EFFECT_RADIUS` times each parameter's lengthscale (at most 1),
-                // so a trial that differs noticeably in a parameter that matters is no
-                // evidence about this one.
-                let tol: Vec<f64> = gp
-                    .hyper
-                    .lengthscales
-                    .iter()
-                    .map(|l| EFFECT_RADIUS * l.min(1.0))
                     .collect();
                 let near = |p: &[f64]| {
                     xs.iter().any(|x| {
