@@ -153,6 +153,32 @@ pub fn tell_record(optimizer: &mut Optimizer, rec: &TrialRecord) {
     }
 }
 
+/// A successful trial with no metrics, for tests across the crate to adjust.
+#[cfg(test)]
+impl TrialRecord {
+    pub(crate) fn for_test(trial: usize, params: Config, objective: f64) -> TrialRecord {
+        TrialRecord {
+            trial,
+            origin: Origin::Model,
+            params,
+            effective: None,
+            status: Status::Ok,
+            objective: Some(objective),
+            feasible: true,
+            metrics: BTreeMap::new(),
+            samples: vec![],
+            failure: None,
+            error: None,
+            load: None,
+            notes: BTreeMap::new(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            duration_s: 1.0,
+            acquisition: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,23 +227,8 @@ mod tests {
 
     fn record(params: Config, effective: Option<Config>) -> TrialRecord {
         TrialRecord {
-            trial: 1,
-            origin: Origin::Model,
-            params,
             effective,
-            status: Status::Ok,
-            objective: Some(50.0),
-            feasible: true,
-            metrics: BTreeMap::new(),
-            samples: vec![],
-            failure: None,
-            error: None,
-            load: None,
-            notes: BTreeMap::new(),
-            started_at: String::new(),
-            finished_at: String::new(),
-            duration_s: 1.0,
-            acquisition: None,
+            ..TrialRecord::for_test(1, params, 50.0)
         }
     }
 

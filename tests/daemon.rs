@@ -175,13 +175,22 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         unique.len()
     );
     assert!(kills >= 25, "only {kills} kills landed mid-run");
-    assert_eq!(numbers.len(), 120, "budget completed");
+    // The run ends when its budget is spent or, a little earlier, when the decision phase has
+    // decided (docs/decision.md); either way every trial up to its end is in the journal once.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    let n = numbers.len();
+    match meta["stop_reason"].as_str() {
+        Some("budget") => assert_eq!(n, 120, "budget completed"),
+        Some("decided") => assert!((100..=120).contains(&n), "decided after {n} trials"),
+        other => panic!("stopped with {other:?} after {n} trials"),
+    }
     assert_eq!(
         unique.len(),
         numbers.len(),
         "no trial journaled twice: {numbers:?}"
     );
-    assert_eq!(unique, (0..120).collect::<BTreeSet<_>>(), "no trial lost");
+    assert_eq!(unique, (0..n).collect::<BTreeSet<_>>(), "no trial lost");
     assert_eq!(skipped, 0, "no unreadable journal line");
     let meta = RunDir::new(&run).read_meta().unwrap().unwrap();
     assert_eq!(meta.stop_reason, Some(StopReason::Budget));

@@ -187,3 +187,22 @@ async fn recheck_measures_the_recommendation_and_the_baseline_again() {
     assert_eq!(rechecks.len(), 4 * per_round);
     assert_eq!(run.read_journal().unwrap().records.len(), out.counts.trials);
 }
+
+/// Rewrite tests/fixtures/run_decision, the journal behind the report snapshots of the decision
+/// sections (run on purpose only: `cargo test --test decision -- --ignored`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn regenerate_decision_fixture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = study_text(40, 1, "");
+    let out = run_study(tmp.path(), &text, opts(tmp.path(), "run_decision")).await;
+    let dest = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run_decision");
+    let _ = std::fs::remove_dir_all(&dest);
+    std::fs::create_dir_all(&dest).unwrap();
+    for name in ["run.json", "trials.jsonl", "study.toml"] {
+        let from = out.run_dir.join(name);
+        if from.exists() {
+            std::fs::copy(&from, dest.join(name)).unwrap();
+        }
+    }
+}

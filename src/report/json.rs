@@ -18,7 +18,8 @@ use crate::trial::{LoadRecord, Origin, Status};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: `importance` is computed over the sampled region only, with intervals (see the schema).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
@@ -234,6 +235,7 @@ struct JsonTrial<'a> {
     started_at: &'a str,
     finished_at: &'a str,
     notes: &'a BTreeMap<String, serde_json::Value>,
+    effective: Option<&'a Config>,
 }
 
 #[derive(Serialize)]
@@ -241,6 +243,12 @@ struct JsonEffect<'a> {
     name: &'a str,
     share: f64,
     effect: f64,
+    effect_ci95: [f64; 2],
+    detectable: bool,
+    best_value: Option<&'a ParamValue>,
+    worst_value: Option<&'a ParamValue>,
+    evaluated_at: &'a [ParamValue],
+    noise_sd: f64,
     lengthscale: f64,
 }
 
@@ -290,6 +298,7 @@ fn trial(row: &Row) -> JsonTrial<'_> {
         started_at: &rec.started_at,
         finished_at: &rec.finished_at,
         notes: &rec.notes,
+        effective: rec.effective.as_ref(),
     }
 }
 
@@ -403,6 +412,12 @@ fn document(r: &Report) -> JsonReport<'_> {
                 name: &e.name,
                 share: e.share,
                 effect: e.effect,
+                effect_ci95: [e.ci95.0, e.ci95.1],
+                detectable: e.detectable,
+                best_value: e.best_value.as_ref(),
+                worst_value: e.worst_value.as_ref(),
+                evaluated_at: &e.evaluated,
+                noise_sd: e.noise_sd,
                 lengthscale: e.lengthscale,
             })
             .collect(),

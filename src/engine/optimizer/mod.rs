@@ -7,7 +7,8 @@
 //! This file holds the state and the ask/tell sequence; the rest is one file per concern:
 //! models.rs (fitting the GPs), score.rs (the acquisition), search.rs (candidates and local
 //! search), reload.rs (the reload cost), leaders.rs (confirmations, recommendation),
-//! explain.rs (parameter effects) and settings.rs (the knobs).
+//! explain.rs (parameter effects over the sampled region, with intervals) and settings.rs
+//! (the knobs).
 
 mod explain;
 mod leaders;
@@ -19,7 +20,7 @@ mod settings;
 
 /// Standard normal draw (random.rs), for callers that simulate noisy measurements.
 pub use crate::engine::random::gaussian;
-pub use explain::ParamEffect;
+pub use explain::{ParamEffect, EFFECT_BASES, EFFECT_DRAWS, EFFECT_LEVELS, EFFECT_RADIUS};
 pub use settings::{OptimizerSettings, Strategy};
 
 use crate::engine::configkey::ConfigKey;

@@ -272,7 +272,7 @@ fn failed_region_is_learned_and_never_repeated() {
 }
 
 /// End-to-end check of the gradient the local search follows: log EI + log P(feasible) +
-/// log P(constraint holds), each piece tested alone in acquisition.rs and gp.rs, here
+/// log P(constraint holds), each piece tested alone in acquisition.rs and gp/, here
 /// combined through the chain rule of `score_with_grad` and compared with central finite
 /// differences of `score`.
 #[test]

@@ -8,6 +8,7 @@ mod failures;
 mod figures;
 mod ranking;
 mod run_facts;
+mod server;
 mod text;
 mod verdict;
 
@@ -26,6 +27,7 @@ pub fn render(r: &Report) -> String {
         }
         None => verdict::verdict(r, o),
     }
+    server::server_chose(r, o);
     run_facts::run_facts(r, o);
     ranking::ranking(r, o);
     ranking::importance(r, o);

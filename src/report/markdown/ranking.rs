@@ -1,6 +1,8 @@
 //! The ranking table and the parameter importance table of the Markdown report.
 
 use super::text::{cell, trial_ref};
+use crate::engine::optimizer::{EFFECT_BASES, EFFECT_DRAWS, EFFECT_LEVELS, EFFECT_RADIUS};
+use crate::engine::space::ParamValue;
 use crate::report::format::{fmt_num, fmt_pct, fmt_share, unit_of};
 use crate::report::types::{
     Report, Row, RowClass, Tie, CSV_FILE, DECODE_METRIC, JSON_FILE, TTFT_METRIC,
@@ -167,8 +169,19 @@ pub(super) fn ranking(r: &Report, o: &mut String) {
 }
 
 pub(super) fn importance(r: &Report, o: &mut String) {
-    let _ = writeln!(o, "## Parameter importance\n");
+    let _ = writeln!(o, "## Parameter importance (model estimate)\n");
     let label = r.objective_label();
+    let measured = r
+        .decision
+        .as_ref()
+        .is_some_and(|d| d.result.changes.iter().any(|c| c.effect.is_some()));
+    if measured {
+        let _ = writeln!(
+            o,
+            "The measured importance is the table \"What each change buys you\" above: those \
+             effects come from paired, interleaved re-measurements. This section is secondary.\n"
+        );
+    }
     if r.importance.is_empty() {
         let _ = writeln!(
             o,
@@ -181,14 +194,27 @@ pub(super) fn importance(r: &Report, o: &mut String) {
         .iter()
         .filter(|x| x.class != RowClass::Failed)
         .count();
+    let unit = unit_of(&r.meta.objective.metric.metric);
+    let noise = r.importance.first().map_or(f64::NAN, |e| e.noise_sd);
+    let noise = if unit.is_empty() {
+        fmt_num(noise)
+    } else {
+        format!("{} {unit}", fmt_num(noise))
+    };
     let _ = writeln!(
         o,
-        "From the Gaussian process fitted to the {n} trials that produced {label}: how much the predicted {label} \
-         changes when only that parameter moves across its range while the others stay at the best configuration. \
-         A short lengthscale means the objective changes quickly along the parameter. With few trials these \
-         numbers are rough.\n"
+        "A model estimate, over the region that was sampled only, from the Gaussian process fitted to the {n} \
+         trials that produced {label}: the other parameters stay at the best measured configurations (up to \
+         {EFFECT_BASES}, averaged) and each parameter moves across the values it was measured at next to them \
+         (some trial measured within {radius}% of each parameter's range from the changed configuration, closer \
+         along the parameters that matter; at most {EFFECT_LEVELS} values); no effect goes beyond the range of \
+         {label} measured. `effect`: how much better the predicted {label} is at `best at` than at `worst at`, \
+         with its 95% interval, joint over the parameters ({EFFECT_DRAWS} draws from the model per parameter, \
+         fixed seed). When the interval reaches down to zero or to the noise of one measurement (the model's \
+         estimate: {noise}), the parameter has **no detectable effect** and gets no share; shares are over the \
+         parameters with a detectable effect.\n",
+        radius = EFFECT_RADIUS * 100.0,
     );
-    let unit = unit_of(&r.meta.objective.metric.metric);
     let effect_header = if unit.is_empty() {
         format!("effect on {label}")
     } else {
@@ -196,17 +222,23 @@ pub(super) fn importance(r: &Report, o: &mut String) {
     };
     let _ = writeln!(
         o,
-        "| parameter | share | {effect_header} | lengthscale |\n|---|---|---|---|"
+        "| parameter | {effect_header} | 95% interval | best at | worst at | share |\n|---|---|---|---|---|---|"
     );
     for e in &r.importance {
-        let _ = writeln!(
-            o,
-            "| {} | {} | {} | {} |",
-            cell(&e.name),
-            fmt_share(e.share),
-            fmt_num(e.effect),
-            fmt_num(e.lengthscale)
-        );
+        let interval = format!("{} to {}", fmt_num(e.ci95.0), fmt_num(e.ci95.1));
+        let value = |v: &Option<ParamValue>| v.as_ref().map(|v| cell(&v.to_string()));
+        let line = match (e.detectable, value(&e.best_value), value(&e.worst_value)) {
+            (true, Some(best), Some(worst)) => format!(
+                "{} | {interval} | {best} | {worst} | {}",
+                fmt_num(e.effect),
+                fmt_share(e.share)
+            ),
+            (_, None, _) | (_, _, None) => {
+                "no detectable effect (not varied next to the best) | - | - | - | -".to_string()
+            }
+            _ => format!("no detectable effect | {interval} | - | - | -"),
+        };
+        let _ = writeln!(o, "| {} | {line} |", cell(&e.name));
     }
     o.push('\n');
 }

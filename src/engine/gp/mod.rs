@@ -22,104 +22,14 @@ use argmin::core::{CostFunction, Executor, Gradient};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use faer::linalg::solvers::{DenseSolveCore, Solve};
-use faer::{Mat, Side};
+use faer::Mat;
 use ndarray::Array1;
 use std::cell::RefCell;
 
-const SQRT5: f64 = 2.236_067_977_499_79;
-/// Smallest noise variance (standardized units); Optuna uses 1e-6 as well.
-pub const NOISE_FLOOR: f64 = 1e-6;
+mod kernel;
 
-/// Matern 5/2 correlation at distance r.
-#[inline]
-pub fn matern52(r: f64) -> f64 {
-    (1.0 + SQRT5 * r + 5.0 / 3.0 * r * r) * (-SQRT5 * r).exp()
-}
-
-/// d m / d ln(l_i) divided by (D_i / l_i^2): (5/3)(1 + sqrt5 r) exp(-sqrt5 r). The 1/r of the
-/// chain rule cancels, so this is finite at r = 0.
-#[inline]
-fn matern52_lengthscale_factor(r: f64) -> f64 {
-    5.0 / 3.0 * (1.0 + SQRT5 * r) * (-SQRT5 * r).exp()
-}
-
-/// Kernel hyperparameters in natural units.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Hyperparameters {
-    pub lengthscales: Vec<f64>,
-    pub signal_variance: f64,
-    pub noise_variance: f64,
-}
-
-impl Hyperparameters {
-    pub fn to_theta(&self) -> Vec<f64> {
-        let mut t: Vec<f64> = self.lengthscales.iter().map(|l| l.ln()).collect();
-        t.push(self.signal_variance.ln());
-        t.push((self.noise_variance - NOISE_FLOOR).max(1e-12).ln());
-        t
-    }
-
-    pub fn from_theta(theta: &[f64]) -> Hyperparameters {
-        let d = theta.len() - 2;
-        Hyperparameters {
-            lengthscales: theta[..d].iter().map(|t| t.exp()).collect(),
-            signal_variance: theta[d].exp(),
-            noise_variance: NOISE_FLOOR + theta[d + 1].exp(),
-        }
-    }
-}
-
-/// Training inputs with the per-dimension squared distances precomputed once per fit.
-struct Distances {
-    n: usize,
-    d: usize,
-    /// dist[i][j * n + k] = D_i(x_j, x_k)
-    dist: Vec<Vec<f64>>,
-}
-
-impl Distances {
-    fn new(x: &[Vec<f64>], categorical: &[bool]) -> Distances {
-        let n = x.len();
-        let d = categorical.len();
-        let mut dist = vec![vec![0.0; n * n]; d];
-        for (i, di) in dist.iter_mut().enumerate() {
-            for j in 0..n {
-                for k in 0..j {
-                    let v = pair_distance(x[j][i], x[k][i], categorical[i]);
-                    di[j * n + k] = v;
-                    di[k * n + j] = v;
-                }
-            }
-        }
-        Distances { n, d, dist }
-    }
-
-    /// Scaled distance r for every pair, given inverse squared lengthscales.
-    fn radii(&self, inv_l2: &[f64]) -> Vec<f64> {
-        let mut r2 = vec![0.0; self.n * self.n];
-        for (i, di) in self.dist.iter().enumerate() {
-            let w = inv_l2[i];
-            for (acc, v) in r2.iter_mut().zip(di) {
-                *acc += w * v;
-            }
-        }
-        r2.iter_mut().for_each(|v| *v = v.sqrt());
-        r2
-    }
-}
-
-#[inline]
-fn pair_distance(a: f64, b: f64, categorical: bool) -> f64 {
-    if categorical {
-        if (a - b).abs() > 0.5 {
-            1.0
-        } else {
-            0.0
-        }
-    } else {
-        (a - b) * (a - b)
-    }
-}
+pub use kernel::{kernel, matern52, standardize, Hyperparameters, NOISE_FLOOR};
+use kernel::{matern52_lengthscale_factor, pair_distance, robust_cholesky, Distances, SQRT5};
 
 /// (theta, cost, gradient) of the last evaluation.
 type CachedEval = (Vec<f64>, f64, Vec<f64>);
@@ -160,26 +70,6 @@ pub fn log_prior(theta: &[f64]) -> (f64, Vec<f64>) {
     lp += 0.1 * noise.ln() - 30.0 * noise;
     g[d + 1] = (0.1 / noise - 30.0) * t.exp();
     (lp, g)
-}
-
-/// Cholesky of a symmetric matrix, adding growing jitter to the diagonal when it is not
-/// numerically positive definite (Vizier retries with jitter up to 5 times; docs/engine.md).
-fn robust_cholesky(k: &Mat<f64>) -> Option<(faer::linalg::solvers::Llt<f64>, f64)> {
-    let n = k.nrows();
-    let mut jitter = 0.0;
-    for attempt in 0..6 {
-        let mut kj = k.clone();
-        if jitter > 0.0 {
-            for i in 0..n {
-                kj[(i, i)] += jitter;
-            }
-        }
-        if let Ok(llt) = kj.llt(Side::Lower) {
-            return Some((llt, jitter));
-        }
-        jitter = 1e-8 * 10f64.powi(attempt);
-    }
-    None
 }
 
 /// Log marginal likelihood (plus log prior) and its gradient with respect to theta.
@@ -520,6 +410,39 @@ impl Gp {
         (mean, var, dmu, dvar)
     }
 
+    /// Joint posterior of the latent function at several points, in standardized units: the
+    /// mean and the covariance matrix (rows), k(a, b) - k*(a)^T K^-1 k*(b) (Rasmussen & Williams
+    /// 2006, eq. 2.24). For drawing correlated posterior samples (the importance intervals).
+    pub fn predict_joint_standardized(&self, xs: &[Vec<f64>]) -> (Vec<f64>, Vec<Vec<f64>>) {
+        let n = self.x.len();
+        let m = xs.len();
+        if m == 0 {
+            return (vec![], vec![]);
+        }
+        let mut v = Mat::<f64>::from_fn(n, m, |i, j| {
+            kernel(&self.x[i], &xs[j], &self.categorical, &self.hyper)
+        });
+        let mean: Vec<f64> = (0..m)
+            .map(|j| (0..n).map(|i| v[(i, j)] * self.alpha[i]).sum())
+            .collect();
+        faer::linalg::triangular_solve::solve_lower_triangular_in_place(
+            self.l.as_ref(),
+            v.as_mut(),
+            faer::Par::Seq,
+        );
+        let cov = (0..m)
+            .map(|a| {
+                (0..m)
+                    .map(|b| {
+                        let q: f64 = (0..n).map(|i| v[(i, a)] * v[(i, b)]).sum();
+                        kernel(&xs[a], &xs[b], &self.categorical, &self.hyper) - q
+                    })
+                    .collect()
+            })
+            .collect();
+        (mean, cov)
+    }
+
     /// Posterior mean and standard deviation in original units.
     pub fn predict(&self, xs: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
         let (m, v) = self.predict_standardized(xs);
@@ -528,30 +451,6 @@ impl Gp {
             v.iter().map(|s| s.sqrt() * self.y_std).collect(),
         )
     }
-}
-
-/// Kernel value between two encoded points.
-pub fn kernel(a: &[f64], b: &[f64], categorical: &[bool], h: &Hyperparameters) -> f64 {
-    let mut r2 = 0.0;
-    for i in 0..a.len() {
-        r2 += pair_distance(a[i], b[i], categorical[i]) / (h.lengthscales[i] * h.lengthscales[i]);
-    }
-    h.signal_variance * matern52(r2.sqrt())
-}
-
-/// (y - mean) / std, with std = 1 when the data are constant.
-pub fn standardize(y: &[f64]) -> (Vec<f64>, f64, f64) {
-    let n = y.len().max(1) as f64;
-    let mean = y.iter().sum::<f64>() / n;
-    let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    // A spread whose square overflows (values near 1e300) is treated like constant data rather
-    // than dividing everything by infinity.
-    let std = if var.sqrt() > 1e-12 && var.is_finite() {
-        var.sqrt()
-    } else {
-        1.0
-    };
-    (y.iter().map(|v| (v - mean) / std).collect(), mean, std)
 }
 
 fn minimize(problem: &Objective, start: Vec<f64>, max_iters: u64) -> Option<Vec<f64>> {
@@ -650,7 +549,7 @@ mod tests {
     #[test]
     fn matches_scikit_learn() {
         let f: serde_json::Value =
-            serde_json::from_str(include_str!("../../tests/fixtures/gp_sklearn.json")).unwrap();
+            serde_json::from_str(include_str!("../../../tests/fixtures/gp_sklearn.json")).unwrap();
         let rows = |k: &str| -> Vec<Vec<f64>> { serde_json::from_value(f[k].clone()).unwrap() };
         let vec = |k: &str| -> Vec<f64> { serde_json::from_value(f[k].clone()).unwrap() };
         let (x, xs, y) = (rows("x"), rows("xs"), vec("y"));
@@ -745,5 +644,25 @@ mod tests {
             .collect();
         let gp = Gp::fit(&x, &y, &[false], None, &FitOptions::default());
         assert!(gp.hyper.noise_variance > 0.3, "noise {:?}", gp.hyper);
+    }
+
+    #[test]
+    fn joint_posterior_agrees_with_the_marginals_and_is_symmetric() {
+        let (x, y) = data(12, 2, 4);
+        let gp = Gp::fit(&x, &y, &[false, false], None, &FitOptions::default());
+        let pts = vec![vec![0.2, 0.3], vec![0.25, 0.3], vec![0.9, 0.9]];
+        let (m, v) = gp.predict_standardized(&pts);
+        let (mj, cov) = gp.predict_joint_standardized(&pts);
+        for a in 0..3 {
+            assert!((m[a] - mj[a]).abs() < 1e-9);
+            assert!((v[a] - cov[a][a]).abs() < 1e-9, "{} vs {}", v[a], cov[a][a]);
+            for (b, row) in cov.iter().enumerate() {
+                assert!((cov[a][b] - row[a]).abs() < 1e-9);
+            }
+        }
+        // Nearby points are strongly correlated: their difference is far less uncertain than
+        // either value.
+        let diff_var = cov[0][0] + cov[1][1] - 2.0 * cov[0][1];
+        assert!(diff_var < 0.5 * cov[0][0], "{diff_var} vs {}", cov[0][0]);
     }
 }
