@@ -10,8 +10,9 @@
 //! cache_type_v {f16,q8_0} = 24 points, 6 of them infeasible (flash_attn off with a quantized V
 //! cache does not start). Every point restarts llama-server (all four are load-time options),
 //! sends `--warmup` discarded requests and `--repeats` measured ones of `--num-predict` tokens.
-//! The space has no defaults, so the tuner starts from its quasi-random design, not from a
-//! baseline that might already be the best point.
+//! Without `--defaults` the space has no defaults, so the tuner starts from its quasi-random
+//! design, not from a baseline that might already be the best point, and no decision phase runs
+//! (it compares against a baseline).
 //!
 //! "Within noise": each point's median gets a robust standard error, se = 1.2533 * 1.4826 *
 //! MAD / sqrt(n) (the median's asymptotic s.e. for normal data, with the MAD as a spread that
@@ -25,7 +26,9 @@
 //!
 //! Options: --seeds N (3), --trials N (15), --repeats N (3), --warmup N (1), --num-predict N (64),
 //! --passes N (grid passes, samples pooled; 1), --out DIR (bench-out), --grid FILE (reuse a grid
-//! JSON instead of measuring), --skip-tuner.
+//! JSON instead of measuring), --skip-tuner, --defaults k=v,... (give the tuner's study these
+//! defaults, e.g. `threads=1,flash_attn=false,cache_type_k=f16,cache_type_v=f16`: a baseline,
+//! so the decision phase runs and the pick is its recommendation; docs/decision.md).
 
 use ollama_tuner::backend::llamacpp::LlamaCppBackend;
 use ollama_tuner::backend::Backend;
@@ -104,6 +107,29 @@ type = "categorical"
 choices = ["f16", "q8_0"]
 "#
     )
+}
+
+/// The study text with `default = v` added under each `[params.k]` named in `defaults`
+/// ("k=v,..."): integers and booleans as they are, anything else as a string.
+fn with_defaults(text: &str, defaults: &str) -> Result<String, String> {
+    let mut out = text.to_string();
+    for kv in defaults.split(',').filter(|s| !s.is_empty()) {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--defaults wants name=value,..., got {kv:?}"))?;
+        let head = format!("[params.{k}]\n");
+        let at = out
+            .find(&head)
+            .ok_or_else(|| format!("--defaults: no parameter {k:?}"))?
+            + head.len();
+        let value = if v.parse::<i64>().is_ok() || v == "true" || v == "false" {
+            v.to_string()
+        } else {
+            format!("{v:?}")
+        };
+        out.insert_str(at, &format!("default = {value}\n"));
+    }
+    Ok(out)
 }
 
 fn grid_points() -> Vec<Config> {
@@ -273,6 +299,8 @@ struct TunerRun {
     reached_at: Option<usize>,
     pick: Option<(String, f64, Option<f64>)>,
     pick_near: bool,
+    /// The decision phase's verdict and its trials (race + ablation), when one ran.
+    decision: Option<(String, usize)>,
     seconds: f64,
 }
 
@@ -344,12 +372,19 @@ async fn run_tuner(
             .copied()
             .unwrap_or(false)
     });
+    let decision = report.decision.as_ref().map(|d| {
+        (
+            format!("{:?}", d.result.verdict),
+            d.race_trials + d.ablation_trials,
+        )
+    });
     Ok(TunerRun {
         seed,
         trials,
         reached_at,
         pick,
         pick_near,
+        decision,
         seconds: t0.elapsed().as_secs_f64(),
     })
 }
@@ -382,7 +417,16 @@ async fn main() {
         eprintln!("cannot create {}: {e}", out.display());
         std::process::exit(2);
     }
-    let text = study_text(trials, repeats, warmup, num_predict);
+    let text = match with_defaults(
+        &study_text(trials, repeats, warmup, num_predict),
+        &arg("--defaults", ""),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
     let study = match parse_study(Path::new("llamacpp-grid.toml"), &text) {
         Ok(s) => s,
         Err(e) => {
@@ -565,7 +609,7 @@ async fn main() {
             "\n## Tuner ({} seeds x {trials} trials, same protocol)\n\n",
             runs.len()
         ));
-        md.push_str("| seed | trials to near-best | final pick | pick measured | pick grid median | pick near-best | wall s |\n|---:|---:|---|---:|---:|---|---:|\n");
+        md.push_str("| seed | trials to near-best | final pick | pick measured | pick grid median | pick near-best | decision (trials) | wall s |\n|---:|---:|---|---:|---:|---|---|---:|\n");
         for r in &runs {
             let (pl, pm, pg) =
                 r.pick
@@ -573,8 +617,12 @@ async fn main() {
                     .map(|(l, m, g)| (l, Some(m), g))
                     .unwrap_or(("-".into(), None, None));
             let pick_near = r.pick_near;
+            let decision = r
+                .decision
+                .as_ref()
+                .map_or("-".to_string(), |(v, n)| format!("{v} ({n})"));
             md.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {:.0} |\n",
+                "| {} | {} | {} | {} | {} | {} | {decision} | {:.0} |\n",
                 r.seed,
                 r.reached_at
                     .map(|t| t.to_string())
@@ -626,6 +674,8 @@ async fn main() {
         "random_expected_trials": random_expect,
         "tuner": runs.iter().map(|r| json!({
             "seed": r.seed, "reached_at": r.reached_at, "seconds": r.seconds,
+            "pick_near": r.pick_near,
+            "decision": r.decision.as_ref().map(|(v, n)| json!({"verdict": v, "trials": n})),
             "pick": r.pick.as_ref().map(|(l, m, g)| json!({"label": l, "measured": m, "grid_median": g})),
             "trials": r.trials.iter().map(|(t, l, m, g)| json!({"trial": t, "label": l, "measured": m, "grid_median": g})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),

@@ -6,7 +6,7 @@
 use crate::decided::{decision_value, is_decision_trial, origin_of, PLAN_NOTE};
 use crate::engine::decision::{phase_budget, DecisionPhase, ParamInfo, Plan};
 use crate::engine::optimizer::Optimizer;
-use crate::engine::space::{Config, Role};
+use crate::engine::space::{config_key, Config, Role};
 use crate::study::{Direction, Study};
 use crate::trial::{Trial, TrialRecord};
 use tracing::info;
@@ -26,12 +26,14 @@ pub(super) struct Decider {
     forced: Option<usize>,
 }
 
-/// How much of the run is left, for the start rule.
+/// How much of the run is left, for the start rule, and what the baseline ran as, for the plan.
 pub(super) struct Left {
     pub trials_done: usize,
     pub trials_budget: usize,
     /// Trials that fit in the wall time left at the mean trial duration so far (None: no limit).
     pub trials_by_time: Option<usize>,
+    /// The configuration the server ran for the baseline (None: it has not run).
+    pub baseline_ran: Option<Config>,
 }
 
 impl Decider {
@@ -52,7 +54,7 @@ impl Decider {
     pub fn maybe_start(&mut self, study: &Study, optimizer: &Optimizer, left: &Left) {
         let settings = &study.decision;
         if let Some(n) = self.forced.take() {
-            if let Some(plan) = plan(study, optimizer, n) {
+            if let Some(plan) = plan(study, optimizer, n, left.baseline_ran.as_ref()) {
                 info!(
                     trials = n,
                     arms = plan.candidates.len() + 1,
@@ -91,7 +93,7 @@ impl Decider {
         if remaining > budget {
             return;
         }
-        if let Some(plan) = plan(study, optimizer, remaining) {
+        if let Some(plan) = plan(study, optimizer, remaining, left.baseline_ran.as_ref()) {
             info!(
                 trials = remaining,
                 race_arms,
@@ -152,7 +154,7 @@ impl Decider {
             && pending.origin != crate::trial::Origin::Confirm
         {
             let remaining = left.trials_budget.saturating_sub(left.trials_done);
-            if let Some(plan) = plan(study, optimizer, remaining) {
+            if let Some(plan) = plan(study, optimizer, remaining, left.baseline_ran.as_ref()) {
                 self.phase = Some(DecisionPhase::new(plan));
                 self.plan_unjournaled = true;
             }
@@ -182,12 +184,28 @@ fn ablation_arms(study: &Study, optimizer: &Optimizer, best: &Config) -> usize {
 }
 
 /// The plan of a phase of `budget` trials: the optimizer's leaders, the baseline, and for each
-/// output setting a value whose speed effect is worth measuring.
-fn plan(study: &Study, optimizer: &Optimizer, budget: usize) -> Option<Plan> {
+/// output setting a value whose speed effect is worth measuring. A leader the server runs
+/// exactly as it ran the baseline (`baseline_ran`: `num_gpu auto` fitted to 35 layers, a leader
+/// at `num_gpu 35`) is the baseline and no arm of its own: racing the same server
+/// configuration against itself can only produce a false difference.
+fn plan(
+    study: &Study,
+    optimizer: &Optimizer,
+    budget: usize,
+    baseline_ran: Option<&Config>,
+) -> Option<Plan> {
     let settings = &study.decision;
     let space = optimizer.space();
     let baseline = space.normalize_config(&space.defaults()?);
-    let candidates: Vec<Config> = optimizer.leaders(settings.candidates + 2);
+    let same_as_baseline = |c: &Config| {
+        baseline_ran.is_some_and(|b| config_key(&space.normalize_config(b)) == config_key(c))
+    };
+    let candidates: Vec<Config> = optimizer
+        .leaders(settings.candidates + 3)
+        .into_iter()
+        .filter(|c| !same_as_baseline(&space.normalize_config(c)))
+        .take(settings.candidates + 2)
+        .collect();
     if candidates.is_empty() {
         return None;
     }

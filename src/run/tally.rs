@@ -2,8 +2,9 @@
 //! (verdict.rs) that name the best configuration and count the trials.
 
 use crate::engine::objective::Objective;
+use crate::engine::space::Config;
 use crate::store::RunProgress;
-use crate::trial::TrialRecord;
+use crate::trial::{Origin, TrialRecord};
 use crate::verdict::Standings;
 
 /// What the run loop keeps of the journal: counts and the standings (per configuration, the
@@ -16,6 +17,9 @@ pub(super) struct Tally {
     pub consecutive_failures: usize,
     /// The one rule for the best and the counts, shared with `status`, the report and export.
     pub standings: Standings,
+    /// The configuration the server ran for the baseline (its `effective` configuration), once
+    /// the baseline ran: a candidate the server runs identically is the baseline.
+    pub baseline_ran: Option<Config>,
 }
 
 impl Tally {
@@ -24,6 +28,7 @@ impl Tally {
             done: 0,
             consecutive_failures: 0,
             standings: Standings::new(objective),
+            baseline_ran: None,
         }
     }
 
@@ -36,6 +41,9 @@ impl Tally {
             self.consecutive_failures += 1;
         }
         self.standings.add(rec);
+        if rec.origin == Origin::Baseline && rec.is_ok() && self.baseline_ran.is_none() {
+            self.baseline_ran = Some(rec.effective_params().clone());
+        }
     }
 
     pub fn progress(&self, report_trials: usize) -> RunProgress {
@@ -64,7 +72,7 @@ mod tests {
     use super::*;
     use crate::engine::space::ParamValue;
     use crate::study::{parse_study, Study};
-    use crate::trial::{Origin, Status};
+    use crate::trial::Status;
     use std::path::Path;
 
     fn study() -> Study {

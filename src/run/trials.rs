@@ -242,6 +242,7 @@ fn left(meta: &RunMeta, tally: &Tally, elapsed_total: f64) -> Left {
         trials_done: tally.done,
         trials_budget: meta.budget.trials,
         trials_by_time,
+        baseline_ran: tally.baseline_ran.clone(),
     }
 }
 

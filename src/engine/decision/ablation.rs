@@ -6,6 +6,7 @@
 //! baseline before it is recommended (docs/decision.md, "Ablation").
 
 use super::block::{Block, RoundState};
+use super::race::TIE_MARGIN_PCT;
 use super::stats::holm;
 use super::{prefer_order, same_value, value_of, with_value, DecisionPhase, Step};
 use crate::engine::space::{Config, ParamValue};
@@ -181,7 +182,15 @@ impl DecisionPhase {
         }
         let p: Vec<f64> = family.iter().map(|f| f.1).collect();
         for ((k, _, preferred), rejected) in family.iter().zip(holm(&p, alpha)) {
-            keep[*k] = rejected != *preferred;
+            keep[*k] = if *preferred {
+                // A change in the preferred direction is kept while reverting it is neither
+                // significantly better nor faster beyond the margin (`costs_beyond_margin`): a
+                // larger context that costs 3% is not "tied" with the one the user said suffices.
+                let r = a.changes[*k].1;
+                !rejected && !self.costs_beyond_margin(b, 0, r, TIE_MARGIN_PCT)
+            } else {
+                rejected
+            };
         }
         let mut apply = vec![false; a.variants.len()];
         let mut tested: Vec<(usize, f64)> = Vec::new();

@@ -342,6 +342,32 @@ impl DecisionPhase {
         paired_effect(&x, &y, self.plan.log_scale)
     }
 
+    /// Whether arm `a` is slower than arm `b` by more than `margin_pct` percent, by at least one
+    /// standard error of the paired rounds (the estimated cost less its standard error is above
+    /// the margin). This is what "not as fast" means for a preferred direction: a larger
+    /// context that truly costs nothing passes almost always, one that measures several times
+    /// the margin slower does not (docs/decision.md). False with fewer than 2 paired rounds.
+    fn costs_beyond_margin(
+        &self,
+        block: &block::Block,
+        a: usize,
+        b: usize,
+        margin_pct: f64,
+    ) -> bool {
+        let (x, y) = block.paired(b, a);
+        let Some((mean, se, log, level)) = stats::paired_mean_se(&x, &y, self.plan.log_scale)
+        else {
+            return false;
+        };
+        let gain = if self.plan.maximize { mean } else { -mean };
+        let threshold = if log {
+            (1.0 + margin_pct / 100.0).ln()
+        } else {
+            margin_pct / 100.0 * level.abs()
+        };
+        gain - se > threshold
+    }
+
     /// Mean over an arm's rounds on the comparison scale, larger = better.
     fn mean_score(&self, block: &block::Block, arm: usize) -> f64 {
         let v = block.values(arm);

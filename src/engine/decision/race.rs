@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 
 /// An arm alive at the end of the race wins on fewer changes only when its mean falls short of
 /// the best mean by less than this many percent (see `race_choice`).
-const TIE_MARGIN_PCT: f64 = 1.0;
+pub(super) const TIE_MARGIN_PCT: f64 = 1.0;
 
 /// The race's state. Arm 0 is the baseline.
 #[derive(Clone, Debug, PartialEq)]
@@ -187,6 +187,22 @@ impl DecisionPhase {
             .copied()
             .filter(|&a| fewest.is_none_or(|k| changes(a) == k))
             .collect();
+        // The preferred directions (the largest context) decide only among the arms that are
+        // as fast as the fastest of the pool within the margin: a tied context that measures
+        // several percent slower is not "as fast" (`costs_beyond_margin`).
+        let fastest = pool.iter().copied().max_by(|&a, &b| {
+            self.mean_score(block, a)
+                .partial_cmp(&self.mean_score(block, b))
+                .unwrap_or(Ordering::Equal)
+        });
+        let pool: Vec<usize> = match fastest {
+            Some(f) => pool
+                .iter()
+                .copied()
+                .filter(|&a| !self.costs_beyond_margin(block, a, f, TIE_MARGIN_PCT))
+                .collect(),
+            None => pool,
+        };
         self.simplest(block, &pool).unwrap_or(0)
     }
 

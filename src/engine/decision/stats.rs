@@ -140,6 +140,23 @@ fn negligible(se: f64, mean: f64) -> bool {
     se <= 1e-12 * (1.0 + mean.abs())
 }
 
+/// Mean and standard error of the per-round differences `arm - reference` (of the logarithms
+/// when `log_scale` and every value is positive), with whether the logarithm was used and the
+/// reference's mean; None with fewer than 2 usable pairs.
+pub fn paired_mean_se(
+    arm: &[f64],
+    reference: &[f64],
+    log_scale: bool,
+) -> Option<(f64, f64, bool, f64)> {
+    let (d, refs, log) = differences(arm, reference, log_scale);
+    if d.len() < 2 {
+        return None;
+    }
+    let (mean, se) = mean_se(&d);
+    let level = refs.iter().sum::<f64>() / refs.len() as f64;
+    Some((mean, se, log, level))
+}
+
 /// Paired comparison over rounds: `arm` against `reference`, values of the same rounds (same
 /// length; extra values of the longer slice are ignored). The percent change of the arm against
 /// the reference, in the metric's sign (+5 = the arm's values are 5% larger), with a 95%

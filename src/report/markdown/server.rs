@@ -69,8 +69,10 @@ pub(super) fn server_chose(r: &Report, o: &mut String) {
     let _ = writeln!(o, "## What the server chose\n");
     let _ = writeln!(
         o,
-        "Settings left to the server (`auto`: not sent) are what it decided; a setting marked \
-         \"ran as\" was clamped by the server, and the measurements are of the value it ran.\n"
+        "What the server reported running: for a setting left to it (`auto`: not sent) the \
+         value it decided, and values it reported for settings the study does not tune. A \
+         setting marked \"ran as\" was clamped by the server, and the measurements are of the \
+         value it ran.\n"
     );
     let head: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
     let _ = writeln!(o, "| | {} |", head.join(" | "));
