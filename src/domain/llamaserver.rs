@@ -8,6 +8,7 @@
 //! docs/llama-server.md; the flags themselves are defined in
 //! `ggml-org/llama.cpp:common/arg.cpp` (`llama-server --help` prints them).
 
+use super::memory::MemoryFact;
 use crate::engine::space::{ParamValue, Prefer, Role};
 
 /// The value the llamacpp backend passes for an option the study does not tune.
@@ -75,6 +76,8 @@ pub struct LlamaOption {
     /// choice, `server_default`): a study may give the parameter the value `auto`, for which the
     /// backend and the export leave the flag out.
     pub auto: bool,
+    /// How the option moves the memory the loaded model needs (domain/memory.rs).
+    pub memory: MemoryFact,
 }
 
 const fn load(
@@ -100,12 +103,18 @@ const fn load(
         role: Role::Speed,
         prefer: None,
         auto: false,
+        memory: MemoryFact::Unknown,
     }
 }
 
 /// `o`, which llama-server decides itself when the flag is left out.
 const fn auto(o: LlamaOption) -> LlamaOption {
     LlamaOption { auto: true, ..o }
+}
+
+/// `o` with its memory fact (docs/memory.md).
+const fn memory(memory: MemoryFact, o: LlamaOption) -> LlamaOption {
+    LlamaOption { memory, ..o }
 }
 
 const fn sampling(
@@ -128,6 +137,7 @@ const fn sampling(
         role: Role::Output,
         prefer: None,
         auto: false,
+        memory: MemoryFact::Unaffected,
     }
 }
 
@@ -159,7 +169,7 @@ const AT_LEAST_ONE_TOKEN: ValueKind = ValueKind::Int {
 /// `-np`'s automatic slot count would divide `-c` over several slots (the protocol sends one
 /// request at a time), so those take no `auto`.
 pub const OPTIONS: &[LlamaOption] = &[
-    auto(LlamaOption {
+    memory(MemoryFact::Grows, auto(LlamaOption {
         role: Role::Requirement,
         prefer: Some(Prefer::High),
         ..load(
@@ -174,8 +184,8 @@ pub const OPTIONS: &[LlamaOption] = &[
             "0",
             Some("num_ctx"),
         )
-    }),
-    auto(load(
+    })),
+    memory(MemoryFact::Unaffected, auto(load(
         "threads",
         "-t",
         &["--threads"],
@@ -183,8 +193,8 @@ pub const OPTIONS: &[LlamaOption] = &[
         Untuned::HostThreads,
         "-1",
         Some("num_thread"),
-    )),
-    auto(load(
+    ))),
+    memory(MemoryFact::Unaffected, auto(load(
         "threads_batch",
         "-tb",
         &["--threads-batch"],
@@ -192,8 +202,8 @@ pub const OPTIONS: &[LlamaOption] = &[
         Untuned::SameAs("threads"),
         "-1",
         None,
-    )),
-    load(
+    ))),
+    memory(MemoryFact::Grows, load(
         "batch_size",
         "-b",
         &["--batch-size"],
@@ -201,8 +211,8 @@ pub const OPTIONS: &[LlamaOption] = &[
         Untuned::Int(2048),
         "2048",
         Some("num_batch"),
-    ),
-    LlamaOption {
+    )),
+    memory(MemoryFact::Grows, LlamaOption {
         at_most: Some("batch_size"),
         ..load(
             "ubatch_size",
@@ -213,7 +223,7 @@ pub const OPTIONS: &[LlamaOption] = &[
             "512",
             None,
         )
-    },
+    }),
     auto(load(
         "flash_attn",
         "-fa",
@@ -223,7 +233,7 @@ pub const OPTIONS: &[LlamaOption] = &[
         "auto",
         None,
     )),
-    load(
+    memory(MemoryFact::KvCacheType, load(
         "cache_type_k",
         "-ctk",
         &["--cache-type-k"],
@@ -231,8 +241,8 @@ pub const OPTIONS: &[LlamaOption] = &[
         Untuned::Text("f16"),
         "f16",
         None,
-    ),
-    load(
+    )),
+    memory(MemoryFact::KvCacheType, load(
         "cache_type_v",
         "-ctv",
         &["--cache-type-v"],
@@ -240,8 +250,8 @@ pub const OPTIONS: &[LlamaOption] = &[
         Untuned::Text("f16"),
         "f16",
         None,
-    ),
-    auto(load(
+    )),
+    memory(MemoryFact::Grows, auto(load(
         "n_gpu_layers",
         "-ngl",
         &["--gpu-layers", "--n-gpu-layers"],
@@ -249,8 +259,8 @@ pub const OPTIONS: &[LlamaOption] = &[
         Untuned::HostGpuLayers,
         "auto",
         Some("num_gpu"),
-    )),
-    load(
+    ))),
+    memory(MemoryFact::Grows, load(
         "parallel",
         "-np",
         &["--parallel"],
@@ -261,7 +271,7 @@ pub const OPTIONS: &[LlamaOption] = &[
         Untuned::Int(1),
         "1",
         None,
-    ),
+    )),
     sampling("temperature", &["temp"], "--temp", "temperature"),
     sampling("top_k", &[], "--top-k", "top_k"),
     sampling("top_p", &[], "--top-p", "top_p"),
