@@ -12,7 +12,11 @@
 //!   best;
 //! - whether the report says the defaults are best and the export changes nothing (the
 //!   `fits-defaults` profile's truth);
-//! - the cost: trials, trials of the decision phase and ablation, simulated and real time.
+//! - the cost: trials, trials of the decision phase and ablation, simulated and real time;
+//! - the memory wall (issue 13): the share of the optimizer's model-phase trials that failed,
+//!   proposals that needed at least as much memory as an earlier out-of-memory trial (judged
+//!   here on the effective num_gpu, num_ctx and num_batch, not by the optimizer's own rule), and
+//!   runs stopped by consecutive failures (`llama3.1-8b-6gb` is the profile with a wall).
 //!
 //! cargo run --release --example bench_decision -- --seeds 10 \
 //!     --profiles gemma3-4b,llama3.1-8b,gemma3-270m,fits-defaults [--trials 30]
@@ -75,6 +79,9 @@ struct RunResult {
     decision_trials: usize,
     simulated_s: f64,
     real_s: f64,
+    /// (model-phase trials failed, model-phase trials, dominated proposals, OOM failures)
+    memory: (usize, usize, usize, usize),
+    stopped_by_failures: bool,
 }
 
 async fn one_run(
@@ -147,6 +154,8 @@ async fn one_run(
         trials_with_origin(&records, "decision") + trials_with_origin(&records, "ablation");
     // Trial durations are simulated seconds on the simulator (its virtual clock).
     let simulated_s: f64 = records.iter().map(|rec| rec.duration_s).sum();
+    let memory = memory_wall_stats(&records);
+    let stopped_by_failures = matches!(out.stop, ollama_tuner::store::StopReason::TooManyFailures);
     let by_origin: serde_json::Map<String, Value> = ORIGINS
         .iter()
         .map(|o| (o.to_string(), json!(trials_with_origin(&records, o))))
@@ -177,6 +186,11 @@ async fn one_run(
         "trials_by_origin": by_origin,
         "simulated_seconds": simulated_s,
         "real_seconds": real_s,
+        "model_trials_failed": memory.0,
+        "model_trials": memory.1,
+        "proposals_dominating_an_oom": memory.2,
+        "oom_failures": memory.3,
+        "stopped_by_consecutive_failures": stopped_by_failures,
     });
     Ok(RunResult {
         profile: profile.name.to_string(),
@@ -194,6 +208,8 @@ async fn one_run(
         decision_trials,
         simulated_s,
         real_s,
+        memory,
+        stopped_by_failures,
     })
 }
 
@@ -286,8 +302,8 @@ async fn main() {
         commit()
     );
     println!();
-    println!("| profile | runs | recommendation within 1% of the best meeting the requirements | same, output settings put back to the user's | true gain inside the reported interval ({GAIN_SOURCE}) | recommendation changes an output setting | export changes an output setting | num_ctx >= half the largest within 1% | report says defaults best | export changes nothing | trials, median | decision + ablation trials, median | simulated min, median | real s, median |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| profile | runs | recommendation within 1% of the best meeting the requirements | same, output settings put back to the user's | true gain inside the reported interval ({GAIN_SOURCE}) | recommendation changes an output setting | export changes an output setting | num_ctx >= half the largest within 1% | report says defaults best | export changes nothing | trials, median | decision + ablation trials, median | simulated min, median | real s, median | model-phase trials failed | proposals dominating a known OOM | stopped by consecutive failures |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut summary = serde_json::Map::new();
     for name in names.split(',') {
         let rs: Vec<&RunResult> = results.iter().filter(|r| r.profile == name).collect();
@@ -318,13 +334,23 @@ async fn main() {
             num(&|r| r.simulated_s / 60.0),
             num(&|r| r.real_s),
         );
+        let (mf, mt, dom) = rs.iter().fold((0, 0, 0), |(a, b, c), r| {
+            (a + r.memory.0, b + r.memory.1, c + r.memory.2)
+        });
+        let stopped = rs.iter().filter(|r| r.stopped_by_failures).count();
+        let fail_pct = if mt > 0 {
+            100.0 * mf as f64 / mt as f64
+        } else {
+            0.0
+        };
         println!(
-            "| {name} | {} | {} | {t:.0} | {d:.0} | {sim_min:.1} | {real:.1} |",
+            "| {name} | {} | {} | {t:.0} | {d:.0} | {sim_min:.1} | {real:.1} | {mf}/{mt} ({fail_pct:.0}%) | {dom} | {stopped}/{} |",
             rs.len(),
             row.iter()
                 .map(|(_, c)| cell(*c))
                 .collect::<Vec<_>>()
-                .join(" | ")
+                .join(" | "),
+            rs.len()
         );
         let mut m: serde_json::Map<String, Value> = row
             .iter()
@@ -335,6 +361,12 @@ async fn main() {
         m.insert("decision_ablation_trials_median".into(), json!(d));
         m.insert("simulated_minutes_median".into(), json!(sim_min));
         m.insert("real_seconds_median".into(), json!(real));
+        m.insert(
+            "model_trials_failed".into(),
+            json!({"failed": mf, "of": mt}),
+        );
+        m.insert("proposals_dominating_an_oom".into(), json!(dom));
+        m.insert("stopped_by_consecutive_failures".into(), json!(stopped));
         summary.insert(name.to_string(), Value::Object(m));
     }
     let doc = json!({

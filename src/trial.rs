@@ -151,6 +151,13 @@ pub fn tell_record(optimizer: &mut Optimizer, rec: &TrialRecord) {
         }
         _ => optimizer.tell_config(&rec.params, outcome),
     }
+    // What the trial showed of memory (docs/memory.md): it loaded, or it ran out of memory.
+    // A trial that failed another way (a crash, a timeout) says nothing of memory.
+    if rec.is_ok() {
+        optimizer.tell_memory(rec.effective_params(), true);
+    } else if rec.failure == Some(FailureKind::OutOfMemory) {
+        optimizer.tell_memory(rec.effective_params(), false);
+    }
 }
 
 /// A successful trial with no metrics, for tests across the crate to adjust.
@@ -198,6 +205,7 @@ mod tests {
             default: None,
             role: Default::default(),
             prefer: None,
+            memory: Default::default(),
         }
     }
 

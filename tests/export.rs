@@ -308,6 +308,7 @@ fn invalid_and_untyped_options_become_comments() {
         default: None,
         role: ollama_tuner::engine::space::Role::Speed,
         prefer: None,
+        memory: Default::default(),
     });
     for r in records.iter_mut() {
         r.params.insert(

@@ -74,6 +74,7 @@ fn space() -> SearchSpace {
         default: Some(ParamValue::Int(default)),
         role: Default::default(),
         prefer: None,
+        memory: Default::default(),
     };
     SearchSpace {
         params: vec![

@@ -273,3 +273,49 @@ pub fn largest_tied_ctx(
     let ok = largest.is_none_or(|l| ctx * 2 >= l || ctx >= hi);
     (largest, ok)
 }
+
+// ---------------------------------------------------------------------------------------------
+// The memory wall (issue 13), judged independently of the optimizer's own rule: on Ollama's
+// options a configuration needs at least as much memory as another when its effective num_gpu,
+// num_ctx and num_batch are all at least as large (docs/memory.md).
+// ---------------------------------------------------------------------------------------------
+
+const MEMORY_OPTIONS: &[&str] = &["num_gpu", "num_ctx", "num_batch"];
+
+/// Whether `a` needs at least as much memory as `b` (every memory option known in both).
+fn needs_at_least(a: &Config, b: &Config) -> bool {
+    MEMORY_OPTIONS.iter().all(|k| {
+        match (
+            a.get(*k).and_then(|v| v.as_i64()),
+            b.get(*k).and_then(|v| v.as_i64()),
+        ) {
+            (Some(x), Some(y)) => x >= y,
+            _ => false,
+        }
+    })
+}
+
+/// What a run's journal shows of the memory wall: (failed / all trials the optimizer proposed
+/// after its initial design (origin "model"), trials the optimizer proposed that needed at
+/// least as much memory as an earlier out-of-memory trial, out-of-memory failures in all).
+pub fn memory_wall_stats(records: &[TrialRecord]) -> (usize, usize, usize, usize) {
+    use ollama_tuner::trial::{FailureKind, Origin};
+    let mut oom: Vec<Config> = Vec::new();
+    let (mut model, mut model_failed, mut dominated, mut ooms) = (0, 0, 0, 0);
+    for r in records {
+        let ran = r.effective_params();
+        let proposed = matches!(r.origin, Origin::Model | Origin::Initial | Origin::Random);
+        if proposed && oom.iter().any(|o| needs_at_least(ran, o)) {
+            dominated += 1;
+        }
+        if r.origin == Origin::Model {
+            model += 1;
+            model_failed += usize::from(!r.is_ok());
+        }
+        if r.failure == Some(FailureKind::OutOfMemory) {
+            ooms += 1;
+            oom.push(ran.clone());
+        }
+    }
+    (model_failed, model, dominated, ooms)
+}

@@ -160,6 +160,7 @@ pub fn classify_failure(message: &str) -> Option<FailureKind> {
         "not enough memory",
         "insufficient memory",
         "vk_error_out_of_device_memory",
+        "erroroutofdevicememory",
         "model requires more system memory",
         "memory layout cannot be allocated",
         "unable to load full model on gpu",
@@ -195,6 +196,23 @@ mod tests {
         );
         assert_eq!(
             classify_failure("llama runner process has terminated: exit status 2"),
+            Some(FailureKind::LoadFailed)
+        );
+        // Real messages: Ollama's runner on a CUDA OOM (server/sched.go wraps the runner's
+        // stderr), llama-server's KV and compute buffer allocations, Vulkan.
+        for oom in [
+            "llama runner process has terminated: cudaMalloc failed: out of memory",
+            "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 2304.00 MiB on device 0: cudaMalloc failed: out of memory",
+            "llama_init_from_model: failed to initialize the context: failed to allocate buffer for kv cache",
+            "ggml_gallocr_reserve_n: failed to allocate CUDA0 buffer of size 1073741824",
+            "ggml_vulkan: Device memory allocation of size 805306368 failed. vk::Device::allocateMemory: ErrorOutOfDeviceMemory",
+        ] {
+            assert_eq!(classify_failure(oom), Some(FailureKind::OutOfMemory), "{oom}");
+        }
+        assert_eq!(
+            classify_failure(
+                "error loading model: llama_model_loader: failed to load model from /models/x.gguf"
+            ),
             Some(FailureKind::LoadFailed)
         );
         assert_eq!(classify_failure("connection reset by peer"), None);

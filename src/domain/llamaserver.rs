@@ -8,6 +8,7 @@
 //! docs/llama-server.md; the flags themselves are defined in
 //! `ggml-org/llama.cpp:common/arg.cpp` (`llama-server --help` prints them).
 
+use super::memory::MemoryFact;
 use crate::engine::space::{ParamValue, Prefer, Role};
 
 /// The value the llamacpp backend passes for an option the study does not tune.
@@ -75,6 +76,8 @@ pub struct LlamaOption {
     /// choice, `server_default`): a study may give the parameter the value `auto`, for which the
     /// backend and the export leave the flag out.
     pub auto: bool,
+    /// How the option moves the memory the loaded model needs (domain/memory.rs).
+    pub memory: MemoryFact,
 }
 
 const fn load(
@@ -100,12 +103,18 @@ const fn load(
         role: Role::Speed,
         prefer: None,
         auto: false,
+        memory: MemoryFact::Unknown,
     }
 }
 
 /// `o`, which llama-server decides itself when the flag is left out.
 const fn auto(o: LlamaOption) -> LlamaOption {
     LlamaOption { auto: true, ..o }
+}
+
+/// `o` with its memory fact (docs/memory.md).
+const fn memory(memory: MemoryFact, o: LlamaOption) -> LlamaOption {
+    LlamaOption { memory, ..o }
 }
 
 const fn sampling(
@@ -128,6 +137,7 @@ const fn sampling(
         role: Role::Output,
         prefer: None,
         auto: false,
+        memory: MemoryFact::Unaffected,
     }
 }
 
@@ -159,61 +169,76 @@ const AT_LEAST_ONE_TOKEN: ValueKind = ValueKind::Int {
 /// `-np`'s automatic slot count would divide `-c` over several slots (the protocol sends one
 /// request at a time), so those take no `auto`.
 pub const OPTIONS: &[LlamaOption] = &[
-    auto(LlamaOption {
-        role: Role::Requirement,
-        prefer: Some(Prefer::High),
-        ..load(
-            "ctx_size",
-            "-c",
-            &["--ctx-size"],
-            ValueKind::Int {
-                min: 0,
-                what: "0 = the model's training context",
-            },
-            Untuned::Int(4096),
-            "0",
-            Some("num_ctx"),
-        )
-    }),
-    auto(load(
-        "threads",
-        "-t",
-        &["--threads"],
-        AT_LEAST_ONE_THREAD,
-        Untuned::HostThreads,
-        "-1",
-        Some("num_thread"),
-    )),
-    auto(load(
-        "threads_batch",
-        "-tb",
-        &["--threads-batch"],
-        AT_LEAST_ONE_THREAD,
-        Untuned::SameAs("threads"),
-        "-1",
-        None,
-    )),
-    load(
-        "batch_size",
-        "-b",
-        &["--batch-size"],
-        AT_LEAST_ONE_TOKEN,
-        Untuned::Int(2048),
-        "2048",
-        Some("num_batch"),
+    memory(
+        MemoryFact::Grows,
+        auto(LlamaOption {
+            role: Role::Requirement,
+            prefer: Some(Prefer::High),
+            ..load(
+                "ctx_size",
+                "-c",
+                &["--ctx-size"],
+                ValueKind::Int {
+                    min: 0,
+                    what: "0 = the model's training context",
+                },
+                Untuned::Int(4096),
+                "0",
+                Some("num_ctx"),
+            )
+        }),
     ),
-    LlamaOption {
-        at_most: Some("batch_size"),
-        ..load(
-            "ubatch_size",
-            "-ub",
-            &["--ubatch-size"],
-            AT_LEAST_ONE_TOKEN,
-            Untuned::Int(512),
-            "512",
+    memory(
+        MemoryFact::Unaffected,
+        auto(load(
+            "threads",
+            "-t",
+            &["--threads"],
+            AT_LEAST_ONE_THREAD,
+            Untuned::HostThreads,
+            "-1",
+            Some("num_thread"),
+        )),
+    ),
+    memory(
+        MemoryFact::Unaffected,
+        auto(load(
+            "threads_batch",
+            "-tb",
+            &["--threads-batch"],
+            AT_LEAST_ONE_THREAD,
+            Untuned::SameAs("threads"),
+            "-1",
             None,
-        )
-    },
+        )),
+    ),
+    memory(
+        MemoryFact::Grows,
+        load(
+            "batch_size",
+            "-b",
+            &["--batch-size"],
+            AT_LEAST_ONE_TOKEN,
+            Untuned::Int(2048),
+            "2048",
+            Some("num_batch"),
+        ),
+    ),
+    memory(
+        MemoryFact::Grows,
+        LlamaOption {
+            at_most: Some("batch_size"),
+            ..load(
+                "ubatch_size",
+                "-ub",
+                &["--ubatch-size"],
+                AT_LEAST_ONE_TOKEN,
+                Untuned::Int(512),
+                "512",
+                None,
+            )
+        },
+    ),
     auto(load(
         "flash_attn",
         "-fa",
@@ -223,44 +248,56 @@ pub const OPTIONS: &[LlamaOption] = &[
         "auto",
         None,
     )),
-    load(
-        "cache_type_k",
-        "-ctk",
-        &["--cache-type-k"],
-        ValueKind::CacheType,
-        Untuned::Text("f16"),
-        "f16",
-        None,
+    memory(
+        MemoryFact::KvCacheType,
+        load(
+            "cache_type_k",
+            "-ctk",
+            &["--cache-type-k"],
+            ValueKind::CacheType,
+            Untuned::Text("f16"),
+            "f16",
+            None,
+        ),
     ),
-    load(
-        "cache_type_v",
-        "-ctv",
-        &["--cache-type-v"],
-        ValueKind::CacheType,
-        Untuned::Text("f16"),
-        "f16",
-        None,
+    memory(
+        MemoryFact::KvCacheType,
+        load(
+            "cache_type_v",
+            "-ctv",
+            &["--cache-type-v"],
+            ValueKind::CacheType,
+            Untuned::Text("f16"),
+            "f16",
+            None,
+        ),
     ),
-    auto(load(
-        "n_gpu_layers",
-        "-ngl",
-        &["--gpu-layers", "--n-gpu-layers"],
-        ValueKind::GpuLayers,
-        Untuned::HostGpuLayers,
-        "auto",
-        Some("num_gpu"),
-    )),
-    load(
-        "parallel",
-        "-np",
-        &["--parallel"],
-        ValueKind::Int {
-            min: 1,
-            what: "at least one slot",
-        },
-        Untuned::Int(1),
-        "1",
-        None,
+    memory(
+        MemoryFact::Grows,
+        auto(load(
+            "n_gpu_layers",
+            "-ngl",
+            &["--gpu-layers", "--n-gpu-layers"],
+            ValueKind::GpuLayers,
+            Untuned::HostGpuLayers,
+            "auto",
+            Some("num_gpu"),
+        )),
+    ),
+    memory(
+        MemoryFact::Grows,
+        load(
+            "parallel",
+            "-np",
+            &["--parallel"],
+            ValueKind::Int {
+                min: 1,
+                what: "at least one slot",
+            },
+            Untuned::Int(1),
+            "1",
+            None,
+        ),
     ),
     sampling("temperature", &["temp"], "--temp", "temperature"),
     sampling("top_k", &[], "--top-k", "top_k"),

@@ -4,6 +4,7 @@
 //! keeps an independent copy (src/sim/options.rs) that the tests below hold against this one.
 //! The facts and their sources are in docs/ollama-options.md.
 
+use super::memory::MemoryFact;
 use crate::engine::space::{Prefer, Role};
 
 /// The JSON type of an option's field in Ollama's `api.Options` (ollama/ollama:api/types.go).
@@ -37,6 +38,8 @@ pub struct OllamaOption {
     /// Left unset, the server chooses a value itself (docs/ollama-options.md, "`auto`"):
     /// a study may give the parameter the value `auto`, which the backend does not send.
     pub auto: bool,
+    /// How the option moves the memory a loaded model needs (domain/memory.rs).
+    pub memory: MemoryFact,
 }
 
 const fn opt(name: &'static str, ty: OptionType, reloads_runner: bool, role: Role) -> OllamaOption {
@@ -47,6 +50,11 @@ const fn opt(name: &'static str, ty: OptionType, reloads_runner: bool, role: Rol
         role,
         prefer: None,
         auto: false,
+        memory: if reloads_runner {
+            MemoryFact::Unknown
+        } else {
+            MemoryFact::Unaffected
+        },
     }
 }
 
@@ -65,6 +73,22 @@ const fn auto(o: OllamaOption) -> OllamaOption {
     OllamaOption { auto: true, ..o }
 }
 
+/// `o`, whose larger values need more memory (docs/memory.md).
+const fn grows(o: OllamaOption) -> OllamaOption {
+    OllamaOption {
+        memory: MemoryFact::Grows,
+        ..o
+    }
+}
+
+/// `o`, which cannot change the memory a loaded model needs.
+const fn unaffected(o: OllamaOption) -> OllamaOption {
+    OllamaOption {
+        memory: MemoryFact::Unaffected,
+        ..o
+    }
+}
+
 /// Every option Ollama understands: the JSON names of `api.Options` and its embedded `Runner`.
 /// Unknown names are logged and ignored by the server, and make `ollama create` fail with
 /// `unknown parameter`. Runner options first, in the order studies list them.
@@ -74,15 +98,15 @@ const fn auto(o: OllamaOption) -> OllamaOption {
 /// changes the text the model writes (the sampler chain, the seed, the length, the stop words,
 /// which prompt tokens survive a context shift) and is an output setting.
 pub const OPTIONS: &[OllamaOption] = &[
-    auto(OllamaOption {
+    grows(auto(OllamaOption {
         prefer: Some(Prefer::High),
         ..opt("num_ctx", OptionType::Int, true, Role::Requirement)
-    }),
-    auto(speed("num_batch", OptionType::Int)),
-    auto(speed("num_gpu", OptionType::Int)),
+    })),
+    grows(auto(speed("num_batch", OptionType::Int))),
+    grows(auto(speed("num_gpu", OptionType::Int))),
     speed("main_gpu", OptionType::Int),
     auto(speed("use_mmap", OptionType::Bool)),
-    auto(speed("num_thread", OptionType::Int)),
+    unaffected(auto(speed("num_thread", OptionType::Int))),
     output("num_keep", OptionType::Int),
     output("seed", OptionType::Int),
     output("num_predict", OptionType::Int),

@@ -3,6 +3,7 @@
 //! llama-server). A name the server does not know (and every parameter of a command) is a
 //! speed setting without `auto` unless the study says otherwise.
 
+use super::memory::{memory_of, MemoryFact};
 use super::{llamaserver, ollama};
 use crate::engine::space::{Prefer, Role, SearchSpace};
 
@@ -15,6 +16,8 @@ pub struct ParamFacts {
     pub accepts_auto: bool,
     /// The name is an option of the backend's server (false: a name the tables do not know).
     pub known: bool,
+    /// How it moves memory (Unknown for a name the tables do not know).
+    pub memory: MemoryFact,
 }
 
 const UNKNOWN: ParamFacts = ParamFacts {
@@ -22,6 +25,7 @@ const UNKNOWN: ParamFacts = ParamFacts {
     prefer: None,
     accepts_auto: false,
     known: false,
+    memory: MemoryFact::Unknown,
 };
 
 /// The facts of parameter `name` for a backend of kind `backend` ("ollama", "simulator",
@@ -33,19 +37,22 @@ pub fn facts(backend: &str, name: &str) -> ParamFacts {
             prefer: o.prefer,
             accepts_auto: o.auto,
             known: true,
+            memory: o.memory,
         }),
         "llamacpp" => llamaserver::option_or_alias(name).map(|o| ParamFacts {
             role: o.role,
             prefer: o.prefer,
             accepts_auto: o.auto,
             known: true,
+            memory: o.memory,
         }),
         _ => None,
     }
     .unwrap_or(UNKNOWN)
 }
 
-/// Give every parameter of `space` the role and preferred direction of the tables: for a
+/// Give every parameter of `space` the role, preferred direction and memory fact of the
+/// tables: for a
 /// search space recorded before parameters had roles (a run.json without them), where the
 /// recorded `speed` is only the serde default.
 pub fn apply_defaults(space: &mut SearchSpace, backend: &str) {
@@ -53,6 +60,7 @@ pub fn apply_defaults(space: &mut SearchSpace, backend: &str) {
         let f = facts(backend, &p.name);
         p.role = f.role;
         p.prefer = f.prefer;
+        p.memory = memory_of(f.memory, &p.kind);
     }
 }
 
@@ -151,6 +159,7 @@ mod tests {
             default: None,
             role: Role::Speed,
             prefer: None,
+            memory: Default::default(),
         };
         let mut space = SearchSpace {
             params: vec![p("num_ctx"), p("temperature"), p("num_gpu")],

@@ -11,6 +11,7 @@ fn param(name: &str, kind: ParamKind) -> Param {
         default: None,
         role: Default::default(),
         prefer: None,
+        memory: Default::default(),
     }
 }
 

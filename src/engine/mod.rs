@@ -9,6 +9,7 @@ pub(crate) mod configkey;
 pub mod decision;
 pub mod design;
 pub mod gp;
+pub mod memory;
 pub mod objective;
 pub mod optimizer;
 pub mod random;

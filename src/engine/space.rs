@@ -120,6 +120,26 @@ pub enum Prefer {
     High,
 }
 
+/// How a parameter moves the memory a configuration needs (docs/memory.md): what lets the
+/// optimizer predict, from one out-of-memory configuration, the ones that cannot fit either.
+/// Defaults come from the domain tables; a study may declare it for any parameter.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Memory {
+    /// It may change memory either way: configurations are compared only at an equal value.
+    #[default]
+    Unknown,
+    /// It cannot change memory (sampling, threads): ignored in the comparison.
+    Unaffected,
+    /// A larger value needs at least as much memory (layers on the GPU, context, batch).
+    Grows,
+    /// A larger value needs at most as much memory.
+    Shrinks,
+    /// A categorical or bool parameter: the memory rank of each choice, in the order of the
+    /// choices (false, true for a bool); a higher rank needs at least as much memory.
+    Ranked(Vec<f64>),
+}
+
 /// A configuration: parameter name to value.
 pub type Config = BTreeMap<String, ParamValue>;
 
@@ -165,6 +185,13 @@ pub struct Param {
     /// The preferred end of the range among tied configurations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefer: Option<Prefer>,
+    /// How the parameter moves the memory a configuration needs.
+    #[serde(default, skip_serializing_if = "is_unknown_memory")]
+    pub memory: Memory,
+}
+
+fn is_unknown_memory(m: &Memory) -> bool {
+    *m == Memory::Unknown
 }
 
 impl Param {
@@ -516,6 +543,7 @@ mod tests {
             default: None,
             role: Role::Speed,
             prefer: None,
+            memory: Default::default(),
         }
     }
 
@@ -553,6 +581,7 @@ mod tests {
             default: None,
             role: Role::Speed,
             prefer: None,
+            memory: Default::default(),
         };
         assert_eq!(p.encode(&ParamValue::Str("q8_0".into())), Some(1.0));
         assert_eq!(p.encode(&ParamValue::Str("q4_0".into())), None);
@@ -573,6 +602,7 @@ mod tests {
                 default: Some(ParamValue::Int(999)),
                 role: Role::Speed,
                 prefer: None,
+                memory: Default::default(),
             }],
         };
         assert!(s.cap_int_upper("num_gpu", 35));
@@ -597,6 +627,7 @@ mod tests {
                     default: Some(ParamValue::auto()),
                     role: Role::Speed,
                     prefer: None,
+                    memory: Default::default(),
                 },
             ],
         };
@@ -628,6 +659,7 @@ mod tests {
         let q = Param {
             role: Role::Requirement,
             prefer: Some(Prefer::High),
+            memory: Default::default(),
             ..p
         };
         let text = serde_json::to_string(&q).unwrap();
@@ -667,6 +699,7 @@ mod tests {
                         default: None,
                         role: Role::Speed,
                         prefer: None,
+                        memory: Default::default(),
                     }
                 }),
             (1usize..6).prop_map(|k| Param {
@@ -677,6 +710,7 @@ mod tests {
                 default: None,
                 role: Role::Speed,
                 prefer: None,
+                memory: Default::default(),
             }),
             Just(Param {
                 name: "p".into(),
@@ -684,6 +718,7 @@ mod tests {
                 default: None,
                 role: Role::Speed,
                 prefer: None,
+                memory: Default::default(),
             }),
         ]
     }

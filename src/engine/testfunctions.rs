@@ -26,6 +26,7 @@ fn float(name: &str, low: f64, high: f64) -> Param {
         default: None,
         role: Default::default(),
         prefer: None,
+        memory: Default::default(),
     }
 }
 
@@ -41,6 +42,7 @@ fn int(name: &str, low: i64, high: i64) -> Param {
         default: None,
         role: Default::default(),
         prefer: None,
+        memory: Default::default(),
     }
 }
 

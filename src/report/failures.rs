@@ -69,6 +69,16 @@ pub(crate) fn short_error(e: &str) -> String {
     s
 }
 
+/// Whether parameter `name` of the run's space can change the memory a configuration needs
+/// (every parameter but those marked `Unaffected`).
+fn can_change_memory(meta: &RunMeta, name: &str) -> bool {
+    meta.space
+        .params
+        .iter()
+        .find(|p| p.name == name)
+        .is_none_or(|p| p.memory != crate::engine::space::Memory::Unaffected)
+}
+
 pub(super) fn failure_summary(
     meta: &RunMeta,
     rows: &[Row],
@@ -114,8 +124,12 @@ pub(super) fn failure_summary(
                     .iter()
                     .find_map(|r| r.record.error.as_deref())
                     .map(short_error),
+                // Out of memory: only the settings that can change memory (docs/memory.md).
                 params: param_names
                     .iter()
+                    .filter(|n| {
+                        kind != FailureKind::OutOfMemory.as_str() || can_change_memory(meta, n)
+                    })
                     .map(|n| ParamSpread {
                         name: n.clone(),
                         failed: spread(meta, n, &configs),

@@ -4,7 +4,7 @@
 use crate::engine::objective::Objective;
 use crate::engine::space::Config;
 use crate::store::RunProgress;
-use crate::trial::{Origin, TrialRecord};
+use crate::trial::{FailureKind, Origin, TrialRecord};
 use crate::verdict::Standings;
 
 /// What the run loop keeps of the journal: counts and the standings (per configuration, the
@@ -14,7 +14,13 @@ use crate::verdict::Standings;
 #[derive(Debug)]
 pub(super) struct Tally {
     pub done: usize,
+    /// Failures in a row that the configuration does not explain: an out-of-memory failure
+    /// once something has loaded is the memory wall, which the optimizer learns and retreats
+    /// from (docs/memory.md); it neither counts nor resets this. The stop on
+    /// `max_consecutive_failures` is for a broken server.
     pub consecutive_failures: usize,
+    /// Some trial ran: the server works, so an out-of-memory failure is the configuration's.
+    pub any_ok: bool,
     /// The one rule for the best and the counts, shared with `status`, the report and export.
     pub standings: Standings,
     /// The configuration the server ran for the baseline (its `effective` configuration), once
@@ -27,6 +33,7 @@ impl Tally {
         Tally {
             done: 0,
             consecutive_failures: 0,
+            any_ok: false,
             standings: Standings::new(objective),
             baseline_ran: None,
         }
@@ -37,7 +44,8 @@ impl Tally {
         self.done += 1;
         if rec.is_ok() {
             self.consecutive_failures = 0;
-        } else {
+            self.any_ok = true;
+        } else if !(self.any_ok && rec.failure == Some(FailureKind::OutOfMemory)) {
             self.consecutive_failures += 1;
         }
         self.standings.add(rec);
@@ -127,6 +135,17 @@ mod tests {
         }
         let p = t.progress(5);
         assert_eq!((t.done, p.trials_failed, t.consecutive_failures), (5, 2, 2));
+        // Out of memory once something ran is the configuration's wall: it does not count.
+        let mut oom = rec(6, 8192, None, Origin::Model);
+        oom.failure = Some(FailureKind::OutOfMemory);
+        let mut t2 = Tally::new(&s.objective);
+        for r in records.iter().chain([&oom, &oom]) {
+            t2.add(r);
+        }
+        assert_eq!(t2.consecutive_failures, 2, "the two earlier failures only");
+        let mut t3 = Tally::new(&s.objective);
+        t3.add(&oom);
+        assert_eq!(t3.consecutive_failures, 1, "nothing loaded yet: it counts");
         // Equal objectives: the earlier trial.
         assert_eq!((p.best_trial, p.best_objective), (Some(1), Some(5.0)));
         assert_eq!((p.configurations, p.remeasurements), (3, 0));

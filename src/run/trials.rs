@@ -217,7 +217,10 @@ fn stop_before_ask(
     if tally.consecutive_failures >= cx.study.budget.max_consecutive_failures {
         return Some((
             StopReason::TooManyFailures,
-            format!("{} trials in a row failed (budget.max_consecutive_failures); see the errors in the report", tally.consecutive_failures),
+            format!(
+                "{} trials in a row failed in a way their settings do not explain (not out of memory, or nothing has loaded yet: a broken server or backend?) (budget.max_consecutive_failures); see the errors in the report",
+                tally.consecutive_failures
+            ),
         ));
     }
     None

@@ -49,6 +49,13 @@ pub const LAPTOP_12GB: Machine = Machine {
     read_bytes_per_s: 4e9,
 };
 
+/// A laptop with a 6 GB GPU (the RTX 4050 / 3060 laptop class), otherwise as `LAPTOP_12GB`.
+pub const LAPTOP_6GB: Machine = Machine {
+    gpu_name: "NVIDIA GeForce RTX 4050 Laptop GPU (simulated)",
+    vram_bytes: 6 << 30,
+    ..LAPTOP_12GB
+};
+
 /// One model on one machine, with the figures the model is calibrated to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Profile {
@@ -282,6 +289,17 @@ pub const GEMMA3_4B_DRIFT: Profile = Profile {
     ..GEMMA3_4B
 };
 
+/// `llama3.1-8b` on a 6 GB GPU: the model does not fit whole at a useful context, so the
+/// best configuration sits on the memory wall (the most layers that fit at the context and
+/// batch asked) and one layer more runs out of memory (docs/memory.md). Same model and rates
+/// as `llama3.1-8b`; only the card is smaller.
+pub const LLAMA31_8B_6GB: Profile = Profile {
+    name: "llama3.1-8b-6gb",
+    description: "llama3.1 8B q4_0 on a 6 GB laptop GPU: partial offload, a memory wall",
+    machine: LAPTOP_6GB,
+    ..LLAMA31_8B
+};
+
 /// The attention slope of the calibrated profiles (docs/simulator.md, Decode).
 const CTX_SLOPE: f64 = 0.02;
 
@@ -292,6 +310,7 @@ pub const PROFILES: &[&Profile] = &[
     &GEMMA3_270M,
     &FITS_DEFAULTS,
     &GEMMA3_4B_DRIFT,
+    &LLAMA31_8B_6GB,
 ];
 
 /// Look a profile up by its name (`gemma3-4b`) or by its model name (`gemma3:4b`).

@@ -117,6 +117,9 @@ pub(crate) struct RawParam {
     pub(crate) role: Option<Spanned<String>>,
     /// "high" | "low": the preferred end of the range among tied configurations.
     pub(crate) prefer: Option<Spanned<String>>,
+    /// "grows" | "shrinks" | "none" | "unknown", or for a categorical parameter its choices
+    /// from least to most memory (docs/memory.md); the option table's when absent.
+    pub(crate) memory: Option<Spanned<toml::Value>>,
     /// Free text for humans; accepted and ignored.
     #[serde(default)]
     #[allow(dead_code)]

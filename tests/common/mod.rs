@@ -45,6 +45,7 @@ fn int(name: &str, low: i64, high: i64, log: bool, default: i64) -> Param {
             Role::Speed
         },
         prefer: requirement.then_some(Prefer::High),
+        memory: Default::default(),
     }
 }
 
@@ -173,6 +174,7 @@ pub fn basic_run() -> (RunMeta, Vec<TrialRecord>) {
                 default: Some(ParamValue::Float(0.8)),
                 role: Role::Output,
                 prefer: None,
+                memory: Default::default(),
             },
         ],
     };
@@ -325,6 +327,7 @@ pub fn nofeasible_run() -> (RunMeta, Vec<TrialRecord>) {
                 default: Some(ParamValue::Float(0.0)),
                 role: Role::Speed,
                 prefer: None,
+                memory: Default::default(),
             },
             Param {
                 name: "mode".into(),
@@ -337,6 +340,7 @@ pub fn nofeasible_run() -> (RunMeta, Vec<TrialRecord>) {
                 default: Some(ParamValue::Str("safe".into())),
                 role: Role::Speed,
                 prefer: None,
+                memory: Default::default(),
             },
         ],
     };
@@ -446,6 +450,7 @@ pub fn llamacpp_run() -> (RunMeta, Vec<TrialRecord>) {
                 default: Some(ParamValue::Bool(false)),
                 role: Role::Speed,
                 prefer: None,
+                memory: Default::default(),
             },
             Param {
                 name: "cache_type_v".into(),
@@ -458,6 +463,7 @@ pub fn llamacpp_run() -> (RunMeta, Vec<TrialRecord>) {
                 default: Some(ParamValue::Str("q8_0".into())),
                 role: Role::Speed,
                 prefer: None,
+                memory: Default::default(),
             },
             meta.space.params[3].clone(),
         ],

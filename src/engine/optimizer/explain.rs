@@ -473,6 +473,7 @@ mod tests {
                     default: None,
                     role: Role::Speed,
                     prefer: None,
+                    memory: Default::default(),
                 })
                 .collect(),
         };
@@ -730,6 +731,7 @@ mod tests {
                     default: None,
                     role: Role::Speed,
                     prefer: None,
+                    memory: Default::default(),
                 },
                 Param {
                     name: "f".into(),
@@ -737,6 +739,7 @@ mod tests {
                     default: None,
                     role: Role::Speed,
                     prefer: None,
+                    memory: Default::default(),
                 },
             ],
         };

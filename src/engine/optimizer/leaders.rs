@@ -281,6 +281,7 @@ mod tests {
                     default: Some(ParamValue::Int(0)),
                     role: Default::default(),
                     prefer: None,
+                    memory: Default::default(),
                 },
                 Param {
                     name: "t".into(),
@@ -294,6 +295,7 @@ mod tests {
                     default: Some(ParamValue::Float(1.0)),
                     role: Default::default(),
                     prefer: None,
+                    memory: Default::default(),
                 },
             ],
         };

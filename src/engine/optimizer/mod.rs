@@ -25,6 +25,7 @@ pub use settings::{OptimizerSettings, Strategy};
 
 use crate::engine::configkey::ConfigKey;
 use crate::engine::design::{initial_design_size, sobol_point, unit_to_encoded};
+use crate::engine::memory::MemoryWall;
 use crate::engine::objective::{Objective, PositiveMetric};
 use crate::engine::random::splitmix64 as mix;
 use crate::engine::space::{config_key, Config, SearchSpace};
@@ -120,7 +121,16 @@ pub struct Optimizer {
     /// ones a decoded candidate can equal, so `excluded` needs nothing else.
     measured_keys: HashSet<ConfigKey>,
     failed_keys: HashSet<ConfigKey>,
+    /// Which configurations cannot fit (engine/memory.rs), from the memory facts told.
+    memory: MemoryWall,
+    /// Out-of-memory trials in a row (told through `tell_memory`): from `RETREAT_AFTER` on,
+    /// proposals keep to configurations predicted to fit until one loads.
+    consecutive_oom: usize,
 }
+
+/// Out-of-memory trials in a row after which the optimizer retreats to configurations
+/// predicted to fit (docs/memory.md).
+pub const RETREAT_AFTER: usize = 2;
 
 impl Optimizer {
     /// `positive_metric` tells which metrics are rates or durations (`Transform::Auto` and the
@@ -136,7 +146,6 @@ impl Optimizer {
         // Sequential linear algebra: deterministic results, and the run loop owns the other core.
         faer::set_global_parallelism(faer::Par::Seq);
         Optimizer {
-            space,
             objective,
             positive_metric,
             settings,
@@ -156,6 +165,9 @@ impl Optimizer {
             failed: BTreeSet::new(),
             measured_keys: HashSet::new(),
             failed_keys: HashSet::new(),
+            memory: MemoryWall::new(&space),
+            consecutive_oom: 0,
+            space,
         }
     }
 
@@ -190,11 +202,42 @@ impl Optimizer {
         ChaCha8Rng::seed_from_u64(mix(mix(self.state.seed) ^ (number as u64) ^ (stream << 48)))
     }
 
-    /// Whether a configuration of the space (by its key) may not be proposed: it failed, or it
-    /// was measured and repeats are not allowed.
+    /// Whether a configuration of the space (by its key) may not be proposed: it failed, it
+    /// was measured and repeats are not allowed, it is predicted not to fit (it needs at least
+    /// as much memory as one that ran out), or the optimizer is retreating after repeated
+    /// out-of-memory failures and it is not predicted to fit.
     fn excluded(&self, key: &ConfigKey) -> bool {
         self.failed_keys.contains(key)
             || (!self.settings.allow_repeats && self.measured_keys.contains(key))
+            || self.memory.predicted_oom(key)
+            || (self.retreating() && !self.memory.predicted_fits(key))
+    }
+
+    /// After `RETREAT_AFTER` out-of-memory trials in a row, while something has loaded.
+    pub fn retreating(&self) -> bool {
+        self.consecutive_oom >= RETREAT_AFTER && self.memory.has_loaded()
+    }
+
+    /// Record what a trial showed of memory: the configuration the server ran loaded
+    /// (`fits`), or it ran out of memory. Other failures say nothing of memory and are not
+    /// told. A configuration with an `auto` value has no place in the space and is skipped.
+    pub(crate) fn tell_memory(&mut self, config: &Config, fits: bool) {
+        if fits {
+            self.consecutive_oom = 0;
+        } else {
+            self.consecutive_oom += 1;
+        }
+        if let Some(key) = self.space.key(&self.space.normalize_config(config)) {
+            self.memory.tell(key, fits);
+        }
+    }
+
+    /// Whether a configuration is predicted not to fit (memory.rs); false for one outside the
+    /// space or with an `auto` value.
+    pub fn predicted_oom(&self, config: &Config) -> bool {
+        self.space
+            .key(&self.space.normalize_config(config))
+            .is_some_and(|k| self.memory.predicted_oom(&k))
     }
 
     /// Propose the next configuration to measure.

@@ -25,6 +25,7 @@ fn space2() -> SearchSpace {
                 default: Some(ParamValue::Float(0.1)),
                 role: Role::Speed,
                 prefer: None,
+                memory: Default::default(),
             },
             Param {
                 name: "b".into(),
@@ -37,6 +38,7 @@ fn space2() -> SearchSpace {
                 default: Some(ParamValue::Int(2)),
                 role: Role::Speed,
                 prefer: None,
+                memory: Default::default(),
             },
         ],
     }
@@ -269,6 +271,96 @@ fn failed_region_is_learned_and_never_repeated() {
         n_failed_late <= 4,
         "kept proposing infeasible configs: {n_failed_late}"
     );
+}
+
+/// `space2` with `b` a memory setting (more needs more) and `a` one that cannot change memory.
+fn space2_memory() -> SearchSpace {
+    let mut s = space2();
+    s.params[0].memory = crate::engine::space::Memory::Unaffected;
+    s.params[1].memory = crate::engine::space::Memory::Grows;
+    s
+}
+
+/// Out of memory above b = 10 (the optimum, b = 13, is past the wall), told as a memory fact:
+/// after the first failure nothing at or above it is proposed again, whatever `a` is.
+#[test]
+fn a_configuration_past_a_known_oom_is_never_proposed() {
+    let mut opt = Optimizer::new(
+        space2_memory(),
+        objective(),
+        not_positive,
+        OptimizerSettings::default(),
+        vec![],
+        2,
+    );
+    let mut lowest_oom: Option<i64> = None;
+    for _ in 0..30 {
+        let t = opt.ask(&AskContext::default());
+        let b = t.config["b"].as_i64().unwrap();
+        assert!(
+            lowest_oom.is_none_or(|w| b < w),
+            "b = {b} proposed after b = {lowest_oom:?} ran out of memory"
+        );
+        if b > 10 {
+            lowest_oom = Some(lowest_oom.map_or(b, |w| w.min(b)));
+            opt.tell(&t, Outcome::Failed);
+            opt.tell_memory(&t.config, false);
+        } else {
+            opt.tell(&t, ok(f(&t.config)));
+            opt.tell_memory(&t.config, true);
+        }
+    }
+}
+
+/// After two out-of-memory trials in a row the optimizer proposes only configurations that
+/// need no more memory than one that loaded, until one loads again.
+#[test]
+fn repeated_oom_makes_the_optimizer_retreat() {
+    let mut opt = Optimizer::new(
+        space2_memory(),
+        objective(),
+        not_positive,
+        OptimizerSettings::default(),
+        vec![],
+        3,
+    );
+    let cfg = |a: f64, b: i64| -> Config {
+        [
+            ("a".to_string(), ParamValue::Float(a)),
+            ("b".to_string(), ParamValue::Int(b)),
+        ]
+        .into_iter()
+        .collect()
+    };
+    for (a, b) in [(0.2, 2), (0.5, 4), (0.9, 6), (0.3, 8)] {
+        let c = cfg(a, b);
+        opt.tell_config(&c, ok(f(&c)));
+        opt.tell_memory(&c, true);
+    }
+    // b = 20 and then b = 15 run out of memory: two in a row.
+    for b in [20, 15] {
+        let c = cfg(0.7, b);
+        opt.tell_config(&c, Outcome::Failed);
+        opt.tell_memory(&c, false);
+    }
+    assert!(opt.retreating());
+    let t = opt.ask(&AskContext::default());
+    let b = t.config["b"].as_i64().unwrap();
+    assert!(
+        b <= 8,
+        "b = {b} while retreating: nothing above 8 has loaded"
+    );
+    opt.tell(&t, ok(f(&t.config)));
+    opt.tell_memory(&t.config, true);
+    assert!(!opt.retreating(), "a load ends the retreat");
+    // Past the retreat, the region below the wall (b < 15) is open again.
+    for _ in 0..5 {
+        let t = opt.ask(&AskContext::default());
+        let b = t.config["b"].as_i64().unwrap();
+        assert!(b < 15, "b = {b}: at or past the wall");
+        opt.tell(&t, ok(f(&t.config)));
+        opt.tell_memory(&t.config, true);
+    }
 }
 
 /// End-to-end check of the gradient the local search follows: log EI + log P(feasible) +

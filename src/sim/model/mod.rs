@@ -49,6 +49,9 @@ pub struct RunnerKey {
 /// profiles' tier; `auto_num_ctx`).
 pub const DEFAULT_NUM_CTX: u32 = 4096;
 const DEFAULT_NUM_BATCH: u32 = 512;
+/// Ollama's num_batch default on a GPU of at most `SMALL_GPU_BYTES` without flash attention.
+const SMALL_GPU_NUM_BATCH: u32 = 256;
+const SMALL_GPU_BYTES: u64 = 8 << 30;
 const GIB: u64 = 1 << 30;
 
 /// The contexts Ollama tries when num_ctx is unset (OLLAMA_CONTEXT_LENGTH 0): the VRAM tier
@@ -72,6 +75,10 @@ fn auto_num_ctx(p: &Profile) -> Vec<u32> {
 /// above 32k, subject to VRAM headroom: a larger batch is taken only when its compute graph
 /// costs no GPU layer against 512 (and loads where 512 loads).
 fn auto_num_batch(p: &Profile, key: &RunnerKey) -> u32 {
+    // CUDA GPUs of at most 8 GiB with flash attention off (the simulator has none) get 256.
+    if p.machine.vram_bytes <= SMALL_GPU_BYTES {
+        return SMALL_GPU_NUM_BATCH.min(key.num_ctx);
+    }
     let with = |b: u32| {
         let k = RunnerKey {
             num_batch: b.min(key.num_ctx),

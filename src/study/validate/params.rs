@@ -3,8 +3,9 @@
 //! backend's option table (src/domain/roles.rs); `auto` is a legal default only for an option
 //! the server decides itself.
 
+use crate::domain::memory::memory_of;
 use crate::domain::roles::{self, ParamFacts};
-use crate::engine::space::{Param, ParamKind, ParamValue, Prefer, Role, SearchSpace, AUTO};
+use crate::engine::space::{Memory, Param, ParamKind, ParamValue, Prefer, Role, SearchSpace, AUTO};
 use crate::study::error::{ConfigError, Locator};
 use crate::study::raw::RawParam;
 use crate::study::types::BackendConfig;
@@ -321,6 +322,55 @@ impl ParamCheck<'_> {
     }
 }
 
+impl ParamCheck<'_> {
+    /// `memory`: the study's, else the option table's (docs/memory.md). A word for any
+    /// parameter; for a categorical one also its choices from least to most memory.
+    fn memory(&self, param: &Param) -> Result<Memory, ConfigError> {
+        let Some(m) = &self.rp.memory else {
+            return Ok(memory_of(self.facts.memory, &param.kind));
+        };
+        let words = "use \"grows\" (a larger value needs more memory), \"shrinks\", \"none\" (it cannot change memory) or \"unknown\"";
+        match m.get_ref() {
+            toml::Value::String(w) => match w.as_str() {
+                "grows" | "shrinks" if !matches!(param.kind, ParamKind::Int { .. } | ParamKind::Float { .. } | ParamKind::Bool) => Err(self.err(
+                    m.span(),
+                    "memory",
+                    "a categorical parameter has no larger values: list its choices from least to most memory, e.g. memory = [\"q4_0\", \"q8_0\", \"f16\"]",
+                )),
+                "grows" => Ok(Memory::Grows),
+                "shrinks" => Ok(Memory::Shrinks),
+                "none" => Ok(Memory::Unaffected),
+                "unknown" => Ok(Memory::Unknown),
+                other => Err(self.err(m.span(), "memory", format!("unknown memory effect {other:?}; {words}"))),
+            },
+            toml::Value::Array(order) => {
+                let ParamKind::Categorical { choices } = &param.kind else {
+                    return Err(self.err(m.span(), "memory", format!("a list is for a categorical parameter's choices; {words}")));
+                };
+                let order: Vec<Option<ParamValue>> = order.iter().map(toml_to_param).collect();
+                let mut ranks = Vec::with_capacity(choices.len());
+                for c in choices {
+                    match order.iter().position(|o| o.as_ref() == Some(c)) {
+                        Some(i) => ranks.push(i as f64),
+                        None => {
+                            return Err(self.err(
+                                m.span(),
+                                "memory",
+                                format!("the choice {c} is not in the list; list every choice once, from least to most memory"),
+                            ))
+                        }
+                    }
+                }
+                if order.len() != choices.len() {
+                    return Err(self.err(m.span(), "memory", "list every choice once, from least to most memory"));
+                }
+                Ok(Memory::Ranked(ranks))
+            }
+            _ => Err(self.err(m.span(), "memory", words)),
+        }
+    }
+}
+
 fn validate_param(
     loc: &Locator,
     name: &str,
@@ -362,8 +412,10 @@ fn validate_param(
         default: None,
         role: check.role()?,
         prefer: None,
+        memory: Memory::Unknown,
     };
     param.prefer = check.prefer(&param)?;
+    param.memory = check.memory(&param)?;
     param.default = check.default(&param)?;
     Ok(param)
 }
