@@ -206,3 +206,74 @@ async fn regenerate_decision_fixture() {
         }
     }
 }
+
+/// num_gpu 999, 80 and 60 all mean "every layer on the GPU" on this model (34 layers): a leader
+/// at 60 runs exactly as the baseline at 999, so it is the baseline and no arm of the race
+/// (racing one server configuration against itself can only produce a false difference).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_runs_as_the_baseline_is_not_raced() {
+    let text = r#"
+[study]
+name = "same-as-baseline"
+model = "gemma3:4b"
+seed = 3
+
+[backend]
+kind = "simulator"
+profile = "gemma3-4b"
+time_scale = 0.001
+
+[budget]
+trials = 30
+
+[protocol]
+repeats = 3
+warmup = 1
+num_predict = 32
+
+[params.num_gpu]
+type = "categorical"
+choices = [999, 80, 60, 40]
+default = 999
+
+[params.num_ctx]
+type = "categorical"
+choices = [1024, 2048, 4096]
+default = 4096
+
+[params.temperature]
+type = "categorical"
+choices = [0.2, 0.4, 0.8]
+default = 0.8
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_study(tmp.path(), text, opts(tmp.path(), "s")).await;
+    let records = RunDir::new(&out.run_dir).read_journal().unwrap().records;
+    let ran = |params: &ollama_tuner::engine::space::Config| {
+        records
+            .iter()
+            .find(|r| &r.params == params && r.is_ok())
+            .map(|r| r.effective_params().clone())
+    };
+    let baseline = records
+        .iter()
+        .find(|r| r.origin == Origin::Baseline)
+        .unwrap();
+    let plan: ollama_tuner::engine::decision::Plan = serde_json::from_value(
+        records
+            .iter()
+            .find_map(|r| r.notes.get(decided::PLAN_NOTE))
+            .expect("a decision phase")
+            .clone(),
+    )
+    .unwrap();
+    for c in &plan.candidates {
+        let mut r = ran(c).unwrap_or_else(|| c.clone());
+        r.insert("temperature".into(), baseline.params["temperature"].clone());
+        assert_ne!(
+            &r,
+            baseline.effective_params(),
+            "candidate {c:?} runs as the baseline"
+        );
+    }
+}

@@ -34,6 +34,9 @@ pub(super) struct Left {
     pub trials_by_time: Option<usize>,
     /// The configuration the server ran for the baseline (None: it has not run).
     pub baseline_ran: Option<Config>,
+    /// What the server ran for requested configurations that ran differently than asked
+    /// (`config_key` of the request to its effective configuration).
+    pub ran_as: std::collections::HashMap<String, Config>,
 }
 
 impl Decider {
@@ -54,7 +57,7 @@ impl Decider {
     pub fn maybe_start(&mut self, study: &Study, optimizer: &Optimizer, left: &Left) {
         let settings = &study.decision;
         if let Some(n) = self.forced.take() {
-            if let Some(plan) = plan(study, optimizer, n, left.baseline_ran.as_ref()) {
+            if let Some(plan) = plan(study, optimizer, n, left) {
                 info!(
                     trials = n,
                     arms = plan.candidates.len() + 1,
@@ -93,7 +96,7 @@ impl Decider {
         if remaining > budget {
             return;
         }
-        if let Some(plan) = plan(study, optimizer, remaining, left.baseline_ran.as_ref()) {
+        if let Some(plan) = plan(study, optimizer, remaining, left) {
             info!(
                 trials = remaining,
                 race_arms,
@@ -154,7 +157,7 @@ impl Decider {
             && pending.origin != crate::trial::Origin::Confirm
         {
             let remaining = left.trials_budget.saturating_sub(left.trials_done);
-            if let Some(plan) = plan(study, optimizer, remaining, left.baseline_ran.as_ref()) {
+            if let Some(plan) = plan(study, optimizer, remaining, left) {
                 self.phase = Some(DecisionPhase::new(plan));
                 self.plan_unjournaled = true;
             }
@@ -188,22 +191,33 @@ fn ablation_arms(study: &Study, optimizer: &Optimizer, best: &Config) -> usize {
 /// exactly as it ran the baseline (`baseline_ran`: `num_gpu auto` fitted to 35 layers, a leader
 /// at `num_gpu 35`) is the baseline and no arm of its own: racing the same server
 /// configuration against itself can only produce a false difference.
-fn plan(
-    study: &Study,
-    optimizer: &Optimizer,
-    budget: usize,
-    baseline_ran: Option<&Config>,
-) -> Option<Plan> {
+fn plan(study: &Study, optimizer: &Optimizer, budget: usize, left: &Left) -> Option<Plan> {
     let settings = &study.decision;
     let space = optimizer.space();
     let baseline = space.normalize_config(&space.defaults()?);
-    let same_as_baseline = |c: &Config| {
-        baseline_ran.is_some_and(|b| config_key(&space.normalize_config(b)) == config_key(c))
+    // A leader is told as the server ran it when the space admits that, else as requested:
+    // compare what the server ran in both cases, with the output settings the race will give
+    // it (the baseline's, unless the study allows output changes; docs/decision.md, "Arms").
+    let ran = |c: &Config| {
+        let c = space.normalize_config(c);
+        let mut r = left.ran_as.get(&config_key(&c)).cloned().unwrap_or(c);
+        if !settings.allow_output_changes {
+            for p in space.params.iter().filter(|p| p.role == Role::Output) {
+                if let Some(v) = baseline.get(&p.name) {
+                    r.insert(p.name.clone(), v.clone());
+                }
+            }
+        }
+        config_key(&space.normalize_config(&r))
     };
+    let baseline_ran = left
+        .baseline_ran
+        .as_ref()
+        .map(|b| config_key(&space.normalize_config(b)));
     let candidates: Vec<Config> = optimizer
         .leaders(settings.candidates + 3)
         .into_iter()
-        .filter(|c| !same_as_baseline(&space.normalize_config(c)))
+        .filter(|c| baseline_ran.as_ref() != Some(&ran(c)))
         .take(settings.candidates + 2)
         .collect();
     if candidates.is_empty() {

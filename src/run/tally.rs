@@ -2,10 +2,11 @@
 //! (verdict.rs) that name the best configuration and count the trials.
 
 use crate::engine::objective::Objective;
-use crate::engine::space::Config;
+use crate::engine::space::{config_key, Config};
 use crate::store::RunProgress;
 use crate::trial::{FailureKind, Origin, TrialRecord};
 use crate::verdict::Standings;
+use std::collections::HashMap;
 
 /// What the run loop keeps of the journal: counts and the standings (per configuration, the
 /// pooled samples of the objective only). Not every record: with its samples and notes one
@@ -26,6 +27,9 @@ pub(super) struct Tally {
     /// The configuration the server ran for the baseline (its `effective` configuration), once
     /// the baseline ran: a candidate the server runs identically is the baseline.
     pub baseline_ran: Option<Config>,
+    /// What the server ran for each requested configuration that ran differently than asked
+    /// (`config_key` of the request to its effective configuration).
+    pub ran_as: HashMap<String, Config>,
 }
 
 impl Tally {
@@ -36,6 +40,7 @@ impl Tally {
             any_ok: false,
             standings: Standings::new(objective),
             baseline_ran: None,
+            ran_as: HashMap::new(),
         }
     }
 
@@ -49,6 +54,10 @@ impl Tally {
             self.consecutive_failures += 1;
         }
         self.standings.add(rec);
+        if rec.is_ok() && rec.effective_params() != &rec.params {
+            self.ran_as
+                .insert(config_key(&rec.params), rec.effective_params().clone());
+        }
         if rec.origin == Origin::Baseline && rec.is_ok() && self.baseline_ran.is_none() {
             self.baseline_ran = Some(rec.effective_params().clone());
         }

@@ -246,6 +246,11 @@ fn left(meta: &RunMeta, tally: &Tally, elapsed_total: f64) -> Left {
         trials_budget: meta.budget.trials,
         trials_by_time,
         baseline_ran: tally.baseline_ran.clone(),
+        ran_as: tally
+            .ran_as
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 
