@@ -289,13 +289,15 @@ pub const GEMMA3_4B_DRIFT: Profile = Profile {
     ..GEMMA3_4B
 };
 
-/// `llama3.1-8b` on a 6 GB GPU: the model does not fit whole at a useful context, so the
-/// best configuration sits on the memory wall (the most layers that fit at the context and
-/// batch asked) and one layer more runs out of memory (docs/memory.md). Same model and rates
-/// as `llama3.1-8b`; only the card is smaller.
+/// `llama3.1-8b` on a 6 GB GPU: the model fits whole only at a small context and batch (the
+/// stock num_ctx 4096 with Ollama's batch of 256 for small GPUs); a larger context or batch
+/// runs out of memory unless layers move to the CPU, so every configuration that asks for more
+/// sits against a memory wall (docs/memory.md). Same model and rates as `llama3.1-8b`; only the
+/// card is smaller.
 pub const LLAMA31_8B_6GB: Profile = Profile {
     name: "llama3.1-8b-6gb",
-    description: "llama3.1 8B q4_0 on a 6 GB laptop GPU: partial offload, a memory wall",
+    description:
+        "llama3.1 8B q4_0 on a 6 GB laptop GPU: whole only at a small context, a memory wall beyond",
     machine: LAPTOP_6GB,
     ..LLAMA31_8B
 };
