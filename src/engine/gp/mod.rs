@@ -313,14 +313,10 @@ impl Gp {
         self.x.len()
     }
 
-    /// Posterior mean and variance of the latent function at many points, in standardized
-    /// units (multiply the standard deviation by `y_std`, shift the mean by `y_mean`).
-    pub fn predict_standardized(&self, xs: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
-        let n = self.x.len();
-        let m = xs.len();
-        if m == 0 {
-            return (vec![], vec![]);
-        }
+    /// Posterior mean at `xs` (standardized) and V = L^-1 K(X, xs) (n x m), from which both
+    /// the marginal and the joint posterior covariances follow: k(a, b) - V_a . V_b.
+    fn mean_and_whitened(&self, xs: &[Vec<f64>]) -> (Vec<f64>, Mat<f64>) {
+        let (n, m) = (self.x.len(), xs.len());
         // Kxs^T: n x m
         let mut v = Mat::<f64>::from_fn(n, m, |i, j| {
             kernel(&self.x[i], &xs[j], &self.categorical, &self.hyper)
@@ -333,6 +329,17 @@ impl Gp {
             v.as_mut(),
             faer::Par::Seq,
         );
+        (mean, v)
+    }
+
+    /// Posterior mean and variance of the latent function at many points, in standardized
+    /// units (multiply the standard deviation by `y_std`, shift the mean by `y_mean`).
+    pub fn predict_standardized(&self, xs: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
+        if xs.is_empty() {
+            return (vec![], vec![]);
+        }
+        let (mean, v) = self.mean_and_whitened(xs);
+        let (n, m) = (self.x.len(), xs.len());
         let var: Vec<f64> = (0..m)
             .map(|j| {
                 let q: f64 = (0..n).map(|i| v[(i, j)] * v[(i, j)]).sum();
@@ -414,22 +421,11 @@ impl Gp {
     /// mean and the covariance matrix (rows), k(a, b) - k*(a)^T K^-1 k*(b) (Rasmussen & Williams
     /// 2006, eq. 2.24). For drawing correlated posterior samples (the importance intervals).
     pub fn predict_joint_standardized(&self, xs: &[Vec<f64>]) -> (Vec<f64>, Vec<Vec<f64>>) {
-        let n = self.x.len();
-        let m = xs.len();
-        if m == 0 {
+        if xs.is_empty() {
             return (vec![], vec![]);
         }
-        let mut v = Mat::<f64>::from_fn(n, m, |i, j| {
-            kernel(&self.x[i], &xs[j], &self.categorical, &self.hyper)
-        });
-        let mean: Vec<f64> = (0..m)
-            .map(|j| (0..n).map(|i| v[(i, j)] * self.alpha[i]).sum())
-            .collect();
-        faer::linalg::triangular_solve::solve_lower_triangular_in_place(
-            self.l.as_ref(),
-            v.as_mut(),
-            faer::Par::Seq,
-        );
+        let (mean, v) = self.mean_and_whitened(xs);
+        let (n, m) = (self.x.len(), xs.len());
         let cov = (0..m)
             .map(|a| {
                 (0..m)
