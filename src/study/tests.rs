@@ -444,3 +444,70 @@ fn shipped_studies_parse_with_stock_baselines() {
     assert_eq!(s.space.get("top_k").unwrap().role, Role::Output);
     assert_eq!(s.space.get("cache_type_v").unwrap().role, Role::Speed);
 }
+
+#[test]
+fn memory_effects_default_from_the_tables_and_the_study_declares_its_own() {
+    use crate::engine::space::Memory;
+    let s = parse_study(Path::new("x.toml"), GOOD).unwrap();
+    let m = |s: &Study, n: &str| {
+        s.space
+            .params
+            .iter()
+            .find(|p| p.name == n)
+            .unwrap()
+            .memory
+            .clone()
+    };
+    assert_eq!(m(&s, "num_ctx"), Memory::Grows);
+    assert_eq!(m(&s, "temperature"), Memory::Unaffected);
+    assert_eq!(m(&s, "kv"), Memory::Unknown, "not an Ollama option");
+    let text = GOOD
+        .replace(
+            r#"choices = ["f16", "q8_0"]"#,
+            "choices = [\"f16\", \"q8_0\"]\nmemory = [\"q8_0\", \"f16\"]",
+        )
+        .replace("default = 0.8", "default = 0.8\nmemory = \"grows\"");
+    let s = parse_study(Path::new("x.toml"), &text).unwrap();
+    assert_eq!(
+        m(&s, "kv"),
+        Memory::Ranked(vec![1.0, 0.0]),
+        "f16 needs more"
+    );
+    assert_eq!(m(&s, "temperature"), Memory::Grows);
+    // llama-server's cache types rank by bytes per element.
+    let llama = GOOD
+        .replace(
+            "kind = \"ollama\"",
+            "kind = \"llamacpp\"\nserver = \"llama-server\"\nmodel_path = \"m.gguf\"",
+        )
+        .replace("[params.kv]", "[params.cache_type_k]")
+        .replace("[params.num_ctx]", "[params.ctx_size]");
+    let s = parse_study(Path::new("x.toml"), &llama).unwrap();
+    assert_eq!(
+        m(&s, "cache_type_k"),
+        Memory::Ranked(vec![2.0, 34.0 / 32.0])
+    );
+    assert_eq!(m(&s, "ctx_size"), Memory::Grows);
+}
+
+#[test]
+fn a_bad_memory_effect_is_located() {
+    let e = err(&GOOD.replace("default = 0.8", "default = 0.8\nmemory = \"more\""));
+    assert_eq!(e.field, "params.temperature.memory");
+    assert!(e.message.contains("unknown memory effect \"more\""), "{e}");
+    let e = err(&GOOD.replace("default = 0.8", "default = 0.8\nmemory = [0.0, 1.5]"));
+    assert!(e.message.contains("a list is for a categorical"), "{e}");
+    let with_kv = |m: &str| {
+        GOOD.replace(
+            r#"choices = ["f16", "q8_0"]"#,
+            &format!("choices = [\"f16\", \"q8_0\"]\nmemory = {m}"),
+        )
+    };
+    let e = err(&with_kv("[\"f16\"]"));
+    assert_eq!(e.field, "params.kv.memory");
+    assert!(e.message.contains("q8_0 is not in the list"), "{e}");
+    let e = err(&with_kv("\"grows\""));
+    assert!(e.message.contains("list its choices"), "{e}");
+    let e = err(&with_kv("[\"f16\", \"q8_0\", \"q4_0\"]"));
+    assert!(e.message.contains("every choice once"), "{e}");
+}
