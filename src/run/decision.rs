@@ -27,16 +27,16 @@ pub(super) struct Decider {
 }
 
 /// How much of the run is left, for the start rule, and what the baseline ran as, for the plan.
-pub(super) struct Left {
+pub(super) struct Left<'a> {
     pub trials_done: usize,
     pub trials_budget: usize,
     /// Trials that fit in the wall time left at the mean trial duration so far (None: no limit).
     pub trials_by_time: Option<usize>,
     /// The configuration the server ran for the baseline (None: it has not run).
-    pub baseline_ran: Option<Config>,
+    pub baseline_ran: Option<&'a Config>,
     /// What the server ran for requested configurations that ran differently than asked
-    /// (`config_key` of the request to its effective configuration).
-    pub ran_as: std::collections::HashMap<String, Config>,
+    /// (`config_key` of the request to its effective configuration; the tally's map).
+    pub ran_as: &'a std::collections::HashMap<String, Config>,
 }
 
 impl Decider {
@@ -212,7 +212,6 @@ fn plan(study: &Study, optimizer: &Optimizer, budget: usize, left: &Left) -> Opt
     };
     let baseline_ran = left
         .baseline_ran
-        .as_ref()
         .map(|b| config_key(&space.normalize_config(b)));
     let candidates: Vec<Config> = optimizer
         .leaders(settings.candidates + 3)

@@ -227,7 +227,7 @@ fn stop_before_ask(
 }
 
 /// How much of the run's budget is left, for the decision phase's start rule.
-fn left(meta: &RunMeta, tally: &Tally, elapsed_total: f64) -> Left {
+fn left<'a>(meta: &RunMeta, tally: &'a Tally, elapsed_total: f64) -> Left<'a> {
     let trials_by_time = meta.budget.wall_time.map(|w| {
         let mean = if tally.done > 0 {
             elapsed_total / tally.done as f64
@@ -245,12 +245,8 @@ fn left(meta: &RunMeta, tally: &Tally, elapsed_total: f64) -> Left {
         trials_done: tally.done,
         trials_budget: meta.budget.trials,
         trials_by_time,
-        baseline_ran: tally.baseline_ran.clone(),
-        ran_as: tally
-            .ran_as
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        baseline_ran: tally.baseline_ran.as_ref(),
+        ran_as: &tally.ran_as,
     }
 }
 
