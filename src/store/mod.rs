@@ -485,28 +485,15 @@ impl RunLock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trial::{Origin, Status};
+    use crate::trial::Origin;
     use std::collections::BTreeMap;
 
     fn rec(n: usize) -> TrialRecord {
         TrialRecord {
-            trial: n,
             origin: Origin::Initial,
-            params: BTreeMap::new(),
-            effective: None,
-            status: Status::Ok,
-            objective: Some(n as f64),
-            feasible: true,
-            metrics: BTreeMap::new(),
-            samples: vec![],
-            failure: None,
-            error: None,
-            load: None,
-            notes: BTreeMap::new(),
             started_at: "2026-01-01T00:00:00Z".into(),
             finished_at: "2026-01-01T00:00:01Z".into(),
-            duration_s: 1.0,
-            acquisition: None,
+            ..TrialRecord::for_test(n, BTreeMap::new(), n as f64)
         }
     }
 
