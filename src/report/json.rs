@@ -71,6 +71,7 @@ struct JsonOutputEffect<'a> {
     variant: &'a ParamValue,
     effect: Option<JsonPairedEffect>,
     applied: bool,
+    skipped: bool,
 }
 
 #[derive(Serialize)]
@@ -84,6 +85,7 @@ struct JsonDecision<'a> {
     tied: &'a [Config],
     eliminated: usize,
     race_trials: usize,
+    race_skipped: bool,
     ablation_trials: usize,
     budget_trials: usize,
 }
@@ -129,11 +131,13 @@ fn decision(d: &DecisionSection) -> JsonDecision<'_> {
                 variant: &x.variant,
                 effect: paired(&x.effect),
                 applied: x.applied,
+                skipped: x.skipped,
             })
             .collect(),
         tied: &res.tied,
         eliminated: res.eliminated.len(),
         race_trials: d.race_trials,
+        race_skipped: res.race_skipped,
         ablation_trials: d.ablation_trials,
         budget_trials: d.budget,
     }

@@ -257,5 +257,6 @@ fn plan(study: &Study, optimizer: &Optimizer, budget: usize, left: &Left) -> Opt
         log_scale: crate::study::is_positive_metric(metric),
         budget,
         settings: settings.clone(),
+        plan_both_stages: true,
     })
 }

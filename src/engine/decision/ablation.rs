@@ -8,7 +8,9 @@
 use super::block::{Block, RoundState};
 use super::race::TIE_MARGIN_PCT;
 use super::stats::holm;
-use super::{prefer_order, same_value, value_of, with_value, DecisionPhase, Step};
+use super::{
+    changes_from, prefer_order, same_value, value_of, with_value, DecisionPhase, Plan, Step,
+};
 use crate::engine::space::{Config, ParamValue};
 use std::cmp::Ordering;
 
@@ -20,6 +22,8 @@ pub(super) struct Ablation {
     pub(super) changes: Vec<(String, usize)>,
     /// Each output setting varied: the parameter, its variant and the arm.
     pub(super) variants: Vec<(String, ParamValue, usize)>,
+    /// Output variants of the plan left out for the budget (`ablation_for`), for the report.
+    pub(super) skipped: Vec<(String, ParamValue)>,
     /// The baseline's arm (None when the baseline failed in the race).
     pub(super) base: Option<usize>,
     /// Trials this leg may take (what is left of the budget, less a reserve for the
@@ -46,36 +50,81 @@ pub(super) struct Leg {
     pub(super) target: Config,
 }
 
-impl DecisionPhase {
-    /// The ablation arms for `p`: p, p with each change reverted, p with each output variant of
-    /// a parameter it does not change, and the baseline (arms equal to another are that arm: with
-    /// one change, its reversion is the baseline).
-    pub(super) fn ablation_for(&self, p: Config) -> Ablation {
-        let baseline = &self.plan.baseline;
-        let mut block = Block::new();
-        block.add(p.clone());
-        let changes: Vec<(String, usize)> = self
-            .changed_params(&p)
-            .into_iter()
-            .map(|name| {
-                let arm = block.add(with_value(&p, &name, baseline.get(&name)));
-                (name, arm)
-            })
-            .collect();
-        let mut variants: Vec<(String, ParamValue, usize)> = Vec::new();
-        for (name, v) in &self.plan.output_variants {
-            if changes.iter().any(|(c, _)| c == name)
-                || variants.iter().any(|(n, _, _)| n == name)
-                || same_value(&value_of(&p, name), v)
-            {
-                continue;
-            }
-            let arm = block.add(with_value(&p, name, Some(v)));
-            variants.push((name.clone(), v.clone(), arm));
+/// The arms of an ablation of `p` (see `DecisionPhase::ablation_for`): p, p with each change
+/// reverted, with `variants` p with each output variant of a parameter it does not change, and
+/// with `baseline` the baseline. Arms equal to another are that arm (with one change, its
+/// reversion is the baseline). Pure, so the race can size itself for the ablation to come.
+pub(super) fn ablation_arms(plan: &Plan, p: &Config, variants: bool, baseline: bool) -> Arms {
+    let base = &plan.baseline;
+    let mut block = Block::new();
+    block.add(p.clone());
+    let changes: Vec<(String, usize)> = changes_from(base, p)
+        .into_iter()
+        .map(|name| {
+            let arm = block.add(with_value(p, &name, base.get(&name)));
+            (name, arm)
+        })
+        .collect();
+    let mut varied: Vec<(String, ParamValue, usize)> = Vec::new();
+    for (name, v) in plan.output_variants.iter().filter(|_| variants) {
+        if changes.iter().any(|(c, _)| c == name)
+            || varied.iter().any(|(n, _, _)| n == name)
+            || same_value(&value_of(p, name), v)
+        {
+            continue;
         }
-        let base = (!self.race.block.has_failed(0)).then(|| block.add(baseline.clone()));
+        let arm = block.add(with_value(p, name, Some(v)));
+        varied.push((name.clone(), v.clone(), arm));
+    }
+    let base = baseline.then(|| block.add(base.clone()));
+    Arms {
+        block,
+        changes,
+        variants: varied,
+        base,
+    }
+}
+
+/// An ablation's arms (`ablation_arms`), before its budget is set.
+pub(super) struct Arms {
+    pub(super) block: Block,
+    pub(super) changes: Vec<(String, usize)>,
+    pub(super) variants: Vec<(String, ParamValue, usize)>,
+    pub(super) base: Option<usize>,
+}
+
+impl DecisionPhase {
+    /// The ablation of `p` (`ablation_arms`). The output variants are left out when the budget
+    /// left cannot hold `min_rounds` rounds with them but can without: what each change buys
+    /// decides the recommendation, a variant's speed effect only informs (docs/decision.md,
+    /// "Budget").
+    pub(super) fn ablation_for(&self, p: Config) -> Ablation {
+        let with_base = !self.race.block.has_failed(0);
         let remaining = self.plan.budget.saturating_sub(self.told);
         let mr = self.min_rounds();
+        let full = ablation_arms(&self.plan, &p, true, with_base);
+        let lean = ablation_arms(&self.plan, &p, false, with_base);
+        let Arms {
+            block,
+            changes,
+            variants,
+            base,
+        } = if remaining < mr * full.block.arms.len() && remaining >= mr * lean.block.arms.len() {
+            lean
+        } else {
+            full
+        };
+        let skipped = self
+            .plan
+            .output_variants
+            .iter()
+            .filter(|(name, v)| {
+                !variants.iter().any(|(n, _, _)| n == name)
+                    && !changes.iter().any(|(c, _)| c == name)
+                    && !same_value(&value_of(&p, name), v)
+            })
+            .cloned()
+            .collect();
         let free = changes.len()
             + if self.plan.settings.allow_output_changes {
                 variants.len()
@@ -92,6 +141,7 @@ impl DecisionPhase {
             block,
             changes,
             variants,
+            skipped,
             base,
             cap,
             spent: 0,

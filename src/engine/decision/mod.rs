@@ -84,6 +84,10 @@ pub struct Plan {
     /// Trials the phase may spend.
     pub budget: usize,
     pub settings: DecisionSettings,
+    /// The race is sized for the ablation after it (docs/decision.md, "Budget"). False in plans
+    /// journaled before that rule, so their runs replay as they ran.
+    #[serde(default)]
+    pub plan_both_stages: bool,
 }
 
 /// Which part of the phase a measurement belongs to.
@@ -137,6 +141,10 @@ pub struct OutputEffect {
     pub effect: Option<Effect>,
     /// Applied to the recommendation (only with `allow_output_changes` and a significant gain).
     pub applied: bool,
+    /// Not measured on purpose: the phase's budget could not hold `min_rounds` rounds of the
+    /// ablation with a variant arm for every output setting, and the changes came first.
+    #[serde(default)]
+    pub skipped: bool,
 }
 
 /// What the decision says, in one word.
@@ -187,6 +195,11 @@ pub struct DecisionResult {
     pub rejected: Option<Config>,
     #[serde(default)]
     pub rejected_vs_baseline: Option<Effect>,
+    /// The phase's budget could hold the ablation of the search's leader but not a race before
+    /// it: the leader went straight to the ablation, whose rounds also measure it against the
+    /// baseline (docs/decision.md, "Budget").
+    #[serde(default)]
+    pub race_skipped: bool,
 }
 
 /// The race may take this share of the phase's budget (more when `min_rounds` rounds of every
@@ -389,15 +402,20 @@ impl DecisionPhase {
 
     /// Parameters where `config` differs from the baseline, in name order.
     fn changed_params(&self, config: &Config) -> Vec<String> {
-        let mut names: Vec<&String> = config.keys().chain(self.plan.baseline.keys()).collect();
-        names.sort();
-        names.dedup();
-        names
-            .into_iter()
-            .filter(|n| !same_value(&value_of(config, n), &value_of(&self.plan.baseline, n)))
-            .cloned()
-            .collect()
+        changes_from(&self.plan.baseline, config)
     }
+}
+
+/// Parameters where `config` differs from `baseline`, in name order.
+fn changes_from(baseline: &Config, config: &Config) -> Vec<String> {
+    let mut names: Vec<&String> = config.keys().chain(baseline.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|n| !same_value(&value_of(config, n), &value_of(baseline, n)))
+        .cloned()
+        .collect()
 }
 
 /// A parameter's value in a configuration; a missing one is not sent, which is `auto`.

@@ -2,6 +2,7 @@
 //! significantly worse (paired t-tests against the current best, Holm-corrected), and the rule
 //! choosing the simplest configuration among those left.
 
+use super::ablation::ablation_arms;
 use super::block::{Block, RoundState};
 use super::stats::holm;
 use super::{prefer_order, value_of, with_value, DecisionPhase, Plan, Role, Step, RACE_SHARE};
@@ -23,6 +24,10 @@ pub(super) struct Race {
     /// Trials the race may take, and took.
     pub(super) cap: usize,
     pub(super) spent: usize,
+    /// Whether the ablation to come was sized with the output variants' arms.
+    pub(super) variants: bool,
+    /// No race (`Sizing::direct`): the leader, arm 1, goes straight to the ablation.
+    pub(super) direct: bool,
 }
 
 /// A candidate with its output settings set back to the baseline's (unless the study allows
@@ -39,27 +44,109 @@ fn project(plan: &Plan, candidate: &Config) -> Config {
         })
 }
 
+/// How the race fits its phase's budget beside the ablation that follows (`Race::new`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Sizing {
+    /// Candidates raced (the baseline is the other arm).
+    candidates: usize,
+    /// The trials kept for the ablation: `min_rounds` rounds of the largest one a raced
+    /// candidate would need.
+    reserve: usize,
+    /// Whether that reserve covers the output variants' arms.
+    variants: bool,
+    /// No race: the search's leader goes straight to the ablation.
+    direct: bool,
+}
+
+/// The largest race that leaves `min_rounds` rounds of the ablation after it, in this order of
+/// preference: fewer candidates (down to one) with the output variants measured; fewer
+/// candidates without them; no race (the leader's ablation alone measures it against the
+/// baseline) with them, then without. None when not even that fits: the race then takes every
+/// candidate and the budget as before, and the ablation gets what is left.
+fn size(plan: &Plan, candidates: &[Config]) -> Option<Sizing> {
+    let mr = plan.settings.min_rounds.max(2);
+    let need =
+        |c: &Config, variants: bool| mr * ablation_arms(plan, c, variants, true).block.arms.len();
+    let reserve = |k: usize, variants: bool| {
+        candidates
+            .iter()
+            .take(k)
+            .map(|c| need(c, variants))
+            .max()
+            .unwrap_or(0)
+    };
+    for variants in [true, false] {
+        for k in (1..=candidates.len()).rev() {
+            let r = reserve(k, variants);
+            if mr * (k + 1) + r <= plan.budget {
+                return Some(Sizing {
+                    candidates: k,
+                    reserve: r,
+                    variants,
+                    direct: false,
+                });
+            }
+        }
+    }
+    for variants in [true, false] {
+        let r = reserve(1, variants);
+        if !candidates.is_empty() && r <= plan.budget {
+            return Some(Sizing {
+                candidates: 1,
+                reserve: r,
+                variants,
+                direct: true,
+            });
+        }
+    }
+    None
+}
+
 impl Race {
-    /// The baseline and up to `settings.candidates` distinct projected candidates, best first;
-    /// a candidate equal to the baseline (or to an earlier one) after projection is that arm.
+    /// The baseline and up to `settings.candidates` distinct projected candidates, best first
+    /// (a candidate equal to the baseline, or to an earlier one, after projection is that
+    /// arm), as many as leave the ablation its rounds (`size`).
     pub(super) fn new(plan: &Plan) -> Race {
-        let mut block = Block::new();
-        block.add(plan.baseline.clone());
+        let baseline = plan.baseline.clone();
+        let mut distinct = Block::new();
+        distinct.add(baseline.clone());
         for c in &plan.candidates {
-            if block.arms.len() > plan.settings.candidates {
+            if distinct.arms.len() > plan.settings.candidates {
                 break;
             }
-            block.add(project(plan, c));
+            distinct.add(project(plan, c));
         }
-        let n = block.arms.len();
+        let candidates = &distinct.arms[1..];
         let min_rounds = plan.settings.min_rounds.max(2);
         let share = (plan.budget as f64 * RACE_SHARE).floor() as usize;
+        let sizing = if plan.plan_both_stages {
+            size(plan, candidates)
+        } else {
+            None
+        };
+        let k = sizing.map_or(candidates.len(), |s| s.candidates);
+        let mut block = Block::new();
+        block.add(baseline);
+        for c in &candidates[..k] {
+            block.add(c.clone());
+        }
+        let n = block.arms.len();
+        let cap = match sizing {
+            Some(s) if s.direct => 0,
+            Some(s) => share
+                .min(plan.budget - s.reserve)
+                .max(min_rounds * n)
+                .min(plan.budget),
+            None => share.max(min_rounds * n).min(plan.budget),
+        };
         Race {
             block,
             contender: vec![true; n],
             eliminated: vec![],
-            cap: share.max(min_rounds * n).min(plan.budget),
+            cap,
             spent: 0,
+            variants: sizing.is_none_or(|s| s.variants),
+            direct: sizing.is_some_and(|s| s.direct),
         }
     }
 
@@ -112,10 +199,14 @@ impl DecisionPhase {
     /// then go on into it, keeping `min_rounds` rounds of the largest ablation a contender
     /// would need. 0 when the baseline is no longer a contender.
     fn extended_cap(&self) -> usize {
-        if !self.race.alive().contains(&0) {
+        if self.race.direct || !self.race.alive().contains(&0) {
             return 0;
         }
-        let variants = self.plan.output_variants.len();
+        let variants = if self.race.variants {
+            self.plan.output_variants.len()
+        } else {
+            0
+        };
         let largest = self
             .race
             .alive()
@@ -165,9 +256,12 @@ impl DecisionPhase {
     /// (so a simpler arm that is measurably, if not yet significantly, slower does not win on
     /// parsimony alone: the ablation removes the useless changes of the better one); then among
     /// the tied with that many changes, `simplest` (preferred directions, then the best mean).
-    /// The baseline when nothing is alive.
+    /// The baseline when nothing is alive; the search's leader when there was no race.
     pub(super) fn race_choice(&self) -> usize {
         let block = &self.race.block;
+        if self.race.direct && block.arms.len() > 1 {
+            return 1;
+        }
         let alive = self.race.alive();
         if alive.is_empty() || alive.contains(&0) {
             return 0;

@@ -25,6 +25,7 @@ impl DecisionPhase {
         let tied: Vec<Config> = race
             .alive()
             .into_iter()
+            .filter(|_| !race.direct)
             .map(|i| race.block.arms[i].clone())
             .collect();
         let eliminated = race
@@ -84,6 +85,7 @@ impl DecisionPhase {
             ablation_rounds: self.ablation.as_ref().map_or(0, |a| a.block.n_rounds()),
             rejected,
             rejected_vs_baseline,
+            race_skipped: race.direct,
         }
     }
 
@@ -95,9 +97,10 @@ impl DecisionPhase {
     /// - the ablation's decisions lead to an arm it measured: that arm, with the ablation's rounds;
     /// - they lead to a configuration the confirmation leg measured and found not significantly
     ///   worse than the chosen one: it, with the confirmation's rounds;
-    /// - otherwise (no budget for the confirmation, or the dropped changes interact): the
-    ///   simplest among the chosen configuration and its single reversions that dropped a change
-    ///   and are not significantly worse than it, with the ablation's rounds.
+    /// - otherwise (no budget for the confirmation, the dropped changes interact, or every change
+    ///   was dropped although the chosen configuration beat the baseline in the same rounds):
+    ///   the simplest among the chosen configuration and its single reversions that dropped a
+    ///   change and are not significantly worse than it, with the ablation's rounds.
     fn pick(&self) -> Pick {
         let race = &self.race;
         let from = |block: &Block, arm: usize, base: Option<usize>| Pick {
@@ -118,12 +121,24 @@ impl DecisionPhase {
         let Some(leg) = self.leg() else {
             return from(b, 0, a.base);
         };
+        let alpha = self.alpha_one_sided();
+        // Every change dropped although P beat the baseline in the same rounds: each change's
+        // test lacked the power that their joint effect had (few rounds, several changes),
+        // which is no evidence that they buy nothing. Fall through to the simplest of P and the
+        // reversions not significantly worse than it.
+        let joint_gain = a
+            .base
+            .is_some_and(|x| !b.has_failed(x) && self.p_better(b, 0, x) < alpha);
         if let Some(i) = b.find(&leg.target) {
-            if !b.has_failed(i) {
+            if Some(i) == a.base && !b.has_failed(i) && !joint_gain {
+                // Nothing buys anything, P included: P is what the phase arrived at, and the
+                // verdict keeps the defaults with P's measured effect beside them.
+                return from(b, 0, a.base);
+            }
+            if !b.has_failed(i) && Some(i) != a.base {
                 return from(b, i, a.base);
             }
         }
-        let alpha = self.alpha_one_sided();
         if let Some(c) = &self.confirm {
             let cb = &c.block;
             if cb.n_rounds() >= self.min_rounds()
@@ -173,7 +188,16 @@ impl DecisionPhase {
                 variant: v.clone(),
                 effect: self.effect(b, *arm, 0),
                 applied: same_value(&value_of(recommendation, name), v),
+                skipped: false,
             })
+            .chain(a.skipped.iter().map(|(name, v)| OutputEffect {
+                param: name.clone(),
+                user_value: value_of(p, name),
+                variant: v.clone(),
+                effect: None,
+                applied: false,
+                skipped: true,
+            }))
             .collect();
         (changes, outputs)
     }

@@ -107,6 +107,15 @@ pub(super) fn verdict(r: &Report, d: &DecisionSection, o: &mut String) {
             tied.join(", ")
         );
     }
+    if res.race_skipped {
+        let _ = writeln!(
+            o,
+            "No race: the decision phase's {} trials could hold the ablation of the search's \
+             leader but not a race of candidates before it, so the leader was measured against \
+             your defaults in the ablation's rounds.\n",
+            d.budget
+        );
+    }
     if !res.eliminated.is_empty() {
         let _ = writeln!(
             o,
@@ -179,6 +188,10 @@ pub(super) fn effects(r: &Report, d: &DecisionSection, o: &mut String) {
                     oe.param,
                     oe.variant,
                     effect_text(e)
+                ),
+                None if oe.skipped => format!(
+                    "{} {}: not measured (the decision phase's budget went to the changes)",
+                    oe.param, oe.variant
                 ),
                 None => format!("{} {}: not measured", oe.param, oe.variant),
             };
