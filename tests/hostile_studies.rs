@@ -60,7 +60,11 @@ fn shipped_studies() -> Vec<Base> {
             }
         })
         .collect();
-    assert!(out.len() >= 5, "expected the shipped studies, found {}", out.len());
+    assert!(
+        out.len() >= 5,
+        "expected the shipped studies, found {}",
+        out.len()
+    );
     // Relative paths (argv, prompts) are the repository's.
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
@@ -100,9 +104,13 @@ fn first_param(text: &str) -> String {
 /// Replace the first parameter's table with `body`.
 fn replace_first_param(text: &str, body: &str) -> String {
     let p = first_param(text);
-    let cleared = ["low", "high", "step", "log", "default", "choices", "type", "memory", "prefer", "role"]
-        .iter()
-        .fold(text.to_string(), |t, k| remove_key(&t, &format!("params.{p}"), k));
+    let cleared = [
+        "low", "high", "step", "log", "default", "choices", "type", "memory", "prefer", "role",
+    ]
+    .iter()
+    .fold(text.to_string(), |t, k| {
+        remove_key(&t, &format!("params.{p}"), k)
+    });
     let header = format!("[params.{p}]");
     cleared.replacen(&header, &format!("{header}\n{body}"), 1)
 }
@@ -132,13 +140,39 @@ fn targeted(text: &str) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, String)> = Vec::new();
     let mut s = |name: &str, t: String| v.push((name.to_string(), t));
     for (sec, key, vals) in [
-        ("budget", "trials", &["0", "-1", "1000000000000", "1e12", "\"many\""][..]),
-        ("budget", "wall_time", &["1e20", "0", "-5", "\"1e20s\"", "nan", "inf", "\"0s\"", "\"99999999999999h\"", "1.7e308"]),
+        (
+            "budget",
+            "trials",
+            &["0", "-1", "1000000000000", "1e12", "\"many\""][..],
+        ),
+        (
+            "budget",
+            "wall_time",
+            &[
+                "1e20",
+                "0",
+                "-5",
+                "\"1e20s\"",
+                "nan",
+                "inf",
+                "\"0s\"",
+                "\"99999999999999h\"",
+                "1.7e308",
+            ],
+        ),
         ("budget", "max_consecutive_failures", &["0", "10000000000"]),
-        ("protocol", "request_timeout", &["1e20", "0", "nan", "\"forever\""]),
+        (
+            "protocol",
+            "request_timeout",
+            &["1e20", "0", "nan", "\"forever\""],
+        ),
         ("protocol", "repeats", &["1e12", "1000000000000", "0"]),
         ("protocol", "warmup", &["-1", "10000000"]),
-        ("protocol", "num_predict", &["4294967297", "0", "-1", "2147483648"]),
+        (
+            "protocol",
+            "num_predict",
+            &["4294967297", "0", "-1", "2147483648"],
+        ),
         ("protocol", "max_retries", &["1000000000"]),
         ("optimizer", "candidates", &["1000000000000", "8"]),
         ("optimizer", "initial_trials", &["10000000000"]),
@@ -150,23 +184,51 @@ fn targeted(text: &str) -> Vec<(String, Vec<u8>)> {
         ("study", "name", &["\"\"", "\"a/b\"", "\"\\u0000\""]),
         ("study", "model", &["\"\""]),
         ("study", "seed", &["-1", "18446744073709551615"]),
-        ("backend", "url", &["\"not a url\"", "\"ftp://127.0.0.1/x\"", "\"\"", "\"http://\""]),
+        (
+            "backend",
+            "url",
+            &[
+                "\"not a url\"",
+                "\"ftp://127.0.0.1/x\"",
+                "\"\"",
+                "\"http://\"",
+            ],
+        ),
         ("backend", "kind", &["\"bogus\""]),
         ("backend", "profile", &["\"nope\""]),
         ("backend", "time_scale", &["inf", "nan", "0", "-1", "1e300"]),
         ("backend", "timeout", &["1e20", "0"]),
         ("backend", "startup_timeout", &["1e20"]),
         ("backend", "keep_alive", &["\"forever\"", "\"-1\""]),
-        ("backend", "env", &["{ \"A\\u0000B\" = \"1\" }", "{ A = \"x\\u0000\" }", "{ \"\" = \"1\" }"]),
+        (
+            "backend",
+            "env",
+            &[
+                "{ \"A\\u0000B\" = \"1\" }",
+                "{ A = \"x\\u0000\" }",
+                "{ \"\" = \"1\" }",
+            ],
+        ),
         ("backend", "argv", &["[]", "[\"a\\u0000b\"]"]),
         ("objective", "metric", &["\"bogus\"", "\"\""]),
-        ("objective", "constraints", &["[\"bogus <= 1\"]", "[\"ttft <= nan\"]", "[\"decode_tps >= 1e400\"]"]),
+        (
+            "objective",
+            "constraints",
+            &[
+                "[\"bogus <= 1\"]",
+                "[\"ttft <= nan\"]",
+                "[\"decode_tps >= 1e400\"]",
+            ],
+        ),
     ] {
         for val in vals {
             s(&format!("{sec}.{key}={val}"), set(text, sec, key, val));
         }
     }
-    s("study.name=300 chars", set(text, "study", "name", &format!("\"{}\"", "n".repeat(300))));
+    s(
+        "study.name=300 chars",
+        set(text, "study", "name", &format!("\"{}\"", "n".repeat(300))),
+    );
     for body in [
         "type = \"int\"\nlow = -4611686018427387904\nhigh = 4611686018427387904",
         "type = \"int\"\nlow = -9223372036854775808\nhigh = 9223372036854775807",
@@ -189,11 +251,25 @@ fn targeted(text: &str) -> Vec<(String, Vec<u8>)> {
         "type = \"int\"\nlow = 0\nhigh = 3000000000",
         "type = 5",
     ] {
-        s(&format!("first param: {}", body.replace('\n', "; ")), replace_first_param(text, body));
+        s(
+            &format!("first param: {}", body.replace('\n', "; ")),
+            replace_first_param(text, body),
+        );
     }
     let p = first_param(text);
-    s("case twin of the first param", format!("{text}\n[params.{}]\ntype = \"bool\"\n", p.to_uppercase()));
-    s("env shadows TUNE_", set(text, "backend", "env", &format!("{{ TUNE_{} = \"1\" }}", p.to_uppercase())));
+    s(
+        "case twin of the first param",
+        format!("{text}\n[params.{}]\ntype = \"bool\"\n", p.to_uppercase()),
+    );
+    s(
+        "env shadows TUNE_",
+        set(
+            text,
+            "backend",
+            "env",
+            &format!("{{ TUNE_{} = \"1\" }}", p.to_uppercase()),
+        ),
+    );
     s("300 params", {
         let mut t = text.to_string();
         for i in 0..300 {
@@ -201,11 +277,36 @@ fn targeted(text: &str) -> Vec<(String, Vec<u8>)> {
         }
         t
     });
-    s("duplicate key", text.replacen("[study]\n", "[study]\nseed = 1\nseed = 2\n", 1));
+    s(
+        "duplicate key",
+        text.replacen("[study]\n", "[study]\nseed = 1\nseed = 2\n", 1),
+    );
     s("duplicate table", format!("{text}\n[budget]\ntrials = 3\n"));
-    s("deep nesting", format!("{text}\n[study2]\nx = {}{}\n", "[".repeat(20_000), "]".repeat(20_000)));
-    s("deep inline tables", format!("{text}\nx = {}1{}\n", "{a = ".repeat(5_000), "}".repeat(5_000)));
-    s("1 MB string", set(text, "study", "description", &format!("\"{}\"", "x".repeat(1 << 20))));
+    s(
+        "deep nesting",
+        format!(
+            "{text}\n[study2]\nx = {}{}\n",
+            "[".repeat(20_000),
+            "]".repeat(20_000)
+        ),
+    );
+    s(
+        "deep inline tables",
+        format!(
+            "{text}\nx = {}1{}\n",
+            "{a = ".repeat(5_000),
+            "}".repeat(5_000)
+        ),
+    );
+    s(
+        "1 MB string",
+        set(
+            text,
+            "study",
+            "description",
+            &format!("\"{}\"", "x".repeat(1 << 20)),
+        ),
+    );
     s("empty", String::new());
     s("truncated", text[..text.len() / 2].to_string());
     s("unknown table", format!("{text}\n[bogus]\nx = 1\n"));
@@ -222,10 +323,36 @@ fn targeted(text: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 const HOSTILE: &[&str] = &[
-    "0", "-1", "1e20", "-1e20", "1.7e308", "-1.7e308", "nan", "inf", "-inf", "9223372036854775807",
-    "-9223372036854775808", "4294967297", "\"\"", "true", "[]", "[1, \"a\"]", "{ a = 1 }",
-    "\"\\u0000\"", "1e-320", "0.0", "\"1e20s\"", "\"0s\"", "\"99999999999h\"", "\"not a url\"",
-    "\"auto\"", "-0.0", "1", "2", "3.5", "\"x\"",
+    "0",
+    "-1",
+    "1e20",
+    "-1e20",
+    "1.7e308",
+    "-1.7e308",
+    "nan",
+    "inf",
+    "-inf",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "4294967297",
+    "\"\"",
+    "true",
+    "[]",
+    "[1, \"a\"]",
+    "{ a = 1 }",
+    "\"\\u0000\"",
+    "1e-320",
+    "0.0",
+    "\"1e20s\"",
+    "\"0s\"",
+    "\"99999999999h\"",
+    "\"not a url\"",
+    "\"auto\"",
+    "-0.0",
+    "1",
+    "2",
+    "3.5",
+    "\"x\"",
 ];
 
 /// Seeded random edits of a base text.
@@ -330,7 +457,9 @@ fn instant_backend(study: &Study) -> Instant {
 
 /// `ollama-tuner validate FILE` through the CLI's own dispatch: its exit code.
 async fn validate_exit(path: &Path) -> i32 {
-    let cli = <Cli as clap::Parser>::try_parse_from(["ollama-tuner", "validate", path.to_str().unwrap()]).unwrap();
+    let cli =
+        <Cli as clap::Parser>::try_parse_from(["ollama-tuner", "validate", path.to_str().unwrap()])
+            .unwrap();
     match dispatch(cli).await {
         Ok(()) => 0,
         Err(e) => e.code as i32,
@@ -341,11 +470,14 @@ async fn validate_exit(path: &Path) -> i32 {
 async fn run_one_trial(mut study: Study, path: &Path, state: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     // The real simulator when a trial stays short; its time scale is ours, not the file's.
-    let small = study.protocol.repeats + study.protocol.warmup <= 8 && study.protocol.num_predict <= 256;
+    let small =
+        study.protocol.repeats + study.protocol.warmup <= 8 && study.protocol.num_predict <= 256;
     let backend: Box<dyn Backend> = match &mut study.backend {
         BackendConfig::Simulator { time_scale, .. } if small => {
             *time_scale = 0.0001;
-            backend::create(&study).await.map_err(|e| format!("backend: {e}"))?
+            backend::create(&study)
+                .await
+                .map_err(|e| format!("backend: {e}"))?
         }
         _ => Box::new(instant_backend(&study)),
     };
@@ -369,7 +501,10 @@ async fn run_one_trial(mut study: Study, path: &Path, state: &Path) -> Result<()
         .map_err(|e| e.to_string())?;
     match records.as_slice() {
         [r] if r.status == Status::Ok || r.failure.is_some() => Ok(()),
-        other => Err(format!("expected one journaled trial, found {}", other.len())),
+        other => Err(format!(
+            "expected one journaled trial, found {}",
+            other.len()
+        )),
     }
 }
 
@@ -407,7 +542,10 @@ fn hostile_study_files() {
                         problems.push(format!("{label}: error not located: {e}"));
                     }
                 }
-                (r, code) => problems.push(format!("{label}: exit {code} for {:?}", r.as_ref().map(|_| ()))),
+                (r, code) => problems.push(format!(
+                    "{label}: exit {code} for {:?}",
+                    r.as_ref().map(|_| ())
+                )),
             }
             if let Ok(study) = loaded {
                 let state = dir.path().join(format!("s{files}"));

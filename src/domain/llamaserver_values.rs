@@ -4,7 +4,9 @@
 //! mode, every bound and choice of a load option). The study validation and the llamacpp
 //! backend both call these, so `validate` rejects what `run` would.
 
-use super::llamaserver::{self, FlashAttn, LlamaOption, ValueKind, KV_CACHE_TYPES, LOAD_OPTION_NAMES};
+use super::llamaserver::{
+    self, FlashAttn, LlamaOption, ValueKind, KV_CACHE_TYPES, LOAD_OPTION_NAMES,
+};
 use crate::engine::space::{ParamKind, ParamValue, SearchSpace};
 
 /// Request fields the protocol owns; a parameter with one of these names would corrupt the
@@ -129,7 +131,6 @@ pub fn check_option(name: &str, v: &ParamValue) -> Result<(), OptionError> {
     };
     flag_value(opt, v, what).map(|_| ())
 }
-
 
 /// A mistake in a llama-server search space: the parameter, what is wrong, what to do.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -33,12 +33,10 @@ pub(crate) fn duration_value(
         toml::Value::Float(f) if *f >= 0.0 && f.is_finite() => {
             Duration::try_from_secs_f64(*f).map_err(|_| DurationError::TooLong(max))?
         }
-        toml::Value::String(s) => {
-            humantime::parse_duration(s.trim()).map_err(|e| match e {
-                humantime::DurationError::NumberOverflow => DurationError::TooLong(max),
-                _ => DurationError::NotADuration,
-            })?
-        }
+        toml::Value::String(s) => humantime::parse_duration(s.trim()).map_err(|e| match e {
+            humantime::DurationError::NumberOverflow => DurationError::TooLong(max),
+            _ => DurationError::NotADuration,
+        })?,
         _ => return Err(DurationError::NotADuration),
     };
     if d > max {
@@ -137,6 +135,9 @@ pub(crate) mod opt_secs {
 /// Seconds as a recorded study holds them: negative means zero; NaN or too large for a
 /// `Duration` is an error (not a panic).
 fn from_recorded_secs(v: f64) -> Result<Duration, String> {
+    if v.is_nan() {
+        return Err("NaN seconds is not a duration".into());
+    }
     Duration::try_from_secs_f64(v.max(0.0))
         .map_err(|_| format!("{v} seconds is not a duration this program can hold"))
 }

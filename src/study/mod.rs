@@ -98,7 +98,8 @@ fn field_at(text: &str, offset: usize) -> String {
     let key = key.trim().trim_matches('"');
     let table = before[..line_start].lines().rev().find_map(|l| {
         let t = l.trim();
-        (t.starts_with('[') && !t.starts_with("[[")).then(|| t.trim_matches(['[', ']']).trim().to_string())
+        (t.starts_with('[') && !t.starts_with("[["))
+            .then(|| t.trim_matches(['[', ']']).trim().to_string())
     });
     match table {
         Some(t) if !t.is_empty() => format!("{t}.{key}"),

@@ -12,9 +12,9 @@
 use crate::domain::llamaserver::{
     self, FlashAttn, LlamaOption, Untuned, ValueKind, FIT_OPTIONS, TRACE_LOG_ARGS,
 };
+use crate::domain::llamaserver_values::flag_value;
 pub use crate::domain::llamaserver_values::OptionError;
 pub(crate) use crate::domain::llamaserver_values::RESERVED_FIELDS;
-use crate::domain::llamaserver_values::flag_value;
 use crate::engine::space::{Config, ParamValue};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

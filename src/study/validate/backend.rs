@@ -229,16 +229,27 @@ fn http_url(
     example: &str,
 ) -> Result<String, ConfigError> {
     let text = v.get_ref().trim();
-    let bad = |why: String| loc.err(v.span(), field, format!("{text:?} {why}; write it like {example}"));
+    let bad = |why: String| {
+        loc.err(
+            v.span(),
+            field,
+            format!("{text:?} {why}; write it like {example}"),
+        )
+    };
     let url = reqwest::Url::parse(text).map_err(|e| bad(format!("is not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad(format!("is a {}: URL, not http or https", url.scheme())));
+        return Err(bad(format!(
+            "is a {}: URL, not http or https",
+            url.scheme()
+        )));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("names no host".into()));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(bad("has a query or fragment, which the API paths cannot follow".into()));
+        return Err(bad(
+            "has a query or fragment, which the API paths cannot follow".into(),
+        ));
     }
     Ok(text.to_string())
 }
@@ -301,7 +312,7 @@ fn environment(
 }
 
 /// `study.model`: the Ollama API (and the simulator) is asked for a model by name, so those
-/// backends need one; the simulator serves only its profile's model.
+/// backends need one.
 pub(super) fn check_model(
     loc: &Locator,
     backend: &BackendConfig,
@@ -324,22 +335,18 @@ pub(super) fn check_model(
         return Err(loc.err(
             span,
             "study.model",
-            format!("the {} backend needs the model to measure; set model = {example:?}", backend.kind()),
+            format!(
+                "the {} backend needs the model to measure; set model = {example:?}",
+                backend.kind()
+            ),
         ));
     }
     if model.chars().any(char::is_control) {
-        return Err(loc.err(span, "study.model", "contains a control character; write the model name as `ollama list` prints it"));
-    }
-    if let BackendConfig::Simulator { profile, .. } = backend {
-        if let Some(p) = crate::sim::profile(profile) {
-            if !crate::sim::profile_serves(p, model) {
-                return Err(loc.err(
-                    span,
-                    "study.model",
-                    format!("the simulator profile {profile:?} serves the model {:?}, not {model:?}; set model = {:?}", p.model, p.model),
-                ));
-            }
-        }
+        return Err(loc.err(
+            span,
+            "study.model",
+            "contains a control character; write the model name as `ollama list` prints it",
+        ));
     }
     Ok(())
 }

@@ -21,7 +21,12 @@ pub(crate) fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError
     let study_span = raw.study.span();
     let (name, model, model_span, seed) = study_header(loc, raw.study.into_inner())?;
     let (backend, runner_params) = backend::validate_backend(loc, raw.backend, &study_span)?;
-    backend::check_model(loc, &backend, &model, model_span.unwrap_or(study_span.clone()))?;
+    backend::check_model(
+        loc,
+        &backend,
+        &model,
+        model_span.unwrap_or(study_span.clone()),
+    )?;
     let budget = sections::validate_budget(loc, raw.budget)?;
     let objective = sections::validate_objective(loc, raw.objective, &backend)?;
     let protocol = sections::validate_protocol(loc, raw.protocol, &backend)?;

@@ -16,10 +16,7 @@ use toml::Spanned;
 /// reads the value; None where the tuner's own limits are the only ones (a command, or a name
 /// the server's table does not know).
 fn server_limit(backend: &BackendConfig, name: &str, int: bool) -> Option<(f64, &'static str)> {
-    const F32: (f64, &str) = (
-        f32::MAX as f64,
-        "the server reads it as a 32-bit float",
-    );
+    const F32: (f64, &str) = (f32::MAX as f64, "the server reads it as a 32-bit float");
     match backend {
         BackendConfig::Ollama { .. } | BackendConfig::Simulator { .. } => {
             match ollama::option_type(name)? {
@@ -30,10 +27,7 @@ fn server_limit(backend: &BackendConfig, name: &str, int: bool) -> Option<(f64, 
         BackendConfig::Llamacpp { .. } => {
             llamaserver::option_or_alias(name)?;
             Some(if int {
-                (
-                    i32::MAX as f64,
-                    "llama-server reads it as a 32-bit integer",
-                )
+                (i32::MAX as f64, "llama-server reads it as a 32-bit integer")
             } else {
                 F32
             })
@@ -58,7 +52,12 @@ impl Num {
 }
 
 impl ParamCheck<'_> {
-    fn num(&self, v: &Spanned<toml::Value>, field: &str, want_int: bool) -> Result<Num, ConfigError> {
+    fn num(
+        &self,
+        v: &Spanned<toml::Value>,
+        field: &str,
+        want_int: bool,
+    ) -> Result<Num, ConfigError> {
         let n = match v.get_ref() {
             toml::Value::Integer(i) => Num::Int(*i),
             toml::Value::Float(x) if !want_int && x.is_finite() => Num::Float(*x),
@@ -139,7 +138,11 @@ impl ParamCheck<'_> {
                     return Err(self.err(s.span(), "step", "must be > 0"));
                 }
                 if !((h - l) / v).is_finite() {
-                    return Err(self.err(s.span(), "step", format!("{v} is too small a step for the range from {l} to {h}")));
+                    return Err(self.err(
+                        s.span(),
+                        "step",
+                        format!("{v} is too small a step for the range from {l} to {h}"),
+                    ));
                 }
                 Some(v)
             }

@@ -3,11 +3,11 @@
 //! backend's option table (src/domain/roles.rs); `auto` is a legal default only for an option
 //! the server decides itself.
 
+use super::limits::{MAX_CHOICES, MAX_PARAMS};
 use crate::domain::llamaserver_values;
 use crate::domain::memory::memory_of;
-use crate::domain::roles::{self, ParamFacts};
-use super::limits::{MAX_CHOICES, MAX_PARAMS};
 use crate::domain::ollama::{self, OptionType};
+use crate::domain::roles::{self, ParamFacts};
 use crate::engine::space::{
     values_equal, Memory, Param, ParamKind, ParamValue, Prefer, Role, SearchSpace, AUTO,
 };
@@ -46,7 +46,13 @@ pub(super) fn validate_params(
     for (pname, rp) in entries {
         let span = rp.span();
         spans.insert(pname.clone(), span.clone());
-        params.push(validate_param(loc, &pname, span.clone(), rp.into_inner(), backend)?);
+        params.push(validate_param(
+            loc,
+            &pname,
+            span.clone(),
+            rp.into_inner(),
+            backend,
+        )?);
         if let BackendConfig::Command { env, .. } = backend {
             command_env_name(loc, &params, span, env)?;
         }
@@ -56,7 +62,11 @@ pub(super) fn validate_params(
     if let BackendConfig::Llamacpp { attach, .. } = backend {
         llamaserver_values::check_space(&space, attach.is_some()).map_err(|e| {
             let span = spans.get(&e.param).cloned().unwrap_or(study_span);
-            loc.err(span, &format!("params.{}", e.param), format!("{}; {}", e.message, e.hint))
+            loc.err(
+                span,
+                &format!("params.{}", e.param),
+                format!("{}; {}", e.message, e.hint),
+            )
         })?;
     }
     Ok(space)
@@ -91,7 +101,10 @@ impl ParamCheck<'_> {
     }
 
     /// Fields the parameter's type does not take, in the order given.
-    pub(super) fn not_for(&self, fields: &[(&str, Option<Range<usize>>)]) -> Result<(), ConfigError> {
+    pub(super) fn not_for(
+        &self,
+        fields: &[(&str, Option<Range<usize>>)],
+    ) -> Result<(), ConfigError> {
         for (field, present) in fields {
             if let Some(sp) = present {
                 let message = format!("not allowed for type {:?}", self.kind_text());
@@ -445,7 +458,10 @@ impl ParamCheck<'_> {
             return Ok(());
         }
         let (is, want) = match ty {
-            OptionType::Int => ("an integer", "type = \"int\" (or a categorical of integers)"),
+            OptionType::Int => (
+                "an integer",
+                "type = \"int\" (or a categorical of integers)",
+            ),
             OptionType::Float => ("a number", "type = \"float\" (or a categorical of numbers)"),
             _ => ("a boolean", "type = \"bool\""),
         };
@@ -481,7 +497,10 @@ fn command_env_name(
         return Err(loc.err(
             span,
             &field,
-            format!("{} and {} both reach the command as {var}; rename one", other.name, last.name),
+            format!(
+                "{} and {} both reach the command as {var}; rename one",
+                other.name, last.name
+            ),
         ));
     }
     if env.contains_key(&var) {

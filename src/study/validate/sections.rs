@@ -25,19 +25,15 @@ pub(super) fn validate_budget(
         Some(b) => {
             let b = b.into_inner();
             let trials = match &b.trials {
-                Some(t) => bounded_int(loc, t, "budget.trials", 1, MAX_TRIALS, "trials of one run")?,
+                Some(t) => {
+                    bounded_int(loc, t, "budget.trials", 1, MAX_TRIALS, "trials of one run")?
+                }
                 None => 30,
             };
             let wall = match &b.wall_time {
-                Some(w) => Some(
-                    duration_value(w.get_ref(), MAX_WALL_TIME, false).map_err(|e| {
-                        loc.err(
-                            w.span(),
-                            "budget.wall_time",
-                            e.message("\"8h\" or \"90m\""),
-                        )
-                    })?,
-                ),
+                Some(w) => Some(duration_value(w.get_ref(), MAX_WALL_TIME, false).map_err(
+                    |e| loc.err(w.span(), "budget.wall_time", e.message("\"8h\" or \"90m\"")),
+                )?),
                 None => None,
             };
             let mf = match &b.max_consecutive_failures {
