@@ -75,6 +75,38 @@ pub const METRICS: &[Metric] = &[
     m("throughput", Unit::TokensPerSecond, true),
 ];
 
+/// The metrics every sample of an inference server carries, by backend kind: what an
+/// objective or a constraint may name on it (src/backend/ollama.rs `metrics_from_final` and the
+/// client-side `ttft`, `e2e`; src/backend/llamacpp/sse.rs and server.rs). None for a `command`
+/// backend, whose program names its own metrics.
+pub fn server_metrics(backend: &str) -> Option<&'static [&'static str]> {
+    const OLLAMA: &[&str] = &[
+        "decode_tps",
+        "prefill_tps",
+        "ttft",
+        "e2e",
+        "total",
+        "server_load",
+        "eval_count",
+        "prompt_eval_count",
+    ];
+    const LLAMACPP: &[&str] = &[
+        "decode_tps",
+        "prefill_tps",
+        "ttft",
+        "e2e",
+        "total",
+        "eval_count",
+        "prompt_eval_count",
+        "cache_n",
+    ];
+    match backend {
+        "ollama" | "simulator" => Some(OLLAMA),
+        "llamacpp" => Some(LLAMACPP),
+        _ => None,
+    }
+}
+
 /// Naming conventions for metrics the table does not list: `*_tps` is a rate in tokens per
 /// second, `*_s` a duration in seconds; both positive.
 pub const SUFFIXES: &[(&str, Unit, bool)] = &[
@@ -146,6 +178,17 @@ mod tests {
             let timed = matches!(x.unit, Unit::Seconds | Unit::TokensPerSecond);
             assert_eq!(x.positive, timed && x.name != "server_load", "{}", x.name);
         }
+    }
+
+    /// Every metric a server backend fills is in the table, with its unit.
+    #[test]
+    fn server_metrics_are_listed() {
+        for kind in ["ollama", "simulator", "llamacpp"] {
+            for name in server_metrics(kind).unwrap() {
+                assert!(METRICS.iter().any(|m| m.name == *name), "{kind}: {name}");
+            }
+        }
+        assert!(server_metrics("command").is_none());
     }
 
     #[test]

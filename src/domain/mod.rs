@@ -2,6 +2,7 @@
 //! (study validation, backends, simulator, report, export), written down once.
 
 pub mod llamaserver;
+pub mod llamaserver_values;
 pub mod memory;
 pub mod metrics;
 pub mod ollama;

@@ -205,7 +205,11 @@ impl Param {
         match &self.kind {
             ParamKind::Int {
                 low, high, step, ..
-            } => Some(((high - low) / step + 1) as u64),
+            } => {
+                // In i128: a width such as high - low of two large bounds overflows i64.
+                let n = (i128::from(*high) - i128::from(*low)) / i128::from((*step).max(1)) + 1;
+                Some(u64::try_from(n).unwrap_or(u64::MAX))
+            }
             ParamKind::Float {
                 low,
                 high,
@@ -320,6 +324,17 @@ impl Param {
                 // configurations have equal keys.
                 ParamValue::Float(round_significant(v, 12).clamp(*low, *high))
             }
+        }
+    }
+
+    /// The value the tuner measures for `value`: clamped into the bounds and rounded onto the
+    /// step grid (and for a float to 12 significant digits), through the encoding; a value
+    /// without a coordinate (`auto`, an unlisted choice) stays as it is. A study's default
+    /// must be its own normalization, or the baseline would be measured at another value.
+    pub fn normalize(&self, value: &ParamValue) -> ParamValue {
+        match self.encode(value) {
+            Some(u) => self.decode(u),
+            None => value.clone(),
         }
     }
 
@@ -517,9 +532,7 @@ impl SearchSpace {
         let mut out = config.clone();
         for p in &self.params {
             if let Some(v) = config.get(&p.name) {
-                if let Some(u) = p.encode(v) {
-                    out.insert(p.name.clone(), p.decode(u));
-                }
+                out.insert(p.name.clone(), p.normalize(v));
             }
         }
         out

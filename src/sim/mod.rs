@@ -92,6 +92,12 @@ impl SimServer {
     }
 }
 
+/// Whether a simulator with `profile` answers requests for `model` (as /api/generate and
+/// /api/show decide it: "gemma3:4b" and "gemma3:4b" with any case or a ":latest" tag alike).
+pub fn profile_serves(profile: &Profile, model: &str) -> bool {
+    app::normalize_model(model) == app::normalize_model(profile.model)
+}
+
 /// The names `SimConfig::profile` accepts, the default first.
 pub fn profile_names() -> Vec<&'static str> {
     PROFILES.iter().map(|p| p.name).collect()

@@ -1,17 +1,104 @@
-//! Durations in study files and in serialized studies: reading a TOML duration value, and
-//! the serde helpers that write a `Duration` as seconds.
+//! Durations in study files and in serialized studies: reading a TOML duration value (with
+//! the range each field allows), checking a Go duration string such as Ollama's keep_alive,
+//! and the serde helpers that write a `Duration` as seconds.
 
 use std::time::Duration;
 
+/// The longest duration any study field may hold: a year. Anything longer is a mistake (a
+/// unit missing or an exponent too many), and keeps the deadline arithmetic far from overflow.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Why a TOML value is not a duration a field accepts.
+#[derive(Debug, PartialEq)]
+pub(crate) enum DurationError {
+    /// Not a number of seconds or a humantime string.
+    NotADuration,
+    /// Zero, where the field needs time to pass.
+    Zero,
+    /// Longer than the field's maximum.
+    TooLong(Duration),
+}
+
 /// A duration as a study file may write it: whole or fractional seconds, or a humantime
-/// string such as "90s" or "2m".
-pub(crate) fn duration_value(v: &toml::Value) -> Option<Duration> {
-    match v {
-        toml::Value::Integer(i) if *i >= 0 => Some(Duration::from_secs(*i as u64)),
-        toml::Value::Float(f) if *f >= 0.0 && f.is_finite() => Some(Duration::from_secs_f64(*f)),
-        toml::Value::String(s) => humantime::parse_duration(s.trim()).ok(),
-        _ => None,
+/// string such as "90s" or "2m"; at most `max`, and longer than zero unless `zero_ok`.
+pub(crate) fn duration_value(
+    v: &toml::Value,
+    max: Duration,
+    zero_ok: bool,
+) -> Result<Duration, DurationError> {
+    let d = match v {
+        toml::Value::Integer(i) if *i >= 0 => Duration::from_secs(*i as u64),
+        // NaN, negative and infinite seconds are no duration; a finite number of seconds too
+        // large for a Duration is too long.
+        toml::Value::Float(f) if *f >= 0.0 && f.is_finite() => {
+            Duration::try_from_secs_f64(*f).map_err(|_| DurationError::TooLong(max))?
+        }
+        toml::Value::String(s) => humantime::parse_duration(s.trim()).map_err(|e| match e {
+            humantime::DurationError::NumberOverflow => DurationError::TooLong(max),
+            _ => DurationError::NotADuration,
+        })?,
+        _ => return Err(DurationError::NotADuration),
+    };
+    if d > max {
+        return Err(DurationError::TooLong(max));
     }
+    if d.is_zero() && !zero_ok {
+        return Err(DurationError::Zero);
+    }
+    Ok(d)
+}
+
+impl DurationError {
+    /// The message for field values such as `example` ("\"90s\" or \"2m\"").
+    pub(crate) fn message(&self, example: &str) -> String {
+        match self {
+            DurationError::NotADuration => {
+                format!("must be a duration such as {example} (seconds, or a number with a unit)")
+            }
+            DurationError::Zero => format!("must be longer than zero, such as {example}"),
+            DurationError::TooLong(max) => format!(
+                "is longer than the {} this field allows; write a duration such as {example}",
+                humantime::format_duration(*max)
+            ),
+        }
+    }
+}
+
+/// Whether `text` is a duration Go's `time.ParseDuration` reads ("5m", "1h30m", "-1s", "0"),
+/// as Ollama reads `keep_alive` given as a string (a sign, then numbers each with a unit).
+pub(crate) fn is_go_duration(text: &str) -> bool {
+    let rest = text
+        .strip_prefix('-')
+        .or_else(|| text.strip_prefix('+'))
+        .unwrap_or(text);
+    if rest == "0" {
+        return true;
+    }
+    if rest.is_empty() {
+        return false;
+    }
+    let mut rest = rest;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number = &rest[..num_len];
+        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+            return false;
+        }
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        if !matches!(
+            &rest[..unit_len],
+            "ns" | "us" | "µs" | "μs" | "ms" | "s" | "m" | "h"
+        ) {
+            return false;
+        }
+        rest = &rest[unit_len..];
+    }
+    true
 }
 
 /// `Duration` as seconds (f64).
@@ -23,7 +110,7 @@ pub(crate) mod secs {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let v = f64::deserialize(d)?;
-        Ok(Duration::from_secs_f64(v.max(0.0)))
+        super::from_recorded_secs(v).map_err(serde::de::Error::custom)
     }
 }
 
@@ -39,6 +126,76 @@ pub(crate) mod opt_secs {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let v = Option::<f64>::deserialize(d)?;
-        Ok(v.map(|x| Duration::from_secs_f64(x.max(0.0))))
+        v.map(super::from_recorded_secs)
+            .transpose()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Seconds as a recorded study holds them: negative means zero; NaN or too large for a
+/// `Duration` is an error (not a panic).
+fn from_recorded_secs(v: f64) -> Result<Duration, String> {
+    if v.is_nan() {
+        return Err("NaN seconds is not a duration".into());
+    }
+    Duration::try_from_secs_f64(v.max(0.0))
+        .map_err(|_| format!("{v} seconds is not a duration this program can hold"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn val(text: &str) -> toml::Value {
+        toml::from_str::<toml::Table>(&format!("v = {text}")).unwrap()["v"].clone()
+    }
+
+    #[test]
+    fn huge_nan_and_zero_durations_are_errors_not_panics() {
+        let max = Duration::from_secs(3600);
+        for (text, want) in [
+            ("1e20", DurationError::TooLong(max)),
+            ("1.7e308", DurationError::TooLong(max)),
+            ("inf", DurationError::NotADuration),
+            ("nan", DurationError::NotADuration),
+            ("-1", DurationError::NotADuration),
+            ("-0.5", DurationError::NotADuration),
+            ("3601", DurationError::TooLong(max)),
+            ("\"99999999999999999999999h\"", DurationError::TooLong(max)),
+            ("\"2h\"", DurationError::TooLong(max)),
+            ("0", DurationError::Zero),
+            ("0.0", DurationError::Zero),
+            ("\"0s\"", DurationError::Zero),
+            ("\"soon\"", DurationError::NotADuration),
+            ("true", DurationError::NotADuration),
+        ] {
+            assert_eq!(duration_value(&val(text), max, false), Err(want), "{text}");
+        }
+        assert_eq!(
+            duration_value(&val("1.5"), max, false),
+            Ok(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            duration_value(&val("\"90s\""), max, false),
+            Ok(Duration::from_secs(90))
+        );
+        assert_eq!(duration_value(&val("0"), max, true), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn go_durations() {
+        for ok in ["30m", "0", "-1s", "1h30m", "1.5h", "300ms", "+5m", "2us"] {
+            assert!(is_go_duration(ok), "{ok}");
+        }
+        for bad in ["", "-1", "30", "m", "5 m", "1..5s", "5d", "forever", "-"] {
+            assert!(!is_go_duration(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn recorded_seconds_never_panic() {
+        assert_eq!(from_recorded_secs(-3.0), Ok(Duration::ZERO));
+        assert!(from_recorded_secs(1e300).is_err());
+        assert!(from_recorded_secs(f64::NAN).is_err());
     }
 }

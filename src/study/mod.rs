@@ -33,14 +33,35 @@ use std::path::Path;
 
 /// Read and check a study file.
 pub fn load_study(path: &Path) -> Result<Study, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError {
         path: path.to_path_buf(),
         line: 0,
         column: 0,
         field: String::new(),
         message: format!("cannot read the study file: {e}"),
     })?;
-    parse_study(path, &text)
+    parse_study(path, &study_text(path, &bytes)?)
+}
+
+/// The text of a study file, which TOML requires to be UTF-8: a byte that is not is reported
+/// at its own line and column.
+pub fn study_text(path: &Path, bytes: &[u8]) -> Result<String, ConfigError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text.to_string()),
+        Err(e) => {
+            let at = e.valid_up_to();
+            let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+            let loc = Locator { path, text: valid };
+            Err(loc.err(
+                at..at,
+                "",
+                format!(
+                    "byte 0x{:02x} is not UTF-8; a study file must be UTF-8 text (re-save it as UTF-8)",
+                    bytes[at]
+                ),
+            ))
+        }
+    }
 }
 
 /// Parse and check study text; `path` is only used in error messages.
@@ -49,16 +70,45 @@ pub fn parse_study(path: &Path, text: &str) -> Result<Study, ConfigError> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         let msg = e.message().trim().to_string();
-        let field = field_from_message(&msg);
+        let field = field_from_message(&msg).unwrap_or_else(|| field_at(text, span.start));
         loc.err(span, &field, msg)
     })?;
     validate::validate(&loc, raw)
 }
 
-fn field_from_message(msg: &str) -> String {
+fn field_from_message(msg: &str) -> Option<String> {
     // toml's messages name the unknown field in backticks: "unknown field `lo`, expected ...".
-    msg.split('`').nth(1).unwrap_or("").to_string()
+    msg.starts_with("unknown field")
+        .then(|| msg.split('`').nth(1).unwrap_or("").to_string())
 }
+
+/// The `table.key` of the line holding byte `offset` (a value of the wrong type): the key
+/// before its `=`, under the nearest `[table]` header above it; "" when the line has no key.
+fn field_at(text: &str, offset: usize) -> String {
+    let offset = (0..=offset.min(text.len()))
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let Some((key, _)) = line.split_once('=') else {
+        return String::new();
+    };
+    let key = key.trim().trim_matches('"');
+    let table = before[..line_start].lines().rev().find_map(|l| {
+        let t = l.trim();
+        (t.starts_with('[') && !t.starts_with("[["))
+            .then(|| t.trim_matches(['[', ']']).trim().to_string())
+    });
+    match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests;
 
 #[cfg(test)]
 mod tests;

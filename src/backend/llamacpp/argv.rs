@@ -10,40 +10,15 @@
 //! (read back by `resolved.rs`).
 
 use crate::domain::llamaserver::{
-    self, FlashAttn, LlamaOption, Untuned, ValueKind, FIT_OPTIONS, KV_CACHE_TYPES, TRACE_LOG_ARGS,
+    self, FlashAttn, LlamaOption, Untuned, ValueKind, FIT_OPTIONS, TRACE_LOG_ARGS,
 };
+use crate::domain::llamaserver_values::flag_value;
+pub use crate::domain::llamaserver_values::OptionError;
+pub(crate) use crate::domain::llamaserver_values::RESERVED_FIELDS;
 use crate::engine::space::{Config, ParamValue};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// Request fields the protocol owns; a parameter with one of these names would corrupt the
-/// measurement.
-pub(crate) const RESERVED_FIELDS: &[&str] = &[
-    "prompt",
-    "n_predict",
-    "stream",
-    "cache_prompt",
-    "ignore_eos",
-];
-
-/// A value a load option cannot take.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum OptionError {
-    #[error("{name} must be an integer, got {value}")]
-    NotInteger { name: String, value: ParamValue },
-    #[error("{name} must be >= {min} ({what}), got {value}")]
-    TooSmall {
-        name: String,
-        min: i64,
-        what: &'static str,
-        value: i64,
-    },
-    #[error("flash_attn must be true/false or \"on\"/\"off\"/\"auto\", got {0}")]
-    FlashAttn(ParamValue),
-    #[error("{name} must be one of {} (llama-server --help), got {value}", KV_CACHE_TYPES.join(", "))]
-    CacheType { name: String, value: ParamValue },
-}
 
 /// Facts of the machine that set the values of untuned options.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,101 +58,6 @@ pub struct LoadArgs {
     /// The command leaves something to the server (an absent flag, `-fa auto`, `--fit` on):
     /// what it chose must be read from its log.
     pub left_to_server: bool,
-}
-
-fn int_value(name: &str, v: &ParamValue) -> Result<i64, OptionError> {
-    let n = match v {
-        ParamValue::Int(i) => Some(*i),
-        ParamValue::Float(f) if f.fract() == 0.0 && f.is_finite() => Some(*f as i64),
-        ParamValue::Str(s) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    };
-    n.ok_or_else(|| OptionError::NotInteger {
-        name: name.to_string(),
-        value: v.clone(),
-    })
-}
-
-fn at_least(name: &str, v: i64, min: i64, what: &'static str) -> Result<i64, OptionError> {
-    if v < min {
-        Err(OptionError::TooSmall {
-            name: name.to_string(),
-            min,
-            what,
-            value: v,
-        })
-    } else {
-        Ok(v)
-    }
-}
-
-/// `-fa` value of a `flash_attn` parameter: a bool, or one of "on", "off", "auto".
-pub(crate) fn flash_attn_flag(v: &ParamValue) -> Result<&'static str, OptionError> {
-    FlashAttn::parse(v)
-        .map(FlashAttn::flag)
-        .ok_or_else(|| OptionError::FlashAttn(v.clone()))
-}
-
-fn cache_type_flag(name: &str, v: &ParamValue) -> Result<String, OptionError> {
-    match v {
-        ParamValue::Str(s) if KV_CACHE_TYPES.contains(&s.trim().to_ascii_lowercase().as_str()) => {
-            Ok(s.trim().to_ascii_lowercase())
-        }
-        _ => Err(OptionError::CacheType {
-            name: name.to_string(),
-            value: v.clone(),
-        }),
-    }
-}
-
-fn gpu_layers_flag(v: &ParamValue) -> Result<String, OptionError> {
-    match v {
-        ParamValue::Str(s) if matches!(s.trim(), "auto" | "all") => Ok(s.trim().to_string()),
-        _ => Ok(at_least(
-            "n_gpu_layers",
-            int_value("n_gpu_layers", v)?,
-            0,
-            "layers offloaded to the GPU",
-        )?
-        .to_string()),
-    }
-}
-
-/// The flag value of a tuned load option; `what` overrides the table's explanation of an
-/// integer bound.
-fn flag_value(
-    opt: &LlamaOption,
-    v: &ParamValue,
-    what: Option<&'static str>,
-) -> Result<String, OptionError> {
-    match opt.kind {
-        ValueKind::Int { min, what: w } => {
-            at_least(opt.name, int_value(opt.name, v)?, min, what.unwrap_or(w))
-                .map(|n| n.to_string())
-        }
-        ValueKind::FlashAttn => flash_attn_flag(v).map(str::to_string),
-        ValueKind::CacheType => cache_type_flag(opt.name, v),
-        ValueKind::GpuLayers => gpu_layers_flag(v),
-        ValueKind::Sampling => Ok(v.to_string()),
-    }
-}
-
-/// Check one value of one load option (used by `prepare` on every bound and choice, so a bad
-/// study fails before the first trial).
-pub(crate) fn check_option(name: &str, v: &ParamValue) -> Result<(), OptionError> {
-    let Some(opt) = llamaserver::option(name).filter(|o| o.restart) else {
-        return Ok(());
-    };
-    if v.is_auto() {
-        // Left out of the command line: the server decides.
-        return Ok(());
-    }
-    // Bounds are checked with the generic wording "at least one".
-    let what = match opt.kind {
-        ValueKind::Int { min, .. } if min > 0 => Some("at least one"),
-        _ => None,
-    };
-    flag_value(opt, v, what).map(|_| ())
 }
 
 /// The load-time flags of `config`: every load option explicit (untuned ones at the table's
@@ -359,6 +239,7 @@ pub(crate) fn completion_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::llamaserver_values::{check_option, flash_attn_flag};
 
     fn cfg(pairs: &[(&str, ParamValue)]) -> Config {
         pairs

@@ -1,83 +1,15 @@
-//! Study-level checks of a llamacpp search space that need no server.
+//! Study-level checks of a llamacpp search space that need no server: those of
+//! src/domain/llamaserver_values.rs (which the study validation runs too), as a fatal error.
 
-use super::argv::{check_option, RESERVED_FIELDS};
 use crate::backend::BackendError;
-use crate::domain::llamaserver::{self, LOAD_OPTION_NAMES};
-use crate::engine::space::{ParamKind, ParamValue, SearchSpace};
+use crate::domain::llamaserver_values::{self, SpaceError};
+use crate::engine::space::SearchSpace;
 
 /// Study-level checks that need no server: reserved or misnamed parameters, load options in
 /// attach mode, and every bound/choice of a load option.
 pub(crate) fn check_space(space: &SearchSpace, attach: bool) -> Result<(), BackendError> {
-    for p in &space.params {
-        if RESERVED_FIELDS.contains(&p.name.as_str()) {
-            return Err(BackendError::fatal(
-                format!(
-                    "parameter {:?} is a request field the measurement protocol sets itself",
-                    p.name
-                ),
-                "remove it; the generation length is protocol.num_predict",
-            ));
-        }
-        if let Some(ours) = llamaserver::load_option_for_ollama(&p.name).map(|o| o.name) {
-            return Err(BackendError::fatal(
-                format!(
-                    "parameter {:?} is an Ollama option; llama-server calls it {ours:?}",
-                    p.name
-                ),
-                format!("rename [params.{}] to [params.{ours}]", p.name),
-            ));
-        }
-    }
-    let tuned_load: Vec<&str> = space
-        .params
-        .iter()
-        .map(|p| p.name.as_str())
-        .filter(|n| LOAD_OPTION_NAMES.contains(n))
-        .collect();
-    if attach && !tuned_load.is_empty() {
-        return Err(BackendError::fatal(
-            format!(
-                "backend.attach points at a running llama-server, whose load-time options cannot change, but the study tunes {}",
-                tuned_load.join(", ")
-            ),
-            "remove backend.attach so the tuner starts llama-server itself, or tune only sampling options (temperature, top_k, top_p, min_p, repeat_penalty, ...)",
-        ));
-    }
-    for p in space
-        .params
-        .iter()
-        .filter(|p| LOAD_OPTION_NAMES.contains(&p.name.as_str()))
-    {
-        let mut values: Vec<ParamValue> = p.default.iter().cloned().collect();
-        match &p.kind {
-            ParamKind::Int { low, high, .. } => {
-                values.extend([ParamValue::Int(*low), ParamValue::Int(*high)])
-            }
-            ParamKind::Categorical { choices } => values.extend(choices.iter().cloned()),
-            ParamKind::Bool => values.extend([ParamValue::Bool(false), ParamValue::Bool(true)]),
-            ParamKind::Float { .. } => {
-                if p.name != "flash_attn" {
-                    return Err(BackendError::fatal(
-                        format!(
-                            "params.{} is a float; llama-server's {} is an integer",
-                            p.name, p.name
-                        ),
-                        format!("declare [params.{}] with type = \"int\"", p.name),
-                    ));
-                }
-                values.push(ParamValue::Float(0.5));
-            }
-        }
-        for v in &values {
-            check_option(&p.name, v).map_err(|m| {
-                BackendError::fatal(
-                    format!("params.{}: {m}", p.name),
-                    "fix the bounds or choices in the study file",
-                )
-            })?;
-        }
-    }
-    Ok(())
+    llamaserver_values::check_space(space, attach)
+        .map_err(|SpaceError { message, hint, .. }| BackendError::fatal(message, hint))
 }
 
 #[cfg(test)]
@@ -85,8 +17,11 @@ mod tests {
     use super::*;
     use std::path::Path;
 
+    /// The space of a study file, read without the llamacpp checks (which the study
+    /// validation of a llamacpp study runs itself), so the backend's own checks can be seen.
     fn space(text: &str) -> SearchSpace {
-        let study = format!("[study]\nname = \"t\"\n[backend]\nkind = \"llamacpp\"\n{text}");
+        let study =
+            format!("[study]\nname = \"t\"\n[backend]\nkind = \"command\"\nargv = [\"x\"]\n{text}");
         crate::study::parse_study(Path::new("t.toml"), &study)
             .unwrap()
             .space

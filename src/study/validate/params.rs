@@ -3,9 +3,14 @@
 //! backend's option table (src/domain/roles.rs); `auto` is a legal default only for an option
 //! the server decides itself.
 
+use super::limits::{MAX_CHOICES, MAX_PARAMS};
+use crate::domain::llamaserver_values;
 use crate::domain::memory::memory_of;
+use crate::domain::ollama::{self, OptionType};
 use crate::domain::roles::{self, ParamFacts};
-use crate::engine::space::{Memory, Param, ParamKind, ParamValue, Prefer, Role, SearchSpace, AUTO};
+use crate::engine::space::{
+    values_equal, Memory, Param, ParamKind, ParamValue, Prefer, Role, SearchSpace, AUTO,
+};
 use crate::study::error::{ConfigError, Locator};
 use crate::study::raw::RawParam;
 use crate::study::types::BackendConfig;
@@ -26,25 +31,55 @@ pub(super) fn validate_params(
             "no parameters: add at least one [params.NAME] table",
         ));
     }
+    if raw.len() > MAX_PARAMS {
+        return Err(loc.err(
+            study_span,
+            "params",
+            format!("{} parameters; at most {MAX_PARAMS} can be tuned in one study (split it, or fix the less important ones)", raw.len()),
+        ));
+    }
     let mut params = Vec::new();
+    let mut spans = BTreeMap::new();
     // Keep the order of the file, not the alphabetical order of the map.
     let mut entries: Vec<(String, Spanned<RawParam>)> = raw.into_iter().collect();
     entries.sort_by_key(|(_, p)| p.span().start);
     for (pname, rp) in entries {
         let span = rp.span();
-        params.push(validate_param(loc, &pname, span, rp.into_inner(), backend)?);
+        spans.insert(pname.clone(), span.clone());
+        params.push(validate_param(
+            loc,
+            &pname,
+            span.clone(),
+            rp.into_inner(),
+            backend,
+        )?);
+        if let BackendConfig::Command { env, .. } = backend {
+            command_env_name(loc, &params, span, env)?;
+        }
     }
-    Ok(SearchSpace { params })
+    let space = SearchSpace { params };
+    // What the llamacpp backend checks before its first trial, checked here first.
+    if let BackendConfig::Llamacpp { attach, .. } = backend {
+        llamaserver_values::check_space(&space, attach.is_some()).map_err(|e| {
+            let span = spans.get(&e.param).cloned().unwrap_or(study_span);
+            loc.err(
+                span,
+                &format!("params.{}", e.param),
+                format!("{}; {}", e.message, e.hint),
+            )
+        })?;
+    }
+    Ok(space)
 }
 
 /// One parameter table being checked, for errors that name its fields.
-struct ParamCheck<'a> {
-    loc: &'a Locator<'a>,
-    name: &'a str,
-    rp: &'a RawParam,
+pub(super) struct ParamCheck<'a> {
+    pub(super) loc: &'a Locator<'a>,
+    pub(super) name: &'a str,
+    pub(super) rp: &'a RawParam,
     /// What the backend's option table says of this name.
-    facts: ParamFacts,
-    backend: &'a BackendConfig,
+    pub(super) facts: ParamFacts,
+    pub(super) backend: &'a BackendConfig,
 }
 
 impl ParamCheck<'_> {
@@ -52,16 +87,24 @@ impl ParamCheck<'_> {
         format!("params.{}.{field}", self.name)
     }
 
-    fn err(&self, span: Range<usize>, field: &str, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(
+        &self,
+        span: Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
         self.loc.err(span, &self.field(field), message)
     }
 
-    fn kind_text(&self) -> &str {
+    pub(super) fn kind_text(&self) -> &str {
         self.rp.kind.get_ref().as_str()
     }
 
     /// Fields the parameter's type does not take, in the order given.
-    fn not_for(&self, fields: &[(&str, Option<Range<usize>>)]) -> Result<(), ConfigError> {
+    pub(super) fn not_for(
+        &self,
+        fields: &[(&str, Option<Range<usize>>)],
+    ) -> Result<(), ConfigError> {
         for (field, present) in fields {
             if let Some(sp) = present {
                 let message = format!("not allowed for type {:?}", self.kind_text());
@@ -69,83 +112,6 @@ impl ParamCheck<'_> {
             }
         }
         Ok(())
-    }
-
-    fn num(
-        &self,
-        v: &Spanned<toml::Value>,
-        field: &str,
-        want_int: bool,
-    ) -> Result<f64, ConfigError> {
-        match v.get_ref() {
-            toml::Value::Integer(i) => Ok(*i as f64),
-            toml::Value::Float(x) if !want_int && x.is_finite() => Ok(*x),
-            other => Err(self.err(
-                v.span(),
-                field,
-                format!(
-                    "must be {}, got {}",
-                    if want_int { "an integer" } else { "a number" },
-                    other.type_str()
-                ),
-            )),
-        }
-    }
-
-    /// `type = "int"` or `"float"`: low, high, log, step.
-    fn numeric(&self) -> Result<ParamKind, ConfigError> {
-        let rp = self.rp;
-        self.not_for(&[("choices", rp.choices.as_ref().map(|c| c.span()))])?;
-        let want_int = self.kind_text() == "int";
-        let (Some(lo), Some(hi)) = (&rp.low, &rp.high) else {
-            return Err(self.err(
-                rp.kind.span(),
-                "low",
-                "numeric parameters need both low and high",
-            ));
-        };
-        let low = self.num(lo, "low", want_int)?;
-        let high = self.num(hi, "high", want_int)?;
-        if low > high {
-            return Err(self.err(
-                hi.span(),
-                "high",
-                format!("low ({low}) is greater than high ({high})"),
-            ));
-        }
-        let log = rp.log.as_ref().map(|l| *l.get_ref()).unwrap_or(false);
-        if log && low <= 0.0 {
-            return Err(self.err(
-                lo.span(),
-                "low",
-                format!("a log-scale parameter needs low > 0, got {low}"),
-            ));
-        }
-        let step = match &rp.step {
-            Some(s) => {
-                let v = self.num(s, "step", want_int)?;
-                if v <= 0.0 {
-                    return Err(self.err(s.span(), "step", "must be > 0"));
-                }
-                Some(v)
-            }
-            None => None,
-        };
-        Ok(if want_int {
-            ParamKind::Int {
-                low: low as i64,
-                high: high as i64,
-                log,
-                step: step.map(|s| s as i64).unwrap_or(1),
-            }
-        } else {
-            ParamKind::Float {
-                low,
-                high,
-                log,
-                step,
-            }
-        })
     }
 
     /// The numeric fields, which categorical and bool parameters do not take.
@@ -173,6 +139,13 @@ impl ParamCheck<'_> {
         if ch.get_ref().is_empty() {
             return Err(self.err(ch.span(), "choices", "must list at least one choice"));
         }
+        if ch.get_ref().len() > MAX_CHOICES {
+            return Err(self.err(
+                ch.span(),
+                "choices",
+                format!("lists {} choices; at most {MAX_CHOICES} (use an int parameter for a range of numbers)", ch.get_ref().len()),
+            ));
+        }
         let mut choices = Vec::new();
         for v in ch.get_ref() {
             let pv = toml_to_param(v).ok_or_else(|| {
@@ -185,6 +158,13 @@ impl ParamCheck<'_> {
                     ),
                 )
             })?;
+            if pv.as_str().is_some_and(|c| c.contains('\0')) {
+                return Err(self.err(
+                    ch.span(),
+                    "choices",
+                    format!("the choice {pv:?} contains a NUL byte, which no request, argument or environment variable can hold"),
+                ));
+            }
             if choices.contains(&pv) {
                 return Err(self.err(ch.span(), "choices", format!("choice {pv} is listed twice")));
             }
@@ -235,7 +215,18 @@ impl ParamCheck<'_> {
             (_, v) => v,
         };
         match v {
-            Some(v) if param.admits(&v) => Ok(Some(v)),
+            Some(v) if param.admits(&v) => {
+                let measured = param.normalize(&v);
+                if values_equal(&measured, &v) {
+                    Ok(Some(v))
+                } else {
+                    Err(self.err(
+                        d.span(),
+                        "default",
+                        format!("default {v} is not on the parameter's grid ({}): the baseline would be measured at {measured}; use a value low + k * step", param.domain_text()),
+                    ))
+                }
+            }
             Some(v) => Err(self.err(
                 d.span(),
                 "default",
@@ -406,6 +397,7 @@ fn validate_param(
             ))
         }
     };
+    check.server_type(&kind)?;
     let mut param = Param {
         name: name.to_string(),
         kind,
@@ -428,4 +420,95 @@ fn toml_to_param(v: &toml::Value) -> Option<ParamValue> {
         toml::Value::String(s) => Some(ParamValue::Str(s.clone())),
         _ => None,
     }
+}
+
+impl ParamCheck<'_> {
+    /// An Ollama option takes one JSON type (src/domain/ollama.rs): a float for an integer
+    /// option would be truncated by the server, and any other mismatch fails every request.
+    fn server_type(&self, kind: &ParamKind) -> Result<(), ConfigError> {
+        if !matches!(
+            self.backend,
+            BackendConfig::Ollama { .. } | BackendConfig::Simulator { .. }
+        ) {
+            return Ok(());
+        }
+        let Some(ty) = ollama::option_type(self.name) else {
+            return Ok(());
+        };
+        let value_ok = |v: &ParamValue| {
+            v.is_auto()
+                || match (ty, v) {
+                    (OptionType::Int, ParamValue::Int(_)) => true,
+                    (OptionType::Int, ParamValue::Float(f)) => f.fract() == 0.0,
+                    (OptionType::Float, ParamValue::Int(_) | ParamValue::Float(_)) => true,
+                    (OptionType::Bool, ParamValue::Bool(_)) => true,
+                    (OptionType::String | OptionType::StringList, _) => true,
+                    _ => false,
+                }
+        };
+        let ok = match (ty, kind) {
+            (OptionType::String | OptionType::StringList, _) => true,
+            (OptionType::Int, ParamKind::Int { .. }) => true,
+            (OptionType::Float, ParamKind::Int { .. } | ParamKind::Float { .. }) => true,
+            (OptionType::Bool, ParamKind::Bool) => true,
+            (_, ParamKind::Categorical { choices }) => choices.iter().all(value_ok),
+            _ => false,
+        };
+        if ok {
+            return Ok(());
+        }
+        let (is, want) = match ty {
+            OptionType::Int => (
+                "an integer",
+                "type = \"int\" (or a categorical of integers)",
+            ),
+            OptionType::Float => ("a number", "type = \"float\" (or a categorical of numbers)"),
+            _ => ("a boolean", "type = \"bool\""),
+        };
+        Err(self.err(
+            self.rp.kind.span(),
+            "type",
+            format!(
+                "Ollama's {} is {is}, and this {:?} parameter would send it values the server refuses or truncates; declare {want}",
+                self.name,
+                self.kind_text()
+            ),
+        ))
+    }
+}
+
+/// A command receives each parameter as `TUNE_<NAME>` (upper case): two parameters that
+/// differ only in case, or an `env` entry of the same name, would silently overwrite it.
+fn command_env_name(
+    loc: &Locator,
+    params: &[Param],
+    span: Range<usize>,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    let Some((last, earlier)) = params.split_last() else {
+        return Ok(());
+    };
+    let var = format!("TUNE_{}", last.name.to_uppercase());
+    let field = format!("params.{}", last.name);
+    if let Some(other) = earlier
+        .iter()
+        .find(|p| p.name.to_uppercase() == last.name.to_uppercase())
+    {
+        return Err(loc.err(
+            span,
+            &field,
+            format!(
+                "{} and {} both reach the command as {var}; rename one",
+                other.name, last.name
+            ),
+        ));
+    }
+    if env.contains_key(&var) {
+        return Err(loc.err(
+            span,
+            &field,
+            format!("backend.env sets {var}, the variable that carries this parameter to the command; remove it from env"),
+        ));
+    }
+    Ok(())
 }

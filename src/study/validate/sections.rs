@@ -1,7 +1,9 @@
 //! `[budget]`, `[objective]`, `[protocol]`, `[optimizer]` and `[decision]`: each section absent
 //! means its defaults, some of which depend on the backend kind.
 
-use super::{duration_field, positive_int};
+use super::limits::*;
+use super::metrics::check_metric;
+use super::{bounded_int, duration_field};
 use crate::engine::optimizer::Strategy;
 use crate::study::backends::SERVER_CONFIRM;
 use crate::study::durations::duration_value;
@@ -23,21 +25,26 @@ pub(super) fn validate_budget(
         Some(b) => {
             let b = b.into_inner();
             let trials = match &b.trials {
-                Some(t) => positive_int(loc, t, "budget.trials", 1)?,
+                Some(t) => {
+                    bounded_int(loc, t, "budget.trials", 1, MAX_TRIALS, "trials of one run")?
+                }
                 None => 30,
             };
             let wall = match &b.wall_time {
-                Some(w) => Some(duration_value(w.get_ref()).ok_or_else(|| {
-                    loc.err(
-                        w.span(),
-                        "budget.wall_time",
-                        "must be a duration such as \"8h\" or \"90m\"",
-                    )
-                })?),
+                Some(w) => Some(duration_value(w.get_ref(), MAX_WALL_TIME, false).map_err(
+                    |e| loc.err(w.span(), "budget.wall_time", e.message("\"8h\" or \"90m\"")),
+                )?),
                 None => None,
             };
             let mf = match &b.max_consecutive_failures {
-                Some(m) => positive_int(loc, m, "budget.max_consecutive_failures", 1)?,
+                Some(m) => bounded_int(
+                    loc,
+                    m,
+                    "budget.max_consecutive_failures",
+                    1,
+                    MAX_FAILURES,
+                    "failed trials in a row before the run gives up",
+                )?,
                 None => 10,
             };
             (trials, wall, mf)
@@ -87,12 +94,28 @@ pub(super) fn validate_objective(
             ))
         }
     };
+    let metric = MetricRef::parse(m);
+    check_metric(
+        loc,
+        o.metric.span(),
+        "objective.metric",
+        m,
+        &metric,
+        backend,
+    )?;
     let mut constraints = vec![];
     for c in &o.constraints {
-        constraints.push(
-            Constraint::parse(c.get_ref())
-                .map_err(|m| loc.err(c.span(), "objective.constraints", m.to_string()))?,
-        );
+        let constraint = Constraint::parse(c.get_ref())
+            .map_err(|m| loc.err(c.span(), "objective.constraints", m.to_string()))?;
+        check_metric(
+            loc,
+            c.span(),
+            "objective.constraints",
+            c.get_ref(),
+            &constraint.metric,
+            backend,
+        )?;
+        constraints.push(constraint);
     }
     let transform = match o.transform.as_ref().map(|t| t.get_ref().as_str()) {
         None | Some("auto") => Transform::Auto,
@@ -107,7 +130,7 @@ pub(super) fn validate_objective(
         }
     };
     Ok(Objective {
-        metric: MetricRef::parse(m),
+        metric,
         direction,
         constraints,
         transform,
@@ -130,13 +153,34 @@ pub(super) fn validate_protocol(
     };
     let p = p.into_inner();
     if let Some(r) = &p.repeats {
-        protocol.repeats = positive_int(loc, r, "protocol.repeats", 1)?;
+        protocol.repeats = bounded_int(
+            loc,
+            r,
+            "protocol.repeats",
+            1,
+            MAX_REPEATS,
+            "measured requests per trial",
+        )?;
     }
     if let Some(w) = &p.warmup {
-        protocol.warmup = positive_int(loc, w, "protocol.warmup", 0)?;
+        protocol.warmup = bounded_int(
+            loc,
+            w,
+            "protocol.warmup",
+            0,
+            MAX_WARMUP,
+            "discarded requests after each load",
+        )?;
     }
     if let Some(n) = &p.num_predict {
-        protocol.num_predict = positive_int(loc, n, "protocol.num_predict", 1)? as u32;
+        protocol.num_predict = bounded_int(
+            loc,
+            n,
+            "protocol.num_predict",
+            1,
+            MAX_NUM_PREDICT,
+            "tokens generated per request; more than any context window, and a request would take hours",
+        )? as u32;
     }
     if let Some(pr) = &p.prompts {
         protocol.prompts = prompts(loc, pr)?;
@@ -144,14 +188,23 @@ pub(super) fn validate_protocol(
     if let Some(n) = p.nonce {
         protocol.nonce = n;
     }
-    protocol.request_timeout =
-        duration_field(loc, &p.request_timeout, "protocol.request_timeout", 120)?;
-    if protocol.request_timeout.is_zero() {
-        let sp = p.request_timeout.as_ref().map(|x| x.span()).unwrap_or(0..0);
-        return Err(loc.err(sp, "protocol.request_timeout", "must be longer than zero"));
-    }
+    protocol.request_timeout = duration_field(
+        loc,
+        &p.request_timeout,
+        "protocol.request_timeout",
+        120,
+        MAX_TIMEOUT,
+        "\"120s\" or \"10m\"",
+    )?;
     if let Some(m) = &p.max_retries {
-        protocol.max_retries = positive_int(loc, m, "protocol.max_retries", 0)?;
+        protocol.max_retries = bounded_int(
+            loc,
+            m,
+            "protocol.max_retries",
+            0,
+            MAX_RETRIES,
+            "retries of a transient fault",
+        )?;
     }
     Ok(protocol)
 }
@@ -188,10 +241,24 @@ pub(super) fn validate_optimizer(
     };
     let o = o.into_inner();
     if let Some(i) = &o.initial_trials {
-        optimizer.initial_trials = positive_int(loc, i, "optimizer.initial_trials", 0)?;
+        optimizer.initial_trials = bounded_int(
+            loc,
+            i,
+            "optimizer.initial_trials",
+            0,
+            MAX_INITIAL_TRIALS,
+            "quasi-random trials before the GP",
+        )?;
     }
     if let Some(c) = &o.candidates {
-        optimizer.candidates = positive_int(loc, c, "optimizer.candidates", 16)?;
+        optimizer.candidates = bounded_int(
+            loc,
+            c,
+            "optimizer.candidates",
+            16,
+            MAX_CANDIDATES,
+            "points scored per proposal, each held in memory; the default is 2048",
+        )?;
     }
     if let Some(a) = o.allow_repeats {
         optimizer.allow_repeats = a;
@@ -200,7 +267,14 @@ pub(super) fn validate_optimizer(
         optimizer.reload_aware = r;
     }
     if let Some(c) = &o.confirm {
-        optimizer.confirm = positive_int(loc, c, "optimizer.confirm", 1)?;
+        optimizer.confirm = bounded_int(
+            loc,
+            c,
+            "optimizer.confirm",
+            1,
+            MAX_CONFIRM,
+            "measurements of one leading configuration",
+        )?;
     }
     if let Some(s) = &o.strategy {
         match Strategy::parse(s.get_ref()) {
@@ -261,10 +335,24 @@ pub(super) fn validate_decision(
         )?;
     }
     if let Some(c) = &d.candidates {
-        decision.candidates = positive_int(loc, c, "decision.candidates", 1)?;
+        decision.candidates = bounded_int(
+            loc,
+            c,
+            "decision.candidates",
+            1,
+            MAX_DECISION_CANDIDATES,
+            "configurations raced against the baseline",
+        )?;
     }
     if let Some(m) = &d.min_rounds {
-        decision.min_rounds = positive_int(loc, m, "decision.min_rounds", 2)?;
+        decision.min_rounds = bounded_int(
+            loc,
+            m,
+            "decision.min_rounds",
+            2,
+            MAX_MIN_ROUNDS,
+            "rounds before an elimination",
+        )?;
     }
     if let Some(a) = d.allow_output_changes {
         decision.allow_output_changes = a;
