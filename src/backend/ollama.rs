@@ -104,14 +104,25 @@ impl OllamaServer {
         parse_json(&body, &format!("GET {path}"))
     }
 
-    async fn post(&self, path: &str, body: &Value) -> Result<reqwest::Response, ServerError> {
-        self.client
+    async fn post(&mut self, path: &str, body: &Value) -> Result<reqwest::Response, ServerError> {
+        let resp = self
+            .client
             .post(self.url(path))
             .timeout(self.timeout)
             .json(body)
             .send()
             .await
-            .map_err(|e| transport(&self.base, e))
+            .map_err(|e| transport(&self.base, e))?;
+        // The simulator says on every answer how many wall seconds its reported ones take.
+        if let Some(k) = resp
+            .headers()
+            .get(crate::sim::TIME_SCALE_HEADER)
+            .and_then(|v| v.to_str().ok()?.parse::<f64>().ok())
+            .filter(|k| k.is_finite() && *k >= 0.0)
+        {
+            self.clock_scale = k;
+        }
+        Ok(resp)
     }
 
     /// Turn an error status and body into the right class of failure.
@@ -209,13 +220,6 @@ impl OllamaServer {
         let model_info = &show["model_info"];
         if model_info["general.simulated"].as_bool() == Some(true) {
             info.simulated = true;
-            // The simulator reports simulated seconds; its time scale says how long they took.
-            if let Some(k) = model_info["general.simulator_time_scale"]
-                .as_f64()
-                .filter(|k| k.is_finite() && *k >= 0.0)
-            {
-                self.clock_scale = k;
-            }
         }
         let arch = model_info["general.architecture"]
             .as_str()

@@ -36,16 +36,27 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// The header on every answer with the simulator's time scale: the wall seconds it sleeps for
+/// each simulated second it reports, so that a client can
+/// check reported durations against its own clock (docs/measurement.md, "Plausibility").
+pub const TIME_SCALE_HEADER: &str = "x-simulator-time-scale";
+
 async fn count_and_fault(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     app.shared.stats(|s| s.requests += 1);
-    if req.uri().path().starts_with("/api/") {
-        if let Some(f) = app.shared.pop_http_fault() {
-            let status =
-                StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return error(status, f.message);
+    let mut answer = 'answer: {
+        if req.uri().path().starts_with("/api/") {
+            if let Some(f) = app.shared.pop_http_fault() {
+                let status =
+                    StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                break 'answer error(status, f.message);
+            }
         }
+        next.run(req).await
+    };
+    if let Ok(v) = axum::http::HeaderValue::from_str(&app.time_scale.to_string()) {
+        answer.headers_mut().insert(TIME_SCALE_HEADER, v);
     }
-    next.run(req).await
+    answer
 }
 
 async fn not_found() -> Response {
@@ -178,9 +189,6 @@ fn show_body(app: &App) -> Value {
     put("general.quantization_version".into(), json!(2));
     put("general.simulated".into(), json!(true));
     put("general.simulator_profile".into(), json!(p.name));
-    // Wall seconds it sleeps per simulated second it reports: what a client needs to judge
-    // the durations against its own clock (docs/measurement.md, "Plausibility").
-    put("general.simulator_time_scale".into(), json!(app.time_scale));
     put(
         "general.simulator_machine".into(),
         json!(p.machine.gpu_name),
