@@ -19,7 +19,7 @@ use ollama_tuner::study::parse_study;
 /// appends its arguments to launches.jsonl beside itself and serves /health and a streamed
 /// /completion whose decode speed grows with the context size.
 const FAKE_SERVER: &str = r#"#!/usr/bin/env python3
-import http.server, json, os, sys
+import http.server, json, os, sys, time
 a = sys.argv
 if "--version" in a:
     sys.stderr.write("version: 1 (fake)\n"); sys.exit(0)
@@ -44,6 +44,8 @@ class H(http.server.BaseHTTPRequestHandler):
         final = {"content": "", "stop": True, "timings": {"cache_n": 0, "prompt_n": 3,
                  "prompt_ms": 10, "prompt_per_second": 300, "predicted_n": 4,
                  "predicted_ms": 4000.0 / tps, "predicted_per_second": tps}}
+        # Take the time the timings say (the client checks them against its clock).
+        time.sleep((10 + 4000.0 / tps) / 1000)
         self.wfile.write(("data: " + json.dumps(final) + "\n\n").encode())
 http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 "#;

@@ -265,9 +265,9 @@ async fn recording_server(ps: serde_json::Value) -> (String, Arc<Mutex<Vec<serde
                         json!({"model": "m", "response": "", "done": true, "done_reason": "load"})
                     } else {
                         json!({"model": "m", "response": "", "done": true, "done_reason": "length",
-                               "eval_count": 24, "eval_duration": 240_000_000u64,
-                               "prompt_eval_count": 10, "prompt_eval_duration": 10_000_000u64,
-                               "total_duration": 300_000_000u64})
+                               "eval_count": 24, "eval_duration": 24_000_000u64,
+                               "prompt_eval_count": 10, "prompt_eval_duration": 1_000_000u64,
+                               "total_duration": 30_000_000u64})
                     };
                     format!("{line}\n")
                 }

@@ -380,6 +380,15 @@ async fn errors_have_ollamas_status_and_body() {
     let (st, v) = post(&s, "/api/generate", json!({"prompt": "hi"})).await;
     assert_eq!(st, 400);
     assert_eq!(v, json!({"error": "model is required"}));
+
+    // A body over the 2 MiB limit: 413 in Ollama's shape, like every other error.
+    let huge = "x".repeat(3 << 20);
+    for path in ["/api/generate", "/api/show"] {
+        let (st, v) = post(&s, path, json!({"model": "gemma3:4b", "prompt": huge})).await;
+        assert_eq!(st, 413, "{path}");
+        let message = v["error"].as_str().unwrap_or_default();
+        assert!(message.contains("too large"), "{path}: {v}");
+    }
     s.shutdown().await;
 }
 

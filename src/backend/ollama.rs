@@ -10,6 +10,7 @@ use super::effective::{ollama_effective, ModelFacts, PsEntry};
 use super::{classify_failure, BackendError, BackendInfo};
 use crate::backend::protocol::{InferenceServer, LoadReport, Protocolled, ServerError};
 use crate::domain::llamaserver::CHOSE_NOTE;
+use crate::domain::metrics::{self, Observed, MAX_DECODE_TPS, MAX_PREFILL_TPS};
 use crate::engine::space::{Config, SearchSpace};
 use crate::engine::stats::Sample;
 use crate::study::Protocol;
@@ -29,7 +30,18 @@ pub struct OllamaServer {
     pub runner_params: Vec<String>,
     /// Layer count and trained context from `/api/show` (set by `prepare`).
     pub model_facts: ModelFacts,
+    /// Wall seconds per second the server reports: 1, or the simulator's time scale
+    /// (`Observed::clock_scale`).
+    pub clock_scale: f64,
 }
+
+/// Longest body of a non-streamed answer read (`/api/show` with a long template and licence is
+/// well under a megabyte); a longer one is a fault, not read into memory whole.
+const MAX_BODY: usize = 16 << 20;
+/// Longest NDJSON line of a stream (a line carries one token, the final one the metrics).
+const MAX_LINE: usize = 1 << 20;
+/// Longest server error text kept in a message.
+const MAX_ERROR_TEXT: usize = 500;
 
 impl OllamaServer {
     pub fn new(
@@ -51,6 +63,7 @@ impl OllamaServer {
             timeout,
             runner_params,
             model_facts: ModelFacts::default(),
+            clock_scale: 1.0,
         }
     }
 
@@ -81,31 +94,51 @@ impl OllamaServer {
             .await
             .map_err(|e| transport(&self.base, e))?;
         let status = resp.status();
-        let body: Value = resp
-            .json()
-            .await
-            .map_err(|e| ServerError::Transient(format!("GET {path}: invalid JSON: {e}")))?;
+        let body = read_body(resp, &format!("GET {path}")).await?;
         if !status.is_success() {
             return Err(ServerError::Transient(format!(
                 "GET {path}: HTTP {status}: {}",
-                error_text(&body)
+                error_message(&body).0
             )));
         }
-        Ok(body)
+        parse_json(&body, &format!("GET {path}"))
     }
 
-    async fn post(&self, path: &str, body: &Value) -> Result<reqwest::Response, ServerError> {
-        self.client
+    async fn post(&mut self, path: &str, body: &Value) -> Result<reqwest::Response, ServerError> {
+        let resp = self
+            .client
             .post(self.url(path))
             .timeout(self.timeout)
             .json(body)
             .send()
             .await
-            .map_err(|e| transport(&self.base, e))
+            .map_err(|e| transport(&self.base, e))?;
+        // The simulator says on every answer how many wall seconds its reported ones take.
+        if let Some(k) = resp
+            .headers()
+            .get(crate::sim::TIME_SCALE_HEADER)
+            .and_then(|v| v.to_str().ok()?.parse::<f64>().ok())
+            .filter(|k| k.is_finite() && *k >= 0.0)
+        {
+            self.clock_scale = k;
+        }
+        Ok(resp)
     }
 
     /// Turn an error status and body into the right class of failure.
-    fn error_for(&self, status: reqwest::StatusCode, message: &str) -> ServerError {
+    fn error_for(&self, status: reqwest::StatusCode, body: &[u8]) -> ServerError {
+        let (message, ollama) = error_message(body);
+        let message = message.as_str();
+        if !ollama && status.is_client_error() {
+            // Not Ollama's {"error": ...}: a proxy, another server, a wrong path in the URL.
+            return ServerError::fatal(
+                format!(
+                    "{} answered HTTP {status} that is not Ollama's: {message}",
+                    self.base
+                ),
+                "check backend.url: it must be the Ollama server itself (http://host:11434)",
+            );
+        }
         if status == reqwest::StatusCode::NOT_FOUND && message.contains("not found") {
             return ServerError::fatal(
                 format!("Ollama says: {message}"),
@@ -170,13 +203,11 @@ impl OllamaServer {
             .post("/api/show", &json!({ "model": self.model }))
             .await?;
         let status = resp.status();
-        let show: Value = resp
-            .json()
-            .await
-            .map_err(|e| ServerError::Transient(format!("/api/show: invalid JSON: {e}")))?;
+        let body = read_body(resp, "/api/show").await?;
         if !status.is_success() {
-            return Err(self.error_for(status, &error_text(&show)));
+            return Err(self.error_for(status, &body));
         }
+        let show = parse_json(&body, "/api/show")?;
         let mut info = BackendInfo {
             backend: "ollama".into(),
             server_version: version["version"].as_str().map(String::from),
@@ -241,36 +272,131 @@ fn transport(base: &str, e: reqwest::Error) -> ServerError {
     }
 }
 
-fn error_text(body: &Value) -> String {
-    body["error"]
-        .as_str()
+/// The body of a non-streamed answer, at most [`MAX_BODY`] bytes, within the request timeout.
+async fn read_body(resp: reqwest::Response, what: &str) -> Result<Vec<u8>, ServerError> {
+    let mut stream = resp.bytes_stream();
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| broken(what, &e))?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(ServerError::Transient(format!(
+                "{what}: the answer is over {} MiB; not an Ollama answer",
+                MAX_BODY >> 20
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A body that broke off while it was read.
+fn broken(what: &str, e: &reqwest::Error) -> ServerError {
+    if e.is_timeout() {
+        ServerError::Transient(format!(
+            "{what}: the answer did not finish within protocol.request_timeout"
+        ))
+    } else {
+        ServerError::Transient(format!("{what}: the answer broke off: {e}"))
+    }
+}
+
+fn parse_json(body: &[u8], what: &str) -> Result<Value, ServerError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ServerError::Transient(format!(
+            "{what}: the answer is not JSON ({e}): {}",
+            cut(&String::from_utf8_lossy(body))
+        ))
+    })
+}
+
+/// A text cut to [`MAX_ERROR_TEXT`] characters.
+fn cut(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(MAX_ERROR_TEXT) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+/// The message of an error body, and whether it was Ollama's `{"error": "..."}`.
+fn error_message(body: &[u8]) -> (String, bool) {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v.get("error").is_some() => (cut(&error_text(&v["error"])), true),
+        _ => (cut(&String::from_utf8_lossy(body)), false),
+    }
+}
+
+fn error_text(err: &Value) -> String {
+    err.as_str()
         .map(String::from)
-        .unwrap_or_else(|| body.to_string())
+        .unwrap_or_else(|| err.to_string())
 }
 
-fn ns(v: &Value, key: &str) -> f64 {
-    // Fields are omitted when zero (Go omitempty).
-    v[key].as_f64().unwrap_or(0.0)
+/// A number field of a final line: omitted means 0 (Go's omitempty); present, it must be a
+/// number (counts and durations are Go integers).
+fn number(v: &Value, key: &str) -> Result<f64, String> {
+    match v.get(key) {
+        None => Ok(0.0),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .ok_or_else(|| format!("{key} is {n}, not a number")),
+        Some(other) => Err(format!(
+            "{key} is {}, not a number",
+            cut(&other.to_string())
+        )),
+    }
 }
 
-/// Metrics of a final `done` line: decode and prefill throughput from nanosecond durations.
-pub(crate) fn metrics_from_final(done: &Value) -> Sample {
+/// A duration field in nanoseconds, as seconds, checked against the request's wall time.
+fn duration(v: &Value, key: &str, seen: &Observed) -> Result<f64, String> {
+    seen.duration(key, number(v, key)? / 1e9)
+}
+
+/// Metrics of a final `done` line, checked for physical plausibility (docs/measurement.md,
+/// "Plausibility"): decode and prefill throughput from nanosecond durations. `chunks` is the
+/// number of streamed lines that carried text. `Err` says what is impossible about the line.
+pub(crate) fn metrics_from_final(
+    done: &Value,
+    seen: &Observed,
+    chunks: usize,
+) -> Result<Sample, String> {
+    let eval_count = seen.generated("eval_count", number(done, "eval_count")?)?;
+    let p_count = metrics::count("prompt_eval_count", number(done, "prompt_eval_count")?)?;
+    let eval_s = duration(done, "eval_duration", seen)?;
+    let p_s = duration(done, "prompt_eval_duration", seen)?;
+    let total = duration(done, "total_duration", seen)?;
+    let load = duration(done, "load_duration", seen)?;
+    if eval_count == 0.0 || eval_s == 0.0 {
+        return Err("the final line carries no eval_count or eval_duration (the tokens generated and the time they took)".into());
+    }
+    let parts = load + p_s + eval_s;
+    if parts > total * (1.0 + metrics::WALL_TOLERANCE) + 1e-3 {
+        return Err(format!(
+            "load, prompt and eval durations add up to {parts:.6} s, more than total_duration {total:.6} s"
+        ));
+    }
+    // Each streamed chunk carries the text of at least one generated token.
+    if chunks as f64 > eval_count + 1.0 {
+        return Err(format!(
+            "eval_count is {eval_count} but {chunks} chunks of text were streamed"
+        ));
+    }
     let mut s = Sample::new();
-    let eval_count = ns(done, "eval_count");
-    let eval_ns = ns(done, "eval_duration");
-    if eval_count > 0.0 && eval_ns > 0.0 {
-        s.insert("decode_tps".into(), eval_count / eval_ns * 1e9);
+    s.insert(
+        "decode_tps".into(),
+        metrics::rate("decode_tps", eval_count, eval_s, MAX_DECODE_TPS)?,
+    );
+    if p_count > 0.0 && p_s > 0.0 {
+        s.insert(
+            "prefill_tps".into(),
+            metrics::rate("prefill_tps", p_count, p_s, MAX_PREFILL_TPS)?,
+        );
     }
-    let p_count = ns(done, "prompt_eval_count");
-    let p_ns = ns(done, "prompt_eval_duration");
-    if p_count > 0.0 && p_ns > 0.0 {
-        s.insert("prefill_tps".into(), p_count / p_ns * 1e9);
-    }
-    s.insert("total".into(), ns(done, "total_duration") / 1e9);
-    s.insert("server_load".into(), ns(done, "load_duration") / 1e9);
+    s.insert("total".into(), total);
+    s.insert("server_load".into(), load);
     s.insert("eval_count".into(), eval_count);
     s.insert("prompt_eval_count".into(), p_count);
-    s
+    Ok(s)
 }
 
 #[async_trait]
@@ -296,16 +422,30 @@ impl InferenceServer for OllamaServer {
         });
         let resp = self.post("/api/generate", &body).await?;
         let status = resp.status();
-        let v: Value = resp
-            .json()
-            .await
-            .map_err(|e| ServerError::Transient(format!("load: invalid JSON: {e}")))?;
-        if !status.is_success() || v.get("error").is_some() {
-            return Err(self.error_for(status, &error_text(&v)));
+        let body = read_body(resp, "load").await?;
+        if !status.is_success() {
+            return Err(self.error_for(status, &body));
+        }
+        let v = parse_json(&body, "load")?;
+        if v.get("error").is_some() {
+            return Err(self.error_for(status, &body));
         }
         let seconds = t0.elapsed().as_secs_f64();
+        if v["done"].as_bool() != Some(true) {
+            return Err(ServerError::Transient(format!(
+                "load: the answer is not Ollama's (no \"done\": true): {}",
+                cut(&v.to_string())
+            )));
+        }
+        let seen = Observed {
+            wall_s: seconds,
+            clock_scale: self.clock_scale,
+            num_predict: 0,
+        };
+        let server_load = duration(&v, "load_duration", &seen)
+            .map_err(|e| ServerError::Transient(format!("load: implausible answer: {e}")))?;
         let (mut notes, effective) = self.after_load(config).await;
-        notes.insert("server_load_s".into(), json!(ns(&v, "load_duration") / 1e9));
+        notes.insert("server_load_s".into(), json!(server_load));
         Ok(LoadReport {
             seconds,
             notes,
@@ -330,15 +470,13 @@ impl InferenceServer for OllamaServer {
         let resp = self.post("/api/generate", &body).await?;
         let status = resp.status();
         if !status.is_success() {
-            let text = resp.text().await.unwrap_or_default();
-            let msg = serde_json::from_str::<Value>(&text)
-                .map(|v| error_text(&v))
-                .unwrap_or(text);
-            return Err(self.error_for(status, &msg));
+            let body = read_body(resp, "generate").await?;
+            return Err(self.error_for(status, &body));
         }
         let mut stream = resp.bytes_stream();
         let mut buf: Vec<u8> = Vec::new();
         let mut ttft: Option<f64> = None;
+        let mut chunks = 0usize;
         loop {
             let chunk = match tokio::time::timeout(self.timeout, stream.next()).await {
                 Err(_) => {
@@ -351,51 +489,90 @@ impl InferenceServer for OllamaServer {
                         "stream ended before the final `done` line".into(),
                     ))
                 }
-                Ok(Some(Err(e))) => {
-                    return Err(ServerError::Transient(format!("stream broke: {e}")))
-                }
+                Ok(Some(Err(e))) => return Err(broken("stream", &e)),
                 Ok(Some(Ok(c))) => c,
             };
             buf.extend_from_slice(&chunk);
             while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=pos).collect();
-                let text = String::from_utf8_lossy(&line);
-                let text = text.trim();
-                if text.is_empty() {
+                let Some(v) = stream_line(&line)? else {
                     continue;
+                };
+                let (response, thinking) =
+                    (stream_text(&v, "response")?, stream_text(&v, "thinking")?);
+                if response || thinking {
+                    chunks += 1;
                 }
-                let v: Value = serde_json::from_str(text).map_err(|e| {
-                    ServerError::Transient(format!("invalid JSON line in stream: {e}"))
-                })?;
-                if let Some(err) = v.get("error") {
-                    let msg = err
-                        .as_str()
-                        .map(String::from)
-                        .unwrap_or_else(|| err.to_string());
-                    return Err(match classify_failure(&msg) {
-                        Some(kind) => ServerError::Config(kind, msg),
-                        None => ServerError::Transient(format!("error mid-stream: {msg}")),
-                    });
-                }
-                if ttft.is_none() && v["response"].as_str().is_some_and(|r| !r.is_empty()) {
-                    ttft = Some(t0.elapsed().as_secs_f64());
+                if response {
+                    ttft.get_or_insert_with(|| t0.elapsed().as_secs_f64());
                 }
                 if v["done"].as_bool() == Some(true) {
-                    let mut s = metrics_from_final(&v);
                     let e2e = t0.elapsed().as_secs_f64();
+                    let seen = Observed {
+                        wall_s: e2e,
+                        clock_scale: self.clock_scale,
+                        num_predict,
+                    };
+                    let mut s = metrics_from_final(&v, &seen, chunks).map_err(|e| {
+                        ServerError::Transient(format!(
+                            "implausible final line, not recorded as a measurement: {e}"
+                        ))
+                    })?;
                     s.insert("e2e".into(), e2e);
                     if let Some(t) = ttft {
                         s.insert("ttft".into(), t);
                     }
-                    if !s.contains_key("decode_tps") {
-                        return Err(ServerError::Transient(
-                            "final line carries no eval_count/eval_duration".into(),
-                        ));
-                    }
                     return Ok(s);
                 }
             }
+            if buf.len() > MAX_LINE {
+                return Err(ServerError::Transient(format!(
+                    "a line of the stream is over {} MiB; not an Ollama answer",
+                    MAX_LINE >> 20
+                )));
+            }
         }
+    }
+}
+
+/// One NDJSON line of a stream: None for a blank line, the object otherwise; an `{"error": ...}`
+/// line is the error it carries (a configuration failure when its message says so).
+fn stream_line(line: &[u8]) -> Result<Option<Value>, ServerError> {
+    let text = std::str::from_utf8(line)
+        .map_err(|e| ServerError::Transient(format!("a line of the stream is not UTF-8 ({e})")))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let v: Value = serde_json::from_str(text).map_err(|e| {
+        ServerError::Transient(format!("invalid JSON line in stream ({e}): {}", cut(text)))
+    })?;
+    if let Some(err) = v.get("error") {
+        let msg = cut(&error_text(err));
+        return Err(match classify_failure(&msg) {
+            Some(kind) => ServerError::Config(kind, msg),
+            None => ServerError::Transient(format!("error mid-stream: {msg}")),
+        });
+    }
+    if !v.is_object() {
+        return Err(ServerError::Transient(format!(
+            "a line of the stream is not an object: {}",
+            cut(text)
+        )));
+    }
+    Ok(Some(v))
+}
+
+/// Whether a stream line carries text in `key` (`response`, or `thinking` for a thinking
+/// model); a field of the wrong type is a protocol error.
+fn stream_text(v: &Value, key: &str) -> Result<bool, ServerError> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::String(t)) => Ok(!t.is_empty()),
+        Some(other) => Err(ServerError::Transient(format!(
+            "`{key}` in the stream is {}, not a string",
+            cut(&other.to_string())
+        ))),
     }
 }
 
@@ -454,7 +631,12 @@ mod tests {
         let v = json!({"done": true, "eval_count": 128, "eval_duration": 1_254_901_960u64,
                        "prompt_eval_count": 40, "prompt_eval_duration": 29_000_000u64,
                        "total_duration": 1_400_000_000u64});
-        let s = metrics_from_final(&v);
+        let seen = Observed {
+            wall_s: 1.5,
+            clock_scale: 1.0,
+            num_predict: 128,
+        };
+        let s = metrics_from_final(&v, &seen, 120).unwrap();
         assert!((s["decode_tps"] - 102.0).abs() < 0.01);
         assert!((s["prefill_tps"] - 1379.31).abs() < 0.01);
         assert!((s["total"] - 1.4).abs() < 1e-9);

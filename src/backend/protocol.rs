@@ -278,7 +278,16 @@ impl<S: InferenceServer> Protocolled<S> {
     ) -> Result<Result<Sample, Failure>, BackendError> {
         let n = self.protocol.num_predict;
         match self.server.generate(config, prompt, n).await {
-            Ok(s) => Ok(Ok(s)),
+            Ok(s) => match crate::domain::metrics::check_sample(&s) {
+                Ok(()) => Ok(Ok(s)),
+                Err(why) => {
+                    // A server fault, not the configuration's: retried, never recorded.
+                    self.loaded = None;
+                    Err(BackendError::Transient(format!(
+                        "the server reported an impossible measurement, not recorded: {why}"
+                    )))
+                }
+            },
             Err(ServerError::Config(kind, message)) => {
                 // After a runtime OOM the server unloads its runners (docs/measurement.md, Errors).
                 self.loaded = None;

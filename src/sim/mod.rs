@@ -44,6 +44,7 @@ pub use model::{
 };
 pub use options::{option_names_and_types, OptionKind, SimOptions, OPTION_KINDS};
 pub use profiles::{profile, Profile, PROFILES};
+pub use server::TIME_SCALE_HEADER;
 pub use state::{HttpFault, SimStats, StreamFault};
 
 use std::future::Future;

@@ -11,6 +11,7 @@ use super::reply::{aborted, error, json_response, response_json, rfc3339, Metric
 use super::request::{get_string, parse_object, GenerateRequest, KeepAlive, DEFAULT_KEEP_ALIVE};
 use super::VERSION;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -35,16 +36,27 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// The header on every answer with the simulator's time scale: the wall seconds it sleeps for
+/// each simulated second it reports, so that a client can
+/// check reported durations against its own clock (docs/measurement.md, "Plausibility").
+pub const TIME_SCALE_HEADER: &str = "x-simulator-time-scale";
+
 async fn count_and_fault(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     app.shared.stats(|s| s.requests += 1);
-    if req.uri().path().starts_with("/api/") {
-        if let Some(f) = app.shared.pop_http_fault() {
-            let status =
-                StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return error(status, f.message);
+    let mut answer = 'answer: {
+        if req.uri().path().starts_with("/api/") {
+            if let Some(f) = app.shared.pop_http_fault() {
+                let status =
+                    StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                break 'answer error(status, f.message);
+            }
         }
+        next.run(req).await
+    };
+    if let Ok(v) = axum::http::HeaderValue::from_str(&app.time_scale.to_string()) {
+        answer.headers_mut().insert(TIME_SCALE_HEADER, v);
     }
-    next.run(req).await
+    answer
 }
 
 async fn not_found() -> Response {
@@ -119,7 +131,33 @@ fn ps_sizes(e: &Expected) -> (u64, u64) {
     }
 }
 
-async fn show(State(app): State<Arc<App>>, body: Bytes) -> Response {
+/// A request body, or the `{"error": ...}` answer when it cannot be read: axum refuses bodies
+/// over its 2 MiB default limit with a plain-text 413, which no Ollama client expects; the
+/// simulator keeps the limit (it bounds its memory; Ollama has none) and answers in Ollama's
+/// shape, with the status axum chose.
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "request body too large: the simulator reads at most {} MiB",
+                BODY_LIMIT >> 20
+            )
+        } else {
+            format!("cannot read the request body: {}", rejection.body_text())
+        };
+        error(status, message)
+    })
+}
+
+/// axum's default body limit (`DefaultBodyLimit`), which the simulator keeps.
+pub(crate) const BODY_LIMIT: usize = 2 << 20;
+
+async fn show(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body_or_error(body) {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
     let parsed = parse_object(&body, "api.ShowRequest").and_then(|obj| {
         let model = get_string(&obj, "model", "ShowRequest")?;
         let name = get_string(&obj, "name", "ShowRequest")?;
@@ -203,8 +241,12 @@ fn modelfile(p: &Profile) -> String {
     s
 }
 
-async fn generate(State(app): State<Arc<App>>, body: Bytes) -> Response {
+async fn generate(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
     app.shared.stats(|s| s.generate_requests += 1);
+    let body = match body_or_error(body) {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
     let req = match GenerateRequest::parse(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),

@@ -15,6 +15,7 @@ use super::sse::{error_message, metrics_from_final, parse_event, SseParser, Stre
 use crate::backend::protocol::{InferenceServer, LoadReport, ServerError};
 use crate::backend::{classify_failure, BackendError, BackendInfo, Counters, Evaluation};
 use crate::domain::llamaserver::{ARGS_NOTE, CHOSE_NOTE};
+use crate::domain::metrics::Observed;
 use crate::engine::space::{Config, SearchSpace};
 use crate::engine::stats::Sample;
 use crate::trial::FailureKind;
@@ -342,7 +343,14 @@ impl LlamaServer {
                         if ttft.is_none() && v["content"].as_str().is_some_and(|c| !c.is_empty()) {
                             *ttft = Some(t0.elapsed().as_secs_f64());
                         }
-                        let mut s = metrics_from_final(&v)
+                        let seen = Observed {
+                            wall_s: t0.elapsed().as_secs_f64(),
+                            clock_scale: 1.0,
+                            num_predict: body["n_predict"]
+                                .as_u64()
+                                .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+                        };
+                        let mut s = metrics_from_final(&v, &seen)
                             .map_err(|e| RequestError::Garbage(e.to_string()))?;
                         s.insert("e2e".into(), t0.elapsed().as_secs_f64());
                         if let Some(t) = ttft {

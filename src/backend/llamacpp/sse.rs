@@ -5,6 +5,7 @@
 //! keep-alive pings, an error as `data: {"error": {...}}`, and no `[DONE]` line for this
 //! endpoint; the final event has `"stop": true` and `timings` (docs/llama-server.md).
 
+use crate::domain::metrics::{self, Observed, MAX_DECODE_TPS, MAX_PREFILL_TPS};
 use crate::engine::stats::Sample;
 use serde_json::Value;
 
@@ -18,6 +19,9 @@ pub(crate) enum StreamError {
     NonJson { error: String, data: String },
     #[error("the final event carries no timings.predicted_per_second")]
     NoTimings,
+    /// The timings are impossible (docs/measurement.md, "Plausibility").
+    #[error("implausible timings in the final event, not recorded as a measurement: {0}")]
+    Implausible(String),
 }
 
 /// Incremental parser of a `text/event-stream` body (WHATWG HTML, "Server-sent events"): `data:`
@@ -134,27 +138,79 @@ pub(crate) fn error_message(err: &Value) -> String {
 }
 
 /// Metrics of the final event: llama-server's own throughputs (`timings`, in milliseconds), named
-/// like the Ollama backend's so reports treat both alike.
-pub(crate) fn metrics_from_final(v: &Value) -> Result<Sample, StreamError> {
+/// like the Ollama backend's so reports treat both alike, checked for physical plausibility
+/// against what the client saw of the request (docs/measurement.md, "Plausibility").
+pub(crate) fn metrics_from_final(v: &Value, seen: &Observed) -> Result<Sample, StreamError> {
     let t = &v["timings"];
-    let num = |k: &str| t[k].as_f64().filter(|x| x.is_finite());
-    let decode = num("predicted_per_second")
-        .filter(|x| *x > 0.0)
-        .ok_or(StreamError::NoTimings)?;
+    if !t.is_object() {
+        return Err(StreamError::NoTimings);
+    }
+    timings(t, seen).map_err(StreamError::Implausible)?
+}
+
+/// The checked timings: `Ok(Err(NoTimings))` when the decode speed is missing.
+fn timings(t: &Value, seen: &Observed) -> Result<Result<Sample, StreamError>, String> {
+    // A field: absent is None; present, a finite number >= 0.
+    let num = |k: &str| -> Result<Option<f64>, String> {
+        match t.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(x) => match x.as_f64() {
+                Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
+                _ => Err(format!("timings.{k} is {x}, not a number >= 0")),
+            },
+        }
+    };
+    let Some(decode) = num("predicted_per_second")?.filter(|x| *x > 0.0) else {
+        return Ok(Err(StreamError::NoTimings));
+    };
+    let predicted_n = seen.generated("predicted_n", num("predicted_n")?.unwrap_or(0.0))?;
+    let prompt_n = metrics::count("prompt_n", num("prompt_n")?.unwrap_or(0.0))?;
+    let cache_n = metrics::count("cache_n", num("cache_n")?.unwrap_or(0.0))?;
+    let predicted_s = seen.duration("predicted_ms", num("predicted_ms")?.unwrap_or(0.0) / 1e3)?;
+    let prompt_s = seen.duration("prompt_ms", num("prompt_ms")?.unwrap_or(0.0) / 1e3)?;
+    seen.duration("prompt_ms + predicted_ms", prompt_s + predicted_s)?;
+    // llama-server derives the speeds from the counts and times; they must agree, for n or n-1
+    // tokens (the final event of llama-server 11434.0.0 gives 8 tokens in 4863.894 ms at
+    // 1.439 tok/s: the first token came with the prompt).
+    let agree = |name: &str, speed: f64, n: f64, s: f64, ceiling: f64| -> Result<(), String> {
+        if speed > ceiling {
+            return Err(format!(
+                "timings.{name} of {speed:.3e} tok/s is above the {ceiling:.0e} tok/s no hardware reaches"
+            ));
+        }
+        if n > 0.0 && s > 0.0 {
+            let derived = n / s;
+            let near = |d: f64| (speed - d).abs() <= 0.01 * d.max(speed);
+            if !near(derived) && !near((n - 1.0) / s) {
+                return Err(format!(
+                    "timings.{name} is {speed:.3} but {n} tokens in {s:.6} s is {derived:.3} tok/s"
+                ));
+            }
+        }
+        Ok(())
+    };
+    agree(
+        "predicted_per_second",
+        decode,
+        predicted_n,
+        predicted_s,
+        MAX_DECODE_TPS,
+    )?;
+    let prefill = num("prompt_per_second")?.filter(|x| *x > 0.0);
+    if let Some(p) = prefill {
+        agree("prompt_per_second", p, prompt_n, prompt_s, MAX_PREFILL_TPS)?;
+    }
     let mut s = Sample::new();
     s.insert("decode_tps".into(), decode);
-    if let Some(p) = num("prompt_per_second").filter(|x| *x > 0.0) {
+    if let Some(p) = prefill {
         s.insert("prefill_tps".into(), p);
     }
-    s.insert("eval_count".into(), num("predicted_n").unwrap_or(0.0));
-    s.insert("prompt_eval_count".into(), num("prompt_n").unwrap_or(0.0));
-    s.insert("cache_n".into(), num("cache_n").unwrap_or(0.0));
+    s.insert("eval_count".into(), predicted_n);
+    s.insert("prompt_eval_count".into(), prompt_n);
+    s.insert("cache_n".into(), cache_n);
     // Server-side compute time of the request (Ollama's total_duration without the load).
-    s.insert(
-        "total".into(),
-        (num("prompt_ms").unwrap_or(0.0) + num("predicted_ms").unwrap_or(0.0)) / 1000.0,
-    );
-    Ok(s)
+    s.insert("total".into(), prompt_s + predicted_s);
+    Ok(Ok(s))
 }
 
 #[cfg(test)]
@@ -185,7 +241,7 @@ mod tests {
         );
         match parse_event(&whole[2]).unwrap() {
             StreamEvent::Final(v) => {
-                let s = metrics_from_final(&v).unwrap();
+                let s = metrics_from_final(&v, &SEEN).unwrap();
                 assert!((s["decode_tps"] - 1.439176100466005).abs() < 1e-12);
                 assert!((s["prefill_tps"] - 7.4037603698918675).abs() < 1e-12);
                 assert_eq!(s["eval_count"], 8.0);
@@ -231,6 +287,46 @@ mod tests {
 
     #[test]
     fn final_without_timings_is_an_error() {
-        assert!(metrics_from_final(&json!({"stop": true})).is_err());
+        assert!(metrics_from_final(&json!({"stop": true}), &SEEN).is_err());
+    }
+
+    /// What the client saw of the request of [`FINAL`]: 6 s, 8 tokens asked for.
+    const SEEN: Observed = Observed {
+        wall_s: 6.0,
+        clock_scale: 1.0,
+        num_predict: 8,
+    };
+
+    #[test]
+    fn impossible_timings_are_refused() {
+        let good: Value = serde_json::from_str(FINAL).unwrap();
+        assert!(metrics_from_final(&good, &SEEN).is_ok());
+        let with = |key: &str, value: Value| {
+            let mut v = good.clone();
+            v["timings"][key] = value;
+            metrics_from_final(&v, &SEEN)
+        };
+        for (key, value) in [
+            ("predicted_per_second", json!(6.4e10)),
+            ("predicted_per_second", json!(10.0)),
+            ("predicted_ms", json!(-4863.894)),
+            ("predicted_ms", json!(1e300)),
+            ("predicted_n", json!(1e300)),
+            ("predicted_n", json!(9000)),
+            ("predicted_n", json!("8")),
+            ("prompt_n", json!(6.5)),
+            ("prompt_per_second", json!(2e7)),
+            ("cache_n", json!(-1)),
+        ] {
+            let e = with(key, value.clone()).expect_err(&format!("{key} = {value}"));
+            assert!(matches!(e, StreamError::Implausible(_)), "{key}: {e}");
+            assert!(e.to_string().contains(key), "{key}: {e}");
+        }
+        // Longer than the request took.
+        let short = Observed {
+            wall_s: 1.0,
+            ..SEEN
+        };
+        assert!(metrics_from_final(&good, &short).is_err());
     }
 }

@@ -91,7 +91,7 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b'data: {"content":"hi","stop":false}\n\n')
         self.wfile.flush()
-        time.sleep(0.05)
+        time.sleep(0.09)
         self.wfile.write(b': ping\n\ndata: {"content":"","stop":true,"timings":{"cache_n":0,"prompt_n":3,"prompt_ms":10,"prompt_per_second":300,"predicted_n":4,"predicted_ms":80,"predicted_per_second":50}}\n\n')
 sys.stderr.write("fake llama-server on %d\n" % port); sys.stderr.flush()
 http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
