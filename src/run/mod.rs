@@ -16,6 +16,7 @@ mod recheck;
 mod record;
 mod reports;
 mod session;
+mod stop;
 mod tally;
 mod trials;
 
@@ -29,6 +30,7 @@ use crate::study::{ConfigError, Study};
 use crate::verdict::{Standing, TrialCounts};
 use chrono::{DateTime, Local};
 use reports::ReportSchedule;
+use outage::Prepared;
 use session::Session;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -127,13 +129,28 @@ pub async fn run(
         study.seed = seed;
     }
     let mut session = Session::open(&study, study_text, study_path, &opts)?;
-    let (space, info) = outage::prepare(
+    let prepared = outage::prepare(
         backend.as_mut(),
         &study.space,
         opts.max_outage,
         &mut shutdown,
     )
-    .await?;
+    .await;
+    let (space, info) = match prepared {
+        Ok(Prepared::Ready(space, info)) => (space, info),
+        Ok(Prepared::Interrupted) => {
+            backend.shutdown().await;
+            return stop::stopped_at_start(&study, study_path, &mut session).await;
+        }
+        Ok(Prepared::Unreachable(fatal)) => {
+            backend.shutdown().await;
+            return Err(stop::at_start(&study, study_path, &mut session, StopReason::Outage, fatal).await);
+        }
+        Err(fatal) => {
+            backend.shutdown().await;
+            return Err(stop::at_start(&study, study_path, &mut session, StopReason::Fatal, fatal).await);
+        }
+    };
     info!(backend = %info.backend, version = ?info.server_version, "backend ready");
     let (optimizer, tally, pending, phase) = session.replay(&study, &space)?;
     let mut decider = decision::Decider::new(phase, opts.decide);
@@ -166,7 +183,7 @@ pub async fn run(
     )
     .await?;
     backend.shutdown().await;
-    books.finish(&cx, &stop, &stop_message).await?;
+    books.finish(&cx, &stop, &stop_message, &mut shutdown).await?;
 
     let run = &session.run;
     if let Some(dir) = &opts.reports_dir {
@@ -185,3 +202,4 @@ pub async fn run(
         objective_label: study.objective.metric.label(),
     })
 }
+
