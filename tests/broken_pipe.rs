@@ -69,7 +69,13 @@ fn commands_end_quietly_on_a_closed_stdout() {
     std::fs::write(dir.join("study.toml"), STUDY).unwrap();
     let (code, stderr) = tuner(
         &[
-            "run", "--space", "study.toml", "--state-dir", "state", "--run-id", "r",
+            "run",
+            "--space",
+            "study.toml",
+            "--state-dir",
+            "state",
+            "--run-id",
+            "r",
             "--no-progress",
         ],
         dir,

@@ -137,8 +137,14 @@ fn a_background_child_holding_stdout_is_killed_with_its_group() {
     );
     assert_eq!((j.records.len(), ok, noted), (3, 3, 3));
     assert_eq!(groups.len(), 3);
-    assert!(left.is_empty(), "processes left in the programs' groups: {left:?}");
-    assert!(took < Duration::from_secs(10), "{took:?}: waited for the background child?");
+    assert!(
+        left.is_empty(),
+        "processes left in the programs' groups: {left:?}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "{took:?}: waited for the background child?"
+    );
 }
 
 /// A program that reads no stdin and sleeps 8 s under `timeout = "2s"` is a timeout after
@@ -159,7 +165,10 @@ fn the_timeout_holds_while_the_program_reads_no_stdin() {
         took.as_secs_f64()
     );
     assert_eq!((j.records.len(), timeouts), (2, 2));
-    assert!(longest < 4.0, "a trial took {longest} s under a 2 s timeout");
+    assert!(
+        longest < 4.0,
+        "a trial took {longest} s under a 2 s timeout"
+    );
 }
 
 /// 10 MB without a newline, on stdout (exit 0: no readable result) and on stderr (exit 1):
@@ -201,7 +210,11 @@ fn ten_megabytes_of_output_leave_bounded_errors() {
             errors.first().map(|e| &e[..e.len().min(300)])
         );
         assert!(longest <= 4200, "{name}: an error of {longest} bytes");
-        for (file, bytes) in [("trials.jsonl", journal), ("report.json", json), ("trials.csv", csv)] {
+        for (file, bytes) in [
+            ("trials.jsonl", journal),
+            ("report.json", json),
+            ("trials.csv", csv),
+        ] {
             assert!(
                 bytes < (TEN_MB / 100) as u64,
                 "{name}: {file} is {bytes} bytes"

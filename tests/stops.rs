@@ -177,8 +177,14 @@ fn grace_is_counted_from_the_signal() {
         "{:?}",
         m.stop_message
     );
-    let c = RunDir::new(&run).read_checkpoint().unwrap().expect("checkpoint");
-    assert!(c.pending.is_some(), "the abandoned trial is pending for resume");
+    let c = RunDir::new(&run)
+        .read_checkpoint()
+        .unwrap()
+        .expect("checkpoint");
+    assert!(
+        c.pending.is_some(),
+        "the abandoned trial is pending for resume"
+    );
     assert_eq!(journal_consistent(&run), (vec![], true));
 }
 
@@ -229,19 +235,33 @@ fn a_second_signal_stops_at_once_and_leaves_a_resumable_run() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     let m = meta(&run);
     assert_eq!(m.stop_reason, Some(StopReason::Interrupted));
-    assert!(m.stop_message.as_deref().unwrap_or("").contains("second signal"));
+    assert!(m
+        .stop_message
+        .as_deref()
+        .unwrap_or("")
+        .contains("second signal"));
     assert!(m.finished_at.is_some());
     let (numbers, ok) = journal_consistent(&run);
     assert!(ok, "{numbers:?}");
     assert_eq!(numbers.len(), before, "the slow trial was not journaled");
-    let c = RunDir::new(&run).read_checkpoint().unwrap().expect("checkpoint");
+    let c = RunDir::new(&run)
+        .read_checkpoint()
+        .unwrap()
+        .expect("checkpoint");
     assert_eq!(c.pending.as_ref().map(|p| p.number), Some(before));
 
     std::fs::remove_file(tmp.path().join("slow")).unwrap();
-    let out = tuner(&["resume", run.to_str().unwrap(), "--no-progress"], tmp.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tuner(
+        &["resume", run.to_str().unwrap(), "--no-progress"],
+        tmp.path(),
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (numbers, ok) = journal_consistent(&run);
     eprintln!("resumed: journal {numbers:?}");
     assert!(ok && numbers.len() == 6, "{numbers:?}");
@@ -301,7 +321,10 @@ fn sigterm_while_waiting_for_the_backend_exits_0_with_a_stop_reason() {
     assert!(after < Duration::from_secs(2), "{after:?}");
     let m = meta(&run);
     assert_eq!(m.stop_reason, Some(StopReason::Interrupted));
-    assert!(m.stop_message.unwrap().contains("before the backend answered"));
+    assert!(m
+        .stop_message
+        .unwrap()
+        .contains("before the backend answered"));
 }
 
 /// Runs one study to its end: the exit code and the stop reason in run.json.
@@ -335,7 +358,13 @@ fn every_reachable_stop_reason_exits_with_its_documented_code() {
         "type = \"categorical\"\nchoices = [\"a\", \"b\"]\ndefault = \"a\"",
     );
     let cases: Vec<(&str, String, Vec<&str>, i32, StopReason)> = vec![
-        ("budget", command_study(fast, 3, "10s"), vec![], 0, StopReason::Budget),
+        (
+            "budget",
+            command_study(fast, 3, "10s"),
+            vec![],
+            0,
+            StopReason::Budget,
+        ),
         (
             "wall time",
             command_study("sleep 0.3; echo $TUNE_X", 500, "10s"),
@@ -360,7 +389,8 @@ fn every_reachable_stop_reason_exits_with_its_documented_code() {
         ),
         (
             "fatal",
-            command_study(fast, 3, "10s").replace("argv = [\"sh\", \"-c\"", "argv = [\"/nonexistent/program\""),
+            command_study(fast, 3, "10s")
+                .replace("argv = [\"sh\", \"-c\"", "argv = [\"/nonexistent/program\""),
             vec![],
             3,
             StopReason::Fatal,

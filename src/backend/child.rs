@@ -118,18 +118,14 @@ pub async fn run_program(
     let mut group = GroupKill {
         pgid: child.id().map(|p| p as libc::pid_t),
     };
-    let stdout = child.stdout.take().map(|o| {
-        tokio::spawn(capture(
-            o,
-            Capture::new(keep_stdout.head, keep_stdout.tail),
-        ))
-    });
-    let stderr = child.stderr.take().map(|e| {
-        tokio::spawn(capture(
-            e,
-            Capture::new(keep_stderr.head, keep_stderr.tail),
-        ))
-    });
+    let stdout = child
+        .stdout
+        .take()
+        .map(|o| tokio::spawn(capture(o, Capture::new(keep_stdout.head, keep_stdout.tail))));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|e| tokio::spawn(capture(e, Capture::new(keep_stderr.head, keep_stderr.tail))));
     let mut stdin = child.stdin.take();
     let waited = tokio::time::timeout(timeout, async {
         if let Some(mut pipe) = stdin.take() {
@@ -271,6 +267,9 @@ mod tests {
         while alive(pid) && t1.elapsed() < Duration::from_secs(2) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(!alive(pid), "the grandchild {pid} outlived the abandoned run");
+        assert!(
+            !alive(pid),
+            "the grandchild {pid} outlived the abandoned run"
+        );
     }
 }

@@ -97,9 +97,9 @@ pub(super) async fn recheck(run_dir: &Path, rounds: usize) -> Result<(), CliErro
     }
     match &out.recorded_gain {
         Some(e) => outln!("recorded gain over the baseline: {}", format_effect(e)),
-        None => outln!(
-            "recorded gain over the baseline: no interval recorded (no decision phase ran)"
-        ),
+        None => {
+            outln!("recorded gain over the baseline: no interval recorded (no decision phase ran)")
+        }
     }
     if let Some(e) = &out.gain_now {
         let holds = match &out.recorded_gain {

@@ -8,8 +8,8 @@ mod signals;
 pub mod sim;
 mod status;
 
-pub(crate) use signals::install_signal_handlers;
 pub use signals::exit_code;
+pub(crate) use signals::install_signal_handlers;
 
 use crate::backend::{self, Backend, BackendError};
 use crate::run::{self, RunError, RunOptions};

@@ -47,7 +47,9 @@ pub(crate) fn checked(result: Result<(), CliError>) -> Result<(), CliError> {
     match failed {
         Some(e) => Err(CliError::new(
             ExitCode::State,
-            format!("cannot write the output: {e} (check the disk or file behind stdout, or use --out)"),
+            format!(
+                "cannot write the output: {e} (check the disk or file behind stdout, or use --out)"
+            ),
         )),
         None => Ok(()),
     }

@@ -7,7 +7,12 @@
 //! `outage.rs` waits out an unreachable backend; `trials.rs` is the loop and the end of a
 //! session; `offload.rs` moves its blocking work off the async workers; `record.rs` builds
 //! the journal record of a trial; `tally.rs` counts the journal and keeps its standings (src/verdict.rs); `reports.rs` schedules the
-//! report files.
+//! report files; `stop.rs` records the stop of a session that ends before its first trial.
+//!
+//! Stop signals (their count is `Shutdown`): after the first, no new trial starts and the one in
+//! flight may finish within `--grace`, counted from the signal; a second abandons it at once
+//! and skips the report still being written. Either way run.json gets its stop reason before
+//! the session ends.
 
 mod decision;
 mod offload;
@@ -29,8 +34,8 @@ use crate::store::{StopReason, StoreError};
 use crate::study::{ConfigError, Study};
 use crate::verdict::{Standing, TrialCounts};
 use chrono::{DateTime, Local};
-use reports::ReportSchedule;
 use outage::Prepared;
+use reports::ReportSchedule;
 use session::Session;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -144,11 +149,20 @@ pub async fn run(
         }
         Ok(Prepared::Unreachable(fatal)) => {
             backend.shutdown().await;
-            return Err(stop::at_start(&study, study_path, &mut session, StopReason::Outage, fatal).await);
+            return Err(stop::at_start(
+                &study,
+                study_path,
+                &mut session,
+                StopReason::Outage,
+                fatal,
+            )
+            .await);
         }
         Err(fatal) => {
             backend.shutdown().await;
-            return Err(stop::at_start(&study, study_path, &mut session, StopReason::Fatal, fatal).await);
+            return Err(
+                stop::at_start(&study, study_path, &mut session, StopReason::Fatal, fatal).await,
+            );
         }
     };
     info!(backend = %info.backend, version = ?info.server_version, "backend ready");
@@ -183,7 +197,9 @@ pub async fn run(
     )
     .await?;
     backend.shutdown().await;
-    books.finish(&cx, &stop, &stop_message, &mut shutdown).await?;
+    books
+        .finish(&cx, &stop, &stop_message, &mut shutdown)
+        .await?;
 
     let run = &session.run;
     if let Some(dir) = &opts.reports_dir {
@@ -202,4 +218,3 @@ pub async fn run(
         objective_label: study.objective.metric.label(),
     })
 }
-

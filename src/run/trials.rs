@@ -396,7 +396,7 @@ fn abandoned(signals: u32, opts: &RunOptions) -> (StopReason, String) {
         "stopped by a second signal: the trial in flight was abandoned at once and will be measured again on resume".to_string()
     } else {
         format!(
-            "stopped by a signal: the trial in flight did not finish within the grace period ({}) and will be measured again on resume",
+            "stopped by a signal before the trial in flight finished (grace period {}); it will be measured again on resume",
             humantime::format_duration(opts.grace)
         )
     };
