@@ -25,12 +25,19 @@ fn main() {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say(&format!("error: cannot start the async runtime: {e}"));
             std::process::exit(1);
         }
     };
     if let Err(e) = runtime.block_on(dispatch(cli)) {
-        eprintln!("error: {e}");
+        say(&format!("error: {e}"));
         std::process::exit(e.code as i32);
     }
+}
+
+/// A line on stderr; a stderr that cannot be written (a closed pipe) does not turn an exit
+/// code into a panic.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

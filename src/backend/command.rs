@@ -3,23 +3,39 @@
 //! The program receives the configuration as a JSON object on stdin and as environment
 //! variables `TUNE_<NAME>` (upper-case parameter name). Its last non-empty stdout line is either
 //! a number (the metric `value`) or a JSON object of numeric metrics. A non-zero exit or a
-//! timeout is a failed trial, with the tail of stderr kept. Exit code 75 (EX_TEMPFAIL from
-//! sysexits.h) means "try again later": a transient fault that is not the configuration's.
+//! timeout is a failed trial, with the head and tail of stderr kept (bounded, as every output
+//! kept: `output.rs`). Exit code 75 (EX_TEMPFAIL from sysexits.h) means "try again later": a
+//! transient fault that is not the configuration's. The program runs in its own process group
+//! (`child.rs`): the timeout covers writing its stdin, its exit ends the measurement, and
+//! whatever it left running is killed with the group.
 
+use super::child::{run_program, Keep, Ran};
+use super::output::{bound_text, Capture};
 use super::{Backend, BackendError, BackendInfo, Evaluation, Failure};
 use crate::engine::space::{Config, SearchSpace};
 use crate::engine::stats::Sample;
 use crate::trial::FailureKind;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
+use tracing::warn;
 
 /// Exit status that asks for a retry (sysexits.h EX_TEMPFAIL).
 pub(crate) const EXIT_TEMPFAIL: i32 = 75;
-const STDERR_TAIL: usize = 2000;
+/// The note of a trial whose program left processes running (they were killed).
+pub const LEFTOVERS_NOTE: &str = "leftover_processes_killed";
+/// What is kept of stdout: its tail, where the result is (the last line), and a little of its
+/// head. A result line must fit in the tail.
+const KEEP_STDOUT: Keep = Keep {
+    head: 256,
+    tail: 64 * 1024,
+};
+/// What is kept of stderr for an error message: its head and its tail.
+const KEEP_STDERR: Keep = Keep {
+    head: 500,
+    tail: 1500,
+};
 
 pub struct CommandBackend {
     argv: Vec<String>,
@@ -43,74 +59,92 @@ impl CommandBackend {
         }
     }
 
-    async fn run_once(&self, config: &Config) -> Result<Result<Sample, Failure>, BackendError> {
+    async fn run_once(&self, config: &Config) -> Result<Outcome, BackendError> {
         let mut cmd = Command::new(&self.argv[0]);
-        cmd.args(&self.argv[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        cmd.args(&self.argv[1..]);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
         for (k, v) in config {
             cmd.env(format!("TUNE_{}", k.to_uppercase()), v.to_string());
         }
-        let mut child = cmd.spawn().map_err(|e| {
-            BackendError::fatal(
-                format!("cannot start {:?}: {e}", self.argv[0]),
-                "check backend.argv in the study file: the first element must be an executable path or a program on PATH",
-            )
-        })?;
         let input = serde_json::to_vec(config).unwrap_or_default();
-        if let Some(mut stdin) = child.stdin.take() {
-            // A program that does not read stdin closes the pipe; that is fine.
-            let _ = stdin.write_all(&input).await;
-            let _ = stdin.shutdown().await;
-        }
-        let output = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
-            Ok(Ok(o)) => o,
-            Ok(Err(e)) => {
-                return Err(BackendError::Transient(format!(
-                    "waiting for the program failed: {e}"
-                )))
-            }
-            Err(_) => {
-                // kill_on_drop reaps the child when the future is dropped.
-                return Ok(Err(failure(
-                    FailureKind::Timeout,
-                    format!(
-                        "no result within {:.0} s (backend.timeout)",
-                        self.timeout.as_secs_f64()
-                    ),
-                )));
+        let ran = run_program(cmd, input, self.timeout, KEEP_STDOUT, KEEP_STDERR)
+            .await
+            .map_err(|e| {
+                BackendError::fatal(
+                    format!("cannot start {:?}: {e}", self.argv[0]),
+                    "check backend.argv in the study file: the first element must be an executable path or a program on PATH",
+                )
+            })?;
+        let (status, stdout, stderr, leftovers) = match ran {
+            Ran::Exited {
+                status,
+                stdout,
+                stderr,
+                leftovers,
+            } => (status, stdout, stderr, leftovers),
+            Ran::TimedOut { stderr } => {
+                let mut message = format!(
+                    "no result within {} (backend.timeout)",
+                    humantime::format_duration(self.timeout)
+                );
+                let said = stderr_text(&stderr);
+                if !said.is_empty() {
+                    message.push_str(&format!("; stderr: {said}"));
+                }
+                return Ok(Outcome::failed(FailureKind::Timeout, message));
             }
         };
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail = tail(&stderr, STDERR_TAIL);
-        match output.status.code() {
+        if leftovers {
+            warn!(
+                program = %self.argv[0],
+                "the program exited leaving processes of its group running; they were killed"
+            );
+        }
+        let tail = stderr_text(&stderr);
+        let failed = |kind, message| {
+            Ok(Outcome {
+                result: Err(failure(kind, message)),
+                leftovers,
+            })
+        };
+        match status.code() {
             Some(0) => {}
             Some(EXIT_TEMPFAIL) => {
                 return Err(BackendError::Transient(format!(
                     "program asked for a retry (exit 75): {tail}"
                 )))
             }
-            Some(c) => {
-                return Ok(Err(failure(
-                    FailureKind::Error,
-                    format!("exit status {c}: {tail}"),
-                )))
-            }
-            None => {
-                return Ok(Err(failure(
-                    FailureKind::Crashed,
-                    format!("killed by a signal: {tail}"),
-                )))
-            }
+            Some(c) => return failed(FailureKind::Error, format!("exit status {c}: {tail}")),
+            None => return failed(FailureKind::Crashed, format!("killed by a signal: {tail}")),
         }
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        Ok(parse_result(&stdout).map_err(|e| failure(FailureKind::Error, e.to_string())))
+        Ok(Outcome {
+            result: parse_captured(&stdout).map_err(|e| failure(FailureKind::Error, e.to_string())),
+            leftovers,
+        })
     }
+}
+
+/// One run of the program: its sample or why it failed, and whether processes it left
+/// running had to be killed.
+struct Outcome {
+    result: Result<Sample, Failure>,
+    leftovers: bool,
+}
+
+impl Outcome {
+    fn failed(kind: FailureKind, message: String) -> Outcome {
+        Outcome {
+            result: Err(failure(kind, message)),
+            leftovers: false,
+        }
+    }
+}
+
+/// The stderr kept for an error message: its head and tail, trimmed.
+fn stderr_text(stderr: &Capture) -> String {
+    stderr.text().trim().to_string()
 }
 
 fn failure(kind: FailureKind, message: String) -> Failure {
@@ -128,19 +162,34 @@ pub(crate) enum ResultError {
     NoNumericField(String),
     #[error("the last stdout line {0:?} is neither a number nor a JSON object of metrics")]
     Unreadable(String),
+    #[error("the last stdout line is longer than {max} bytes ({total} bytes of output; it ends {end:?}); print the result on a line of its own, as the last line")]
+    TooLong { max: usize, total: u64, end: String },
 }
 
-/// Last `max` bytes of text, on a character boundary.
-pub(crate) fn tail(text: &str, max: usize) -> String {
-    let t = text.trim_end();
-    if t.len() <= max {
-        return t.to_string();
+/// The longest part of a result line an error message quotes.
+const QUOTED_LINE_MAX: usize = 300;
+
+/// A stdout line quoted in an error message, bounded.
+fn quoted(line: &str) -> String {
+    bound_text(line, QUOTED_LINE_MAX)
+}
+
+/// Parse the result from the stdout kept: its last non-empty line, which must lie wholly within
+/// the kept tail.
+pub(crate) fn parse_captured(stdout: &Capture) -> Result<Sample, ResultError> {
+    let text = stdout.tail_text();
+    if stdout.cut() > 0 {
+        let body = text.trim_end();
+        // The last line began before the kept tail: it cannot be read whole.
+        if !body.is_empty() && !body.contains('\n') {
+            return Err(ResultError::TooLong {
+                max: KEEP_STDOUT.tail,
+                total: stdout.total(),
+                end: quoted(&body[body.len().saturating_sub(60)..]),
+            });
+        }
     }
-    let mut start = t.len() - max;
-    while !t.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("...{}", &t[start..])
+    parse_result(&text)
 }
 
 /// Parse the program's result from its stdout: the last non-empty line.
@@ -152,7 +201,7 @@ pub(crate) fn parse_result(stdout: &str) -> Result<Sample, ResultError> {
         if v.is_finite() {
             return Ok(Sample::from([("value".to_string(), v)]));
         }
-        return Err(ResultError::NotFinite(line.to_string()));
+        return Err(ResultError::NotFinite(quoted(line)));
     }
     match serde_json::from_str::<serde_json::Value>(line) {
         Ok(serde_json::Value::Object(map)) => {
@@ -161,12 +210,12 @@ pub(crate) fn parse_result(stdout: &str) -> Result<Sample, ResultError> {
                 .filter_map(|(k, v)| v.as_f64().filter(|x| x.is_finite()).map(|x| (k.clone(), x)))
                 .collect();
             if sample.is_empty() {
-                Err(ResultError::NoNumericField(line.to_string()))
+                Err(ResultError::NoNumericField(quoted(line)))
             } else {
                 Ok(sample)
             }
         }
-        _ => Err(ResultError::Unreadable(line.to_string())),
+        _ => Err(ResultError::Unreadable(quoted(line))),
     }
 }
 
@@ -184,14 +233,23 @@ impl Backend for CommandBackend {
         let mut eval = Evaluation::default();
         for _ in 0..self.repeats {
             let t0 = Instant::now();
-            match self.run_once(config).await? {
+            let once = self.run_once(config).await?;
+            if once.leftovers {
+                eval.notes
+                    .insert(LEFTOVERS_NOTE.to_string(), serde_json::json!(true));
+            }
+            match once.result {
                 Ok(mut sample) => {
                     sample
                         .entry("wall_s".to_string())
                         .or_insert(t0.elapsed().as_secs_f64());
                     eval.samples.push(sample);
                 }
-                Err(f) => return Ok(Evaluation::failed(f.kind, f.message)),
+                Err(f) => {
+                    let mut failed = Evaluation::failed(f.kind, f.message);
+                    failed.notes = eval.notes;
+                    return Ok(failed);
+                }
             }
         }
         Ok(eval)

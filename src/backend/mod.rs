@@ -11,14 +11,17 @@
 //!
 //! Files: this one holds the trait and the types every backend shares; `protocol.rs` the
 //! measurement protocol and the one `Backend` impl of every protocol-driven server; `ollama.rs`,
-//! `simulated.rs` and `llamacpp/` those servers; `command.rs` the command backend; `factory.rs`
+//! `simulated.rs` and `llamacpp/` those servers; `command.rs` the command backend (`child.rs`
+//! its process group, `output.rs` the bounded capture of program output); `factory.rs`
 //! builds the backend a study names; `effective.rs` what the servers say they ran.
 
+mod child;
 pub mod command;
 pub mod effective;
 mod factory;
 pub mod llamacpp;
 pub mod ollama;
+pub mod output;
 pub mod protocol;
 pub mod simulated;
 
@@ -68,11 +71,12 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// A failed measurement; its message is bounded (`output::ERROR_TEXT_MAX`).
     pub fn failed(kind: FailureKind, message: impl Into<String>) -> Evaluation {
         Evaluation {
             failure: Some(Failure {
                 kind,
-                message: message.into(),
+                message: output::bound_text(&message.into(), output::ERROR_TEXT_MAX),
             }),
             ..Default::default()
         }

@@ -82,24 +82,24 @@ pub(super) async fn recheck(run_dir: &Path, rounds: usize) -> Result<(), CliErro
     let study = load_study(&run.file(STUDY_FILE))?;
     let report =
         crate::report::analyse(&run).map_err(|e| CliError::new(ExitCode::State, e.to_string()))?;
-    let backend: Box<dyn Backend> = backend::create(&study).await?;
     let shutdown = super::install_signal_handlers();
+    let backend: Box<dyn Backend> = backend::create(&study).await?;
     let out = run::recheck(&run, &study, &report, rounds, backend, shutdown).await?;
     let label = &out.objective_label;
-    println!(
+    outln!(
         "recheck of {} ({} rounds, {} failed trials)",
         run_dir.display(),
         out.rounds,
         out.failed
     );
     if out.recommendation_is_baseline {
-        println!("the recommendation is your defaults: only its level was rechecked");
+        outln!("the recommendation is your defaults: only its level was rechecked");
     }
     match &out.recorded_gain {
-        Some(e) => println!("recorded gain over the baseline: {}", format_effect(e)),
-        None => println!(
-            "recorded gain over the baseline: no interval recorded (no decision phase ran)"
-        ),
+        Some(e) => outln!("recorded gain over the baseline: {}", format_effect(e)),
+        None => {
+            outln!("recorded gain over the baseline: no interval recorded (no decision phase ran)")
+        }
     }
     if let Some(e) = &out.gain_now {
         let holds = match &out.recorded_gain {
@@ -107,16 +107,16 @@ pub(super) async fn recheck(run_dir: &Path, rounds: usize) -> Result<(), CliErro
             Some(_) => "consistent with the recorded one",
             None => "",
         };
-        println!(
+        outln!(
             "gain over the baseline now:       {} {holds}",
             format_effect(e)
         );
     }
     match out.level_now {
-        Some((pct, lo, hi)) => println!(
+        Some((pct, lo, hi)) => outln!(
             "{label} of the recommendation now against its recorded measurements: {pct:+.1}% [{lo:+.1}%, {hi:+.1}%]"
         ),
-        None => println!("{label} of the recommendation now: too few measurements to compare"),
+        None => outln!("{label} of the recommendation now: too few measurements to compare"),
     }
     if out.regressed {
         return Err(CliError::new(

@@ -1,9 +1,15 @@
 //! Command-line interface: flags parsed by clap, turned into validated options, dispatched.
 //! Every user-facing failure maps to a distinct exit code (see `ExitCode` and README.md).
 
+#[macro_use]
+mod out;
 mod decide;
+mod signals;
 pub mod sim;
 mod status;
+
+pub use signals::exit_code;
+pub(crate) use signals::install_signal_handlers;
 
 use crate::backend::{self, Backend, BackendError};
 use crate::run::{self, RunError, RunOptions};
@@ -13,7 +19,6 @@ use chrono::{DateTime, Local, NaiveTime, TimeZone};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// Exit codes, stable for scripts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +37,8 @@ pub enum ExitCode {
     State = 6,
     /// `recheck`: the recommendation is now significantly slower than recorded.
     Regressed = 7,
+    /// A second stop signal cut the run short (128 + SIGINT, as a shell reports it).
+    SecondSignal = 130,
 }
 
 /// A failure with the exit code it maps to.
@@ -296,38 +303,6 @@ fn parse_until(s: &str) -> Result<DateTime<Local>, FlagError> {
     Ok(at)
 }
 
-/// First signal: stop gracefully. Second: exit at once (the journal and checkpoint are
-/// always consistent on disk, so nothing is lost either way).
-pub(crate) fn install_signal_handlers() -> watch::Receiver<u32> {
-    let (tx, rx) = watch::channel(0u32);
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            // Keep the sender alive so receivers do not see a closed channel.
-            std::future::pending::<()>().await;
-            return;
-        };
-        let mut count = 0u32;
-        loop {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            count += 1;
-            if count >= 2 {
-                eprintln!("second signal: exiting now; resume with `ollama-tuner resume RUN_DIR`");
-                std::process::exit(130);
-            }
-            eprintln!("stopping after the trial in flight (send the signal again to exit at once)");
-            let _ = tx.send(count);
-        }
-    });
-    rx
-}
-
 fn run_options(
     state_dir: PathBuf,
     run_id: Option<String>,
@@ -353,12 +328,33 @@ fn run_options(
 async fn run_study(study: Study, path: &Path, opts: RunOptions) -> Result<(), CliError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::new(ExitCode::BadInput, format!("{}: {e}", path.display())))?;
-    let backend: Box<dyn Backend> = backend::create(&study).await?;
+    // Before the backend is built: a signal from now on is counted, never fatal.
     let shutdown = install_signal_handlers();
+    let signals = shutdown.clone();
+    let backend: Box<dyn Backend> = backend::create(&study).await?;
     let export = export_format_for(&study.backend);
     let out = run::run(study, &text, path, opts, backend, shutdown).await?;
-    print_outcome(&out, export);
-    Ok(())
+    let signals = *signals.borrow();
+    end_of_run(&out, export, signals)
+}
+
+/// Print how a run ended and exit with the code its stop maps to (`signals::exit_code`).
+pub(crate) fn end_of_run(
+    out: &run::RunOutcome,
+    export: ExportFormatArg,
+    signals: u32,
+) -> Result<(), CliError> {
+    print_outcome(out, export);
+    exit_code(&out.stop, signals).map_err(|(code, what)| {
+        CliError::new(
+            code,
+            format!(
+                "{what} ({}); `ollama-tuner resume {}` continues the run",
+                out.stop_message,
+                out.run_dir.display()
+            ),
+        )
+    })
 }
 
 /// The export format that configures what a study tuned: a Modelfile for Ollama (and the
@@ -380,28 +376,28 @@ pub(crate) fn print_outcome(out: &run::RunOutcome, export_format: ExportFormatAr
     let export_format = export_format
         .to_possible_value()
         .map_or_else(String::new, |v| v.get_name().to_string());
-    println!();
+    outln!();
     if out.simulated {
-        println!("(SIMULATED: these numbers come from the built-in Ollama simulator, not from real hardware)");
+        outln!("(SIMULATED: these numbers come from the built-in Ollama simulator, not from real hardware)");
     }
-    println!("stopped: {} ({})", out.stop.as_str(), out.stop_message);
-    println!("trials:  {}", out.counts.text());
+    outln!("stopped: {} ({})", out.stop.as_str(), out.stop_message);
+    outln!("trials:  {}", out.counts.text());
     match &out.best {
         Some(b) => {
-            println!(
+            outln!(
                 "best:    {} with {} = {:.4}",
                 b.trials_text(),
                 out.objective_label,
                 b.objective
             );
             for (k, v) in &b.params {
-                println!("         {k} = {v}");
+                outln!("         {k} = {v}");
             }
             match &out.baseline {
                 Some(base) if base.trial == b.trial => {
-                    println!("         (the baseline: the study's defaults)")
+                    outln!("         (the baseline: the study's defaults)")
                 }
-                Some(base) if base.objective != 0.0 => println!(
+                Some(base) if base.objective != 0.0 => outln!(
                     "         {:+.1}% against the baseline (trial {})",
                     (b.objective / base.objective - 1.0) * 100.0,
                     base.trial
@@ -409,18 +405,22 @@ pub(crate) fn print_outcome(out: &run::RunOutcome, export_format: ExportFormatAr
                 _ => {}
             }
         }
-        None => println!("best:    no trial succeeded; see the errors in the report"),
+        None => outln!("best:    no trial succeeded; see the errors in the report"),
     }
-    println!("run:     {}", out.run_dir.display());
-    println!("report:  {}", out.run_dir.join("report.md").display());
-    println!(
+    outln!("run:     {}", out.run_dir.display());
+    outln!("report:  {}", out.run_dir.join("report.md").display());
+    outln!(
         "export:  ollama-tuner export {} --format {export_format}",
         out.run_dir.display()
     );
 }
 
-/// Execute a parsed command line.
+/// Execute a parsed command line. Output goes through `out` (a closed stdout is no failure).
 pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
+    out::checked(execute(cli).await)
+}
+
+async fn execute(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Run {
             space,
@@ -449,7 +449,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             for f in &files {
                 match load_study(f) {
                     Ok(s) => {
-                        println!("{}: ok: study {:?}, backend {}, {} parameters, objective {} ({:?}), {} trials",
+                        outln!("{}: ok: study {:?}, backend {}, {} parameters, objective {} ({:?}), {} trials",
                             f.display(), s.name, s.backend.kind(), s.space.dims(), s.objective.metric.label(),
                             s.objective.direction, s.budget.trials);
                         for p in &s.space.params {
@@ -458,11 +458,11 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
                                 .as_ref()
                                 .map(|v| format!(", default {v}"))
                                 .unwrap_or_default();
-                            println!("  {:<16} {}{d}", p.name, p.domain_text());
+                            outln!("  {:<16} {}{d}", p.name, p.domain_text());
                         }
                     }
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        errln!("error: {e}");
                         failed = Some(e);
                     }
                 }
@@ -521,7 +521,7 @@ fn write_out(out: Option<&Path>, text: &str) -> Result<(), CliError> {
         Some(p) => std::fs::write(p, text)
             .map_err(|e| CliError::new(ExitCode::State, format!("{}: {e}", p.display()))),
         None => {
-            print!("{text}");
+            out::write_stdout(text);
             Ok(())
         }
     }

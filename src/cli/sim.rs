@@ -43,7 +43,7 @@ pub(crate) async fn serve(
             format!("cannot listen on {addr}: {e} (pick another --port)"),
         )
     })?;
-    eprintln!(
+    errln!(
         "SIMULATED Ollama API ({profile}, seed {seed}, time scale {time_scale}) on http://{}; Ctrl-C stops it",
         listener.local_addr().unwrap_or(addr)
     );
@@ -88,7 +88,7 @@ pub(crate) async fn demo(
     let path = state_dir.join(format!("demo-{profile}.toml"));
     std::fs::write(&path, &text)
         .map_err(|e| CliError::new(ExitCode::State, format!("{}: {e}", path.display())))?;
-    eprintln!("demo: tuning the SIMULATED {profile} Ollama server ({trials} trials, time scale {time_scale}); study file {}", path.display());
+    errln!("demo: tuning the SIMULATED {profile} Ollama server ({trials} trials, time scale {time_scale}); study file {}", path.display());
     let study = crate::study::load_study(&path)?;
     let opts = crate::run::RunOptions {
         state_dir,
@@ -101,9 +101,10 @@ pub(crate) async fn demo(
     };
     let backend = crate::backend::create(&study).await?;
     let shutdown = crate::cli::install_signal_handlers();
+    let signals = shutdown.clone();
     let out = crate::run::run(study, &text, &path, opts, backend, shutdown).await?;
-    crate::cli::print_outcome(&out, ExportFormatArg::Modelfile);
-    Ok(())
+    let signals = *signals.borrow();
+    crate::cli::end_of_run(&out, ExportFormatArg::Modelfile, signals)
 }
 
 #[cfg(test)]

@@ -53,37 +53,37 @@ pub(super) fn status(run_dir: &Path) -> Result<(), CliError> {
     let holder = RunLock::holder(&run);
     let running = holder.is_some();
     let n = journal.records.len();
-    println!("run:       {}", run.path.display());
+    outln!("run:       {}", run.path.display());
     match &holder {
-        Some(pid) => println!("daemon:    running (pid {pid})"),
-        None => println!("daemon:    not running"),
+        Some(pid) => outln!("daemon:    running (pid {pid})"),
+        None => outln!("daemon:    not running"),
     }
     if let Some(m) = &meta {
         if m.backend.simulated {
-            println!("backend:   {} (SIMULATED)", m.backend.backend);
+            outln!("backend:   {} (SIMULATED)", m.backend.backend);
         } else {
-            println!(
+            outln!(
                 "backend:   {} {}",
                 m.backend.backend,
                 m.backend.server_version.clone().unwrap_or_default()
             );
         }
-        println!("study:     {} (model {})", m.study_name, m.model);
+        outln!("study:     {} (model {})", m.study_name, m.model);
         // The same standings as the run loop, the report and export: one best, one count.
         let standings = Standings::of(&m.objective, &journal.records);
-        println!(
+        outln!(
             "trials:    {} (budget {})",
             standings.counts().text(),
             m.budget.trials
         );
         let now = Utc::now();
-        println!("elapsed:   {}", duration_text(elapsed_now(m, running, now)));
+        outln!("elapsed:   {}", duration_text(elapsed_now(m, running, now)));
         if let Some(left) = budget_left(m, n, running, now) {
-            println!("left:      {left}");
+            outln!("left:      {left}");
         }
-        println!("reloads:   {} ({:.1} s)", m.reloads, m.reload_seconds);
+        outln!("reloads:   {} ({:.1} s)", m.reloads, m.reload_seconds);
         if let Some(p) = m.progress.as_ref().filter(|p| p.report_trials < n) {
-            println!(
+            outln!(
                 "report:    covers {} of the {n} trials so far (regenerated every few seconds on fast trials, and when the run stops)",
                 p.report_trials
             );
@@ -92,7 +92,7 @@ pub(super) fn status(run_dir: &Path) -> Result<(), CliError> {
             Some(b) => {
                 let params: Vec<String> =
                     b.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!(
+                outln!(
                     "best:      {} = {:.4} ({}: {})",
                     m.objective.metric.label(),
                     b.objective,
@@ -100,25 +100,25 @@ pub(super) fn status(run_dir: &Path) -> Result<(), CliError> {
                     params.join(" ")
                 );
             }
-            None => println!("best:      none yet"),
+            None => outln!("best:      none yet"),
         }
         match (&m.stop_reason, &m.stop_message) {
-            (Some(r), msg) => println!(
+            (Some(r), msg) => outln!(
                 "stopped:   {} {}",
                 r.as_str(),
                 msg.clone().unwrap_or_default()
             ),
-            (None, _) if holder.is_none() => println!(
+            (None, _) if holder.is_none() => outln!(
                 "stopped:   not cleanly (killed?); `ollama-tuner resume {}` continues it",
                 run.path.display()
             ),
             _ => {}
         }
     } else {
-        println!("trials:    {n}");
+        outln!("trials:    {n}");
     }
     if !journal.skipped.is_empty() {
-        println!(
+        outln!(
             "warning:   {} unreadable journal line(s) skipped",
             journal.skipped.len()
         );

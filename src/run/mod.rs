@@ -7,7 +7,12 @@
 //! `outage.rs` waits out an unreachable backend; `trials.rs` is the loop and the end of a
 //! session; `offload.rs` moves its blocking work off the async workers; `record.rs` builds
 //! the journal record of a trial; `tally.rs` counts the journal and keeps its standings (src/verdict.rs); `reports.rs` schedules the
-//! report files.
+//! report files; `stop.rs` records the stop of a session that ends before its first trial.
+//!
+//! Stop signals (their count is `Shutdown`): after the first, no new trial starts and the one in
+//! flight may finish within `--grace`, counted from the signal; a second abandons it at once
+//! and skips the report still being written. Either way run.json gets its stop reason before
+//! the session ends.
 
 mod decision;
 mod offload;
@@ -16,6 +21,7 @@ mod recheck;
 mod record;
 mod reports;
 mod session;
+mod stop;
 mod tally;
 mod trials;
 
@@ -28,6 +34,7 @@ use crate::store::{StopReason, StoreError};
 use crate::study::{ConfigError, Study};
 use crate::verdict::{Standing, TrialCounts};
 use chrono::{DateTime, Local};
+use outage::Prepared;
 use reports::ReportSchedule;
 use session::Session;
 use std::path::{Path, PathBuf};
@@ -127,13 +134,37 @@ pub async fn run(
         study.seed = seed;
     }
     let mut session = Session::open(&study, study_text, study_path, &opts)?;
-    let (space, info) = outage::prepare(
+    let prepared = outage::prepare(
         backend.as_mut(),
         &study.space,
         opts.max_outage,
         &mut shutdown,
     )
-    .await?;
+    .await;
+    let (space, info) = match prepared {
+        Ok(Prepared::Ready(space, info)) => (space, info),
+        Ok(Prepared::Interrupted) => {
+            backend.shutdown().await;
+            return stop::stopped_at_start(&study, study_path, &mut session).await;
+        }
+        Ok(Prepared::Unreachable(fatal)) => {
+            backend.shutdown().await;
+            return Err(stop::at_start(
+                &study,
+                study_path,
+                &mut session,
+                StopReason::Outage,
+                fatal,
+            )
+            .await);
+        }
+        Err(fatal) => {
+            backend.shutdown().await;
+            return Err(
+                stop::at_start(&study, study_path, &mut session, StopReason::Fatal, fatal).await,
+            );
+        }
+    };
     info!(backend = %info.backend, version = ?info.server_version, "backend ready");
     let (optimizer, tally, pending, phase) = session.replay(&study, &space)?;
     let mut decider = decision::Decider::new(phase, opts.decide);
@@ -166,7 +197,9 @@ pub async fn run(
     )
     .await?;
     backend.shutdown().await;
-    books.finish(&cx, &stop, &stop_message).await?;
+    books
+        .finish(&cx, &stop, &stop_message, &mut shutdown)
+        .await?;
 
     let run = &session.run;
     if let Some(dir) = &opts.reports_dir {

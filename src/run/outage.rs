@@ -26,39 +26,89 @@ impl Backoff {
     }
 }
 
+/// How the start of a session with the backend ended, when the backend did not fail.
+pub(super) enum Prepared {
+    /// The backend answered: the space it adjusted and what it says about itself.
+    Ready(SearchSpace, BackendInfo),
+    /// A stop signal came before the backend answered.
+    Interrupted,
+    /// The backend stayed unreachable for `--max-outage`.
+    Unreachable(Fatal),
+}
+
 /// Connect to the backend and let it adjust the space; an outage at start is waited out like
-/// one mid-run. Returns the adjusted space and what the backend says about itself.
+/// one mid-run, and a stop signal ends the wait (and a connection attempt in progress) at once.
 pub(super) async fn prepare(
     backend: &mut dyn Backend,
     space: &SearchSpace,
     max_outage: Duration,
     shutdown: &mut Shutdown,
-) -> Result<(SearchSpace, BackendInfo), Fatal> {
+) -> Result<Prepared, Fatal> {
     let t0 = Instant::now();
     let mut backoff = Backoff::new();
+    let mut signals = Signals::new(shutdown);
     loop {
+        if signals.count() > 0 {
+            return Ok(Prepared::Interrupted);
+        }
         let mut s = space.clone();
-        match backend.prepare(&mut s).await {
-            Ok(info) => return Ok((s, info)),
+        let answered = tokio::select! {
+            r = backend.prepare(&mut s) => r,
+            _ = signals.next() => return Ok(Prepared::Interrupted),
+        };
+        match answered {
+            Ok(info) => return Ok(Prepared::Ready(s, info)),
             Err(BackendError::Fatal(f)) => return Err(f),
             Err(BackendError::Transient(m)) => {
                 if t0.elapsed() >= max_outage {
-                    return Err(Fatal::new(
-                        format!("the backend stayed unreachable: {m}"),
-                        "start the server (or check backend.url) and run the same command again",
-                    ));
+                    return Ok(Prepared::Unreachable(unreachable_at_start(&m, max_outage)));
                 }
                 warn!(error = %m, retry_in_s = backoff.delay.as_secs_f64(), "backend unavailable; waiting");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff.delay) => {}
-                    _ = shutdown.changed() => return Err(Fatal::new(
-                        "interrupted before the backend answered",
-                        "nothing was measured; start the run again when the server is up",
-                    )),
+                    _ = signals.next() => return Ok(Prepared::Interrupted),
                 }
                 backoff.grow();
             }
         }
+    }
+}
+
+/// The failure of a backend that did not answer within `--max-outage` at the start.
+fn unreachable_at_start(message: &str, max_outage: Duration) -> Fatal {
+    Fatal::new(
+        format!(
+            "the backend stayed unreachable for {} (--max-outage): {message}",
+            humantime::format_duration(max_outage)
+        ),
+        "start the server (or check backend.url) and run the same command again",
+    )
+}
+
+/// The stop signals as the waits here see them: how many so far, and the next one.
+struct Signals<'a> {
+    rx: &'a mut Shutdown,
+    /// The sender is gone: no signal will come any more.
+    closed: bool,
+}
+
+impl<'a> Signals<'a> {
+    fn new(rx: &'a mut Shutdown) -> Signals<'a> {
+        Signals { rx, closed: false }
+    }
+
+    fn count(&self) -> u32 {
+        *self.rx.borrow()
+    }
+
+    /// Wait for the next signal; returns the count so far. Never returns once the sender is
+    /// gone.
+    async fn next(&mut self) -> u32 {
+        if !self.closed && self.rx.changed().await.is_ok() {
+            return *self.rx.borrow_and_update();
+        }
+        self.closed = true;
+        std::future::pending().await
     }
 }
 
@@ -72,8 +122,9 @@ pub(super) enum Measured {
     Abandoned,
 }
 
-/// Measure a trial, retrying outages; after a stop signal the measurement may finish within
-/// the grace period, else it is abandoned (and measured again on resume).
+/// Measure a trial, retrying outages. After a first stop signal the measurement may finish
+/// within the grace period, counted from the signal; when the grace runs out, or at a second
+/// signal, it is abandoned (and measured again on resume).
 pub(super) async fn measure_with_grace(
     backend: &mut dyn Backend,
     trial: &Trial,
@@ -83,19 +134,38 @@ pub(super) async fn measure_with_grace(
 ) -> Measured {
     let t_outage = Instant::now();
     let mut backoff = Backoff::new();
-    let mut signalled = *shutdown.borrow() > 0;
-    let deadline = tokio::time::Instant::now() + opts.grace;
+    let mut signals = Signals::new(shutdown);
+    let grace = opts.grace;
+    let mut grace_ends = (signals.count() > 0).then(|| tokio::time::Instant::now() + grace);
     loop {
+        if signals.count() >= 2 {
+            return Measured::Abandoned;
+        }
         let attempt = backend.evaluate(&trial.config);
         tokio::pin!(attempt);
         let result = loop {
+            let grace_over = async {
+                match grace_ends {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 r = &mut attempt => break Some(r),
-                _ = shutdown.changed(), if !signalled => {
-                    signalled = true;
-                    info!(grace_s = opts.grace.as_secs_f64(), "stop requested; letting the trial in flight finish");
+                n = signals.next() => {
+                    if n >= 2 {
+                        info!(trial = trial.number, "second stop signal: abandoning the trial in flight");
+                        break None;
+                    }
+                    if grace_ends.is_none() {
+                        grace_ends = Some(tokio::time::Instant::now() + grace);
+                        info!(grace_s = grace.as_secs_f64(), "stop requested; letting the trial in flight finish");
+                    }
                 }
-                _ = tokio::time::sleep_until(deadline), if signalled => break None,
+                _ = grace_over => {
+                    info!(trial = trial.number, grace_s = grace.as_secs_f64(), "the trial in flight did not finish within the grace period; abandoning it");
+                    break None;
+                }
             }
         };
         let Some(result) = result else {
@@ -105,7 +175,7 @@ pub(super) async fn measure_with_grace(
             Ok(e) => return Measured::Done(e),
             Err(BackendError::Fatal(f)) => return Measured::Fatal(f),
             Err(BackendError::Transient(m)) => {
-                if signalled {
+                if grace_ends.is_some() {
                     return Measured::Abandoned;
                 }
                 if t_outage.elapsed() >= opts.max_outage {
@@ -115,7 +185,7 @@ pub(super) async fn measure_with_grace(
                 let t = Instant::now();
                 tokio::select! {
                     _ = tokio::time::sleep(backoff.delay) => {}
-                    _ = shutdown.changed() => return Measured::Abandoned,
+                    _ = signals.next() => return Measured::Abandoned,
                 }
                 *outage_seconds += t.elapsed().as_secs_f64();
                 backoff.grow();

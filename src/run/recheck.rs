@@ -3,10 +3,10 @@
 //! slower than it was recorded (a server upgrade that regressed it). The measurements go to
 //! rechecks.jsonl (fsynced, journal first); the run's journal is left as it is.
 
-use super::outage::{measure_with_grace, prepare, Measured};
+use super::outage::{measure_with_grace, prepare, Measured, Prepared};
 use super::record::{make_record, now_rfc3339};
 use super::{RunError, RunOptions, Shutdown};
-use crate::backend::Backend;
+use crate::backend::{Backend, Fatal};
 use crate::decided::decision_value;
 use crate::engine::decision::{paired_effect, Effect};
 use crate::engine::space::Config;
@@ -62,18 +62,27 @@ pub async fn recheck(
     let (rec_config, base_config) = arms(report)?;
     let is_base = base_config.as_ref() == Some(&rec_config);
     let opts = RunOptions::default();
-    let (_space, _info) = prepare(
+    let interrupted = match prepare(
         backend.as_mut(),
         &study.space,
         opts.max_outage,
         &mut shutdown,
     )
-    .await?;
+    .await
+    {
+        Ok(Prepared::Ready(..)) => false,
+        Ok(Prepared::Interrupted) => true,
+        Ok(Prepared::Unreachable(f)) | Err(f) => {
+            backend.shutdown().await;
+            return Err(RunError::Fatal(f));
+        }
+    };
     let start_number = run.read_rechecks()?.records.len();
     let mut number = start_number;
     let (mut rec_vals, mut base_vals) = (Vec::new(), Vec::new());
     let mut failed = 0;
     let mut outage = 0.0;
+    let rounds = if interrupted { 0 } else { rounds };
     'rounds: for round in 0..rounds {
         let mut order: Vec<(bool, &Config)> = vec![(true, &rec_config)];
         if let Some(b) = base_config.as_ref().filter(|_| !is_base) {
@@ -109,8 +118,9 @@ pub async fn recheck(
                 }
                 Measured::Outage(m) => {
                     backend.shutdown().await;
-                    return Err(RunError::Refused(format!(
-                        "the backend stayed unreachable during the recheck: {m}"
+                    return Err(RunError::Fatal(Fatal::new(
+                        format!("the backend stayed unreachable during the recheck: {m}"),
+                        "start the server (or check backend.url) and run the recheck again",
                     )));
                 }
                 Measured::Abandoned => break 'rounds,

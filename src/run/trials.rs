@@ -17,7 +17,7 @@ use crate::trial::Trial;
 use chrono::Local;
 use std::io::IsTerminal;
 use std::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 
 /// What the loop reads and never changes.
 pub(super) struct Context<'a> {
@@ -120,11 +120,16 @@ impl Books {
 
     /// The end of a session (the backend already shut down): the stop in run.json, the full
     /// report set.
+    ///
+    /// run.json is written first, so a stop reason is on disk before the report is begun; a
+    /// second stop signal while the report is being written leaves it as it was (run.json
+    /// then says how many trials the report files cover).
     pub async fn finish(
         &mut self,
         cx: &Context<'_>,
         stop: &StopReason,
         stop_message: &str,
+        shutdown: &mut Shutdown,
     ) -> Result<(), RunError> {
         info!(reason = stop.as_str(), message = %stop_message, "run stopped");
         let meta = &mut self.meta;
@@ -133,10 +138,34 @@ impl Books {
         meta.finished_at = Some(now_rfc3339());
         meta.updated_at = now_rfc3339();
         meta.elapsed_seconds = cx.elapsed();
-        meta.progress = Some(self.tally.progress(self.tally.done));
+        meta.progress = Some(self.tally.progress(self.reports.covered));
         offload::write_meta(cx.run, meta).await?;
-        self.reports.refresh(cx.run, self.tally.done, true).await;
+        if *shutdown.borrow() >= 2 {
+            warn!("second stop signal: the report files are left as they were; `ollama-tuner report` renders them");
+            return Ok(());
+        }
+        let done = self.tally.done;
+        let written = tokio::select! {
+            w = self.reports.refresh(cx.run, done, true) => w,
+            _ = second_signal(shutdown) => {
+                warn!("second stop signal: the report files are left as they were; `ollama-tuner report` renders them");
+                false
+            }
+        };
+        if written {
+            self.meta.progress = Some(self.tally.progress(done));
+            offload::write_meta(cx.run, &self.meta).await?;
+        }
         Ok(())
+    }
+}
+
+/// Resolves at the second stop signal (never, once no signal can come).
+async fn second_signal(shutdown: &mut Shutdown) {
+    while *shutdown.borrow_and_update() < 2 {
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -328,17 +357,14 @@ pub(super) async fn run_trials(
             Measured::Fatal(f) => return Err(books.stop_fatal(cx, backend, f).await),
             Measured::Outage(m) => {
                 break (
-                    StopReason::TooManyFailures,
-                    format!("the backend stayed unreachable: {m}"),
+                    StopReason::Outage,
+                    format!(
+                        "the backend stayed unreachable for {} (--max-outage): {m}; the trial in flight will be measured again on resume",
+                        humantime::format_duration(cx.opts.max_outage)
+                    ),
                 )
             }
-            Measured::Abandoned => {
-                break (
-                    StopReason::Interrupted,
-                    "stopped by a signal; the trial in flight will be measured again on resume"
-                        .to_string(),
-                )
-            }
+            Measured::Abandoned => break abandoned(*shutdown.borrow(), cx.opts),
         };
         // Outage time is not the configuration's: leave it out of the trial's duration. The
         // simulator reports its own (simulated) duration, which does not depend on the machine.
@@ -362,6 +388,19 @@ pub(super) async fn run_trials(
     };
     progress.bar.finish_and_clear();
     Ok(stop)
+}
+
+/// The stop of a session whose trial in flight was abandoned after `signals` stop signals.
+fn abandoned(signals: u32, opts: &RunOptions) -> (StopReason, String) {
+    let message = if signals >= 2 {
+        "stopped by a second signal: the trial in flight was abandoned at once and will be measured again on resume".to_string()
+    } else {
+        format!(
+            "stopped by a signal before the trial in flight finished (grace period {}); it will be measured again on resume",
+            humantime::format_duration(opts.grace)
+        )
+    };
+    (StopReason::Interrupted, message)
 }
 
 /// The simulated seconds a measurement on the simulator took (its virtual clock), if any.

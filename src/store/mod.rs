@@ -69,8 +69,10 @@ pub enum StopReason {
     Interrupted,
     /// Nothing left to propose: every configuration of a finite space was measured.
     Converged,
-    /// Too many consecutive failed trials or outage retries.
+    /// Too many consecutive failed trials that their settings do not explain.
     TooManyFailures,
+    /// The backend stayed unreachable for `--max-outage`.
+    Outage,
     /// The backend reported an error that makes continuing pointless.
     Fatal,
     /// The decision phase finished: the recommendation is decided (engine/decision/).
@@ -86,6 +88,7 @@ impl StopReason {
             StopReason::Interrupted => "interrupted",
             StopReason::Converged => "converged",
             StopReason::TooManyFailures => "too_many_failures",
+            StopReason::Outage => "outage",
             StopReason::Fatal => "fatal",
             StopReason::Decided => "decided",
         }
