@@ -8,8 +8,8 @@ use ollama_tuner::store::{RunDir, StopReason};
 use ollama_tuner::study::parse_study;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod daemon_support;
