@@ -8,112 +8,15 @@ use ollama_tuner::store::{RunDir, StopReason};
 use ollama_tuner::study::parse_study;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ollama-tuner");
+mod daemon_support;
 
-/// A study on the in-process simulator, fast enough to run dozens of trials in seconds.
-fn sim_study(trials: usize, time_scale: f64) -> String {
-    format!(
-        r#"
-[study]
-name = "daemon-test"
-model = "gemma3:4b"
-seed = 3
-
-[backend]
-kind = "simulator"
-profile = "gemma3-4b"
-time_scale = {time_scale}
-
-[budget]
-trials = {trials}
-max_consecutive_failures = 50
-
-[protocol]
-repeats = 2
-warmup = 1
-num_predict = 32
-
-[params.num_gpu]
-type = "int"
-low = 0
-high = 999
-default = 999
-
-[params.num_ctx]
-type = "int"
-low = 512
-high = 131072
-log = true
-default = 4096
-
-[params.temperature]
-type = "float"
-low = 0.0
-high = 1.5
-default = 0.8
-"#
-    )
-}
-
-fn write_study(dir: &Path, text: &str) -> PathBuf {
-    let p = dir.join("study.toml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn tuner<S: AsRef<std::ffi::OsStr>>(args: &[S], cwd: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .current_dir(cwd)
-        .env("OLLAMA_TUNER_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    c
-}
-
-/// `run` on a study into `state/<run_id>` without a progress bar, plus `extra` arguments.
-fn run_args(study: &Path, run_id: &str, extra: &[&str]) -> Vec<String> {
-    let study = study.to_str().unwrap();
-    [
-        "run",
-        "--space",
-        study,
-        "--state-dir",
-        "state",
-        "--run-id",
-        run_id,
-        "--no-progress",
-    ]
-    .iter()
-    .chain(extra)
-    .map(|a| a.to_string())
-    .collect()
-}
-
-/// Send SIGTERM to a running daemon once `n` trials of its run are journaled.
-fn sigterm_after_trials(child: &mut std::process::Child, run: &Path, n: usize) {
-    let t0 = Instant::now();
-    while journal_numbers(run).0.len() < n {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "fewer than {n} trials within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-}
-
-fn journal_numbers(run: &Path) -> (Vec<usize>, usize) {
-    let j = RunDir::new(run).read_journal().unwrap();
-    (j.records.iter().map(|r| r.trial).collect(), j.skipped.len())
-}
+use daemon_support::{
+    journal_numbers, run_args, sigterm_after_trials, sim_study, tuner, write_study, BIN,
+};
 
 #[test]
 fn sigkill_at_random_points_loses_and_duplicates_nothing() {

@@ -68,7 +68,9 @@ impl From<StoreError> for CliError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Locked { .. } => CliError::new(ExitCode::Locked, e.to_string()),
-            StoreError::NotARun(_) => CliError::new(ExitCode::BadInput, e.to_string()),
+            StoreError::NotARun(_) | StoreError::BadRunId { .. } => {
+                CliError::new(ExitCode::BadInput, e.to_string())
+            }
             _ => CliError::new(ExitCode::State, e.to_string()),
         }
     }

@@ -160,6 +160,7 @@ mod tests {
             elapsed_seconds: 60.0,
             budget_overrides: None,
             progress: None,
+            integrity: vec![],
         }
     }
 

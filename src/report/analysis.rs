@@ -28,7 +28,9 @@ pub(crate) fn analyse_journal(
     journal: JournalRead,
     with_importance: bool,
 ) -> Report {
-    let JournalRead { records, skipped } = journal;
+    let JournalRead {
+        records, skipped, ..
+    } = journal;
     let objective = &meta.objective;
     let maximize = objective.direction == Direction::Maximize;
 

@@ -89,6 +89,7 @@ mod tests {
             elapsed_seconds: 0.0,
             budget_overrides: None,
             progress: None,
+            integrity: vec![],
         }
     }
 
@@ -177,7 +178,7 @@ mod tests {
             meta(),
             JournalRead {
                 records: journal(30, (0, 32), 0),
-                skipped: vec![],
+                ..Default::default()
             },
             true,
         );
@@ -213,5 +214,35 @@ mod tests {
             gpu.effect <= 3.0 * 1.5 && gpu.ci95.1 <= range(&records),
             "{gpu:?}"
         );
+    }
+
+    /// Issue 14: a program printing +-1e308 held the report (and so the run) for minutes.
+    #[test]
+    fn a_report_on_values_at_the_ends_of_the_f64_range_is_written_in_seconds() {
+        let mut records = journal(12, (0, 32), 3);
+        for (i, r) in records.iter_mut().enumerate() {
+            let v = if i % 2 == 0 { 1e308 } else { -1e308 };
+            r.objective = Some(v);
+            r.metrics = [("decode_tps".to_string(), Summary::of(&[v]).unwrap())].into();
+            r.samples = vec![[("decode_tps".to_string(), v)].into()];
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let report = crate::report::analyse_journal(
+                meta(),
+                JournalRead {
+                    records,
+                    ..Default::default()
+                },
+                true,
+            );
+            let svg = crate::report::plots::convergence_svg(&report).map(|s| s.len());
+            let md = crate::report::markdown::render(&report).len();
+            let _ = tx.send((svg.is_ok(), md));
+        });
+        let (svg_ok, md) = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the report did not finish within 60 s");
+        assert!(svg_ok && md > 0);
     }
 }

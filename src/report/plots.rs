@@ -37,11 +37,22 @@ fn new_chart<'a, 'b>(
         .map_err(|e| e.to_string())
 }
 
-/// A padded axis range that is never empty.
+/// Largest magnitude an axis reaches. plotters computes the axis ticks from the span of the
+/// range and loops forever when that span is infinite (a program printing -1e308 and 1e308:
+/// issue 14, a report that never finished); values beyond it are drawn at its edge (`on_axis`).
+const AXIS_LIMIT: f64 = 1e300;
+
+/// A value as it is drawn: within `AXIS_LIMIT`.
+fn on_axis(v: f64) -> f64 {
+    v.clamp(-AXIS_LIMIT, AXIS_LIMIT)
+}
+
+/// A padded axis range that is never empty, with a finite span.
 fn padded(lo: f64, hi: f64) -> (f64, f64) {
     if !lo.is_finite() || !hi.is_finite() {
         return (0.0, 1.0);
     }
+    let (lo, hi) = (on_axis(lo), on_axis(hi));
     let span = hi - lo;
     let pad = if span > 0.0 {
         span * 0.08
@@ -153,7 +164,7 @@ pub fn convergence_svg(r: &Report) -> Result<String, ReportError> {
                 if let Some(&(_, prev)) = steps.last() {
                     steps.push((x, prev));
                 }
-                steps.push((x, b));
+                steps.push((x, on_axis(b)));
             }
         }
         if let Some(&(_, b)) = steps.last() {
@@ -168,7 +179,7 @@ pub fn convergence_svg(r: &Report) -> Result<String, ReportError> {
         let feasible: Vec<(f64, f64)> = pts
             .iter()
             .filter(|p| p.class == RowClass::Feasible)
-            .filter_map(|p| p.objective.map(|v| (p.trial as f64, v)))
+            .filter_map(|p| p.objective.map(|v| (p.trial as f64, on_axis(v))))
             .collect();
         if !feasible.is_empty() {
             chart
@@ -183,7 +194,7 @@ pub fn convergence_svg(r: &Report) -> Result<String, ReportError> {
         let infeasible: Vec<(f64, f64)> = pts
             .iter()
             .filter(|p| p.class == RowClass::Infeasible)
-            .filter_map(|p| p.objective.map(|v| (p.trial as f64, v)))
+            .filter_map(|p| p.objective.map(|v| (p.trial as f64, on_axis(v))))
             .collect();
         if !infeasible.is_empty() {
             chart
@@ -257,7 +268,7 @@ pub fn pareto_svg(r: &Report) -> Result<Option<String>, ReportError> {
             .points
             .iter()
             .filter(|q| !q.on_front)
-            .map(|q| (q.ttft_p50, q.objective))
+            .map(|q| (on_axis(q.ttft_p50), on_axis(q.objective)))
             .collect();
         if !others.is_empty() {
             chart
@@ -270,7 +281,10 @@ pub fn pareto_svg(r: &Report) -> Result<Option<String>, ReportError> {
             legend.push((Mark::Dot(OTHER_COLOR), "dominated"));
         }
         let front = p.front();
-        let line: Vec<(f64, f64)> = front.iter().map(|q| (q.ttft_p50, q.objective)).collect();
+        let line: Vec<(f64, f64)> = front
+            .iter()
+            .map(|q| (on_axis(q.ttft_p50), on_axis(q.objective)))
+            .collect();
         chart
             .draw_series(LineSeries::new(line.clone(), FAILED_COLOR.stroke_width(1)))
             .map_err(|e| err(e.to_string()))?;
@@ -283,7 +297,7 @@ pub fn pareto_svg(r: &Report) -> Result<Option<String>, ReportError> {
         legend.push((Mark::Dot(FAILED_COLOR), "Pareto front"));
         chart
             .draw_series(front.iter().map(|q| {
-                EmptyElement::at((q.ttft_p50, q.objective))
+                EmptyElement::at((on_axis(q.ttft_p50), on_axis(q.objective)))
                     + Text::new(
                         format!("#{}", q.trial),
                         (7, -16),

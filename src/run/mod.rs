@@ -30,7 +30,7 @@ pub use record::make_record;
 pub use session::{default_run_id, effective_budget, frozen_study, study_fingerprint};
 
 use crate::backend::{Backend, Fatal};
-use crate::store::{StopReason, StoreError};
+use crate::store::{crash, StopReason, StoreError};
 use crate::study::{ConfigError, Study};
 use crate::verdict::{Standing, TrialCounts};
 use chrono::{DateTime, Local};
@@ -134,6 +134,7 @@ pub async fn run(
         study.seed = seed;
     }
     let mut session = Session::open(&study, study_text, study_path, &opts)?;
+    crash::point("session-open");
     let prepared = outage::prepare(
         backend.as_mut(),
         &study.space,
@@ -167,6 +168,7 @@ pub async fn run(
     };
     info!(backend = %info.backend, version = ?info.server_version, "backend ready");
     let (optimizer, tally, pending, phase) = session.replay(&study, &space)?;
+    crash::point("after-replay");
     let mut decider = decision::Decider::new(phase, opts.decide);
 
     let started = Instant::now();
@@ -186,6 +188,7 @@ pub async fn run(
         reports: ReportSchedule::default(),
     };
     books.begin(&cx).await?;
+    crash::point("after-begin");
     let (stop, stop_message) = trials::run_trials(
         &cx,
         &mut books,
@@ -197,9 +200,11 @@ pub async fn run(
     )
     .await?;
     backend.shutdown().await;
+    crash::point("before-finish");
     books
         .finish(&cx, &stop, &stop_message, &mut shutdown)
         .await?;
+    crash::point("after-finish");
 
     let run = &session.run;
     if let Some(dir) = &opts.reports_dir {

@@ -77,7 +77,15 @@ pub async fn recheck(
             return Err(RunError::Fatal(f));
         }
     };
-    let start_number = run.read_rechecks()?.records.len();
+    // After the highest number read (not the count: a skipped line must not make two
+    // measurements share a number).
+    let start_number = run
+        .read_rechecks()?
+        .records
+        .iter()
+        .map(|r| r.trial + 1)
+        .max()
+        .unwrap_or(0);
     let mut number = start_number;
     let (mut rec_vals, mut base_vals) = (Vec::new(), Vec::new());
     let mut failed = 0;

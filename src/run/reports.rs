@@ -32,14 +32,22 @@ enum RefreshError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// How long the run loop waits for a full report mid-run, and at the end of a session. A
+/// report past its deadline is left to finish on its blocking thread while the loop goes on
+/// (it cannot be cut short); no other report starts until it has finished, and the next one
+/// leaves out parameter importance (the GP fit, the one part whose time grows fast).
+const LOOP_DEADLINE: Duration = Duration::from_secs(20);
+const FINAL_DEADLINE: Duration = Duration::from_secs(120);
+
 /// When the run loop regenerates the full report set. A full report re-reads and re-renders
 /// the whole journal: time, memory and disk writes grow with the run. It is redone after a
 /// trial only when the time since the last one is at least 19 times what the last one took
 /// (at most `REPORT_TIME_SHARE` of the run): after every trial whenever trials take seconds, as
 /// on any real server, and every few seconds on the simulator's millisecond trials. The start
 /// of a session, its end and a stop by signal or error always write it; run.json's `progress`
-/// is rewritten after every trial and says how many trials the report files cover.
-#[derive(Debug, Default)]
+/// is rewritten after every trial and says how many trials the report files cover. No report
+/// holds up the loop for longer than `LOOP_DEADLINE` (`FINAL_DEADLINE` at the end).
+#[derive(Debug)]
 pub(super) struct ReportSchedule {
     /// End of the last full report and how long it took.
     last: Option<(Instant, Duration)>,
@@ -47,6 +55,38 @@ pub(super) struct ReportSchedule {
     pub covered: usize,
     /// Trials covered by the last report with parameter importance.
     importance_at: Option<usize>,
+    /// A report still being written after its deadline passed.
+    running: Option<Running>,
+    /// The deadlines: mid-run, at the end (constants but for tests).
+    deadlines: (Duration, Duration),
+    /// Some report of this session outlived its deadline: the final one leaves out the
+    /// importance.
+    overran: bool,
+}
+
+impl Default for ReportSchedule {
+    fn default() -> Self {
+        ReportSchedule {
+            last: None,
+            covered: 0,
+            importance_at: None,
+            running: None,
+            deadlines: (LOOP_DEADLINE, FINAL_DEADLINE),
+            overran: false,
+        }
+    }
+}
+
+type Written = Result<(), crate::report::ReportError>;
+
+/// A report that outlived its deadline: its task, the trials it covers, whether it has the
+/// importance, when it started.
+#[derive(Debug)]
+struct Running {
+    task: tokio::task::JoinHandle<Written>,
+    done: usize,
+    with_importance: bool,
+    started: Instant,
 }
 
 impl ReportSchedule {
@@ -67,29 +107,114 @@ impl ReportSchedule {
                 .is_none_or(|at| done >= at + IMPORTANCE_EVERY)
     }
 
-    /// Write the full report set for `done` trials; a failure is logged, never fatal to the
-    /// run. Returns whether the files were written.
+    /// Write the full report set for `done` trials, waiting for it at most the mid-run
+    /// deadline; a failure is logged, never fatal to the run. Returns whether the files were
+    /// written.
     ///
     /// The report is built on a blocking-pool thread: besides not stalling the runtime, its
     /// allocations (the whole parsed journal) then come from that thread's malloc arena, apart
     /// from the run loop's long-lived data, so freeing them leaves whole free pages that
     /// `release_free_memory` can hand back, rather than holes between the optimizer's records.
     pub async fn refresh(&mut self, run: &RunDir, done: usize, with_importance: bool) -> bool {
-        let t0 = Instant::now();
         let dir = run.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            let written = crate::report::write_all_with(&dir, with_importance).map(|_| ());
-            release_free_memory();
-            written
+        let deadline = self.deadlines.0;
+        self.refresh_with(done, with_importance, deadline, move || {
+            write_report_set(&dir, with_importance)
         })
         .await
-        .map_err(RefreshError::from)
-        .and_then(|w| w.map_err(RefreshError::from));
+    }
+
+    /// `refresh` at the end of a session: waits for a report still running from earlier, then
+    /// writes the full set, each within the final deadline.
+    pub async fn refresh_final(&mut self, run: &RunDir, done: usize) -> bool {
+        let deadline = self.deadlines.1;
+        if let Some(mut r) = self.running.take() {
+            match tokio::time::timeout(deadline, &mut r.task).await {
+                Ok(finished) => {
+                    self.record(finished, r.done, r.with_importance, r.started);
+                }
+                Err(_) => {
+                    warn!(
+                        trials = r.done,
+                        "a report is still being written; the final one is left out \
+                         (`ollama-tuner report RUN_DIR` writes it)"
+                    );
+                    self.running = Some(r);
+                    return false;
+                }
+            }
+        }
+        let dir = run.clone();
+        let importance = !self.overran;
+        self.refresh_with(done, importance, deadline, move || {
+            write_report_set(&dir, importance)
+        })
+        .await
+    }
+
+    async fn refresh_with(
+        &mut self,
+        done: usize,
+        with_importance: bool,
+        deadline: Duration,
+        work: impl FnOnce() -> Written + Send + 'static,
+    ) -> bool {
+        if let Some(r) = self.running.take() {
+            if !r.task.is_finished() {
+                // Still writing: no second writer of the same files.
+                self.running = Some(r);
+                return false;
+            }
+            let finished = r.task.await;
+            self.record(finished, r.done, r.with_importance, r.started);
+            if done <= self.covered {
+                return true;
+            }
+        }
+        let t0 = Instant::now();
+        let mut task = tokio::task::spawn_blocking(work);
+        match tokio::time::timeout(deadline, &mut task).await {
+            Ok(finished) => self.record(finished, done, with_importance, t0),
+            Err(_) => {
+                warn!(
+                    trials = done,
+                    deadline = %humantime::format_duration(deadline),
+                    "the report is taking longer than its deadline; the run goes on and the \
+                     report files are updated when it finishes (run.json's progress says how \
+                     far they lag)"
+                );
+                // Space the next reports by what this one took so far, and leave the
+                // importance fit out of the next one.
+                self.last = Some((Instant::now(), deadline));
+                self.importance_at = Some(done);
+                self.overran = true;
+                self.running = Some(Running {
+                    task,
+                    done,
+                    with_importance,
+                    started: t0,
+                });
+                false
+            }
+        }
+    }
+
+    /// Book a finished report; returns whether it wrote the files.
+    fn record(
+        &mut self,
+        finished: Result<Written, tokio::task::JoinError>,
+        done: usize,
+        with_importance: bool,
+        started: Instant,
+    ) -> bool {
         let now = Instant::now();
-        self.last = Some((now, now - t0));
-        match written {
-            Ok(_) => {
-                self.covered = done;
+        self.last = Some((now, now - started));
+        match finished
+            .map_err(RefreshError::from)
+            .and_then(|w| w.map_err(RefreshError::from))
+        {
+            Ok(()) => {
+                self.covered = self.covered.max(done);
                 if with_importance {
                     self.importance_at = Some(done);
                 }
@@ -101,6 +226,14 @@ impl ReportSchedule {
             }
         }
     }
+}
+
+/// The report set of a run, on the blocking thread (see `refresh`).
+fn write_report_set(dir: &RunDir, with_importance: bool) -> Written {
+    crate::store::crash::point("in-report");
+    let written = crate::report::write_all_with(dir, with_importance).map(|_| ());
+    release_free_memory();
+    written
 }
 
 /// Give the heap's free pages back to the system after a full report. The report parses the

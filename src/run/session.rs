@@ -10,11 +10,13 @@ use crate::decided::DecisionReplay;
 use crate::engine::decision::DecisionPhase;
 use crate::engine::optimizer::Optimizer;
 use crate::engine::space::SearchSpace;
-use crate::store::{BudgetOverrides, Checkpoint, RunDir, RunLock, RunMeta, StoreError, STUDY_FILE};
+use crate::store::{
+    check_run_id, reconcile, BudgetOverrides, CheckpointRead, Finding, IntegrityNote, JournalFacts,
+    Reconciled, RunDir, RunLock, RunMeta, Severity, StoreError, MAX_INTEGRITY_NOTES, STUDY_FILE,
+};
 use crate::study::{parse_study, Budget, Study};
 use crate::trial::Trial;
 use chrono::Local;
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -31,10 +33,17 @@ pub fn study_fingerprint(study: &Study) -> String {
     format!("{h:016x}")
 }
 
+/// Longest part of a default run id taken from the study name, in characters (ASCII after the
+/// mapping below), so that the id stays a valid file name (store/runid.rs) for any name.
+const RUN_ID_NAME_CHARS: usize = 200;
+
+/// `<study name>-<local time>`, the name mapped to letters, digits, '-' and '_' and cut to
+/// `RUN_ID_NAME_CHARS`: always one safe path component.
 pub fn default_run_id(study: &Study) -> String {
     let name: String = study
         .name
         .chars()
+        .take(RUN_ID_NAME_CHARS)
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c
@@ -109,10 +118,13 @@ pub(super) struct Session {
     pub resuming: bool,
     _lock: RunLock,
     pub fingerprint: String,
-    pub checkpoint: Option<Checkpoint>,
+    /// The checkpoint cross-checked against the journal (store/reconcile.rs).
+    reconciled: Option<Reconciled>,
     pub saved_meta: Option<RunMeta>,
     pub budget: Budget,
     pub budget_overrides: BudgetOverrides,
+    /// What the cross-check of checkpoint and journal found, for run.json.
+    findings: Vec<Finding>,
 }
 
 impl Session {
@@ -125,10 +137,18 @@ impl Session {
         opts: &RunOptions,
     ) -> Result<Session, RunError> {
         let run_id = opts.run_id.clone().unwrap_or_else(|| default_run_id(study));
+        check_run_id(&run_id)?;
         let run = RunDir::new(opts.state_dir.join(&run_id));
         let resuming = run.exists();
         run.create_dir()?;
         let lock = RunLock::acquire(&run)?;
+        let stale = run.remove_stale_temp_files(&lock);
+        if stale > 0 {
+            info!(
+                files = stale,
+                "removed temporary files of writes cut short by a crash"
+            );
+        }
 
         if resuming {
             let (frozen, _) = frozen_study(&run)?;
@@ -148,8 +168,8 @@ impl Session {
         } else {
             run.write_file(STUDY_FILE, study_text.as_bytes())?;
         }
-        let checkpoint = run.read_checkpoint()?;
-        if let Some(c) = &checkpoint {
+        let checkpoint = run.read_checkpoint_for_resume()?;
+        if let CheckpointRead::Read(c) = &checkpoint {
             if c.study_fingerprint != study_fingerprint(study) && !opts.force {
                 return Err(RunError::Refused(format!(
                     "the checkpoint of {} belongs to a different study; pass --force to continue anyway",
@@ -157,8 +177,14 @@ impl Session {
                 )));
             }
         }
-        let fingerprint = study_fingerprint(study);
         let saved_meta = run.read_meta()?;
+        let meta_trials = saved_meta
+            .as_ref()
+            .and_then(|m| m.progress.as_ref())
+            .map(|p| p.trials_done);
+        let mut reconciled = cross_check(&run, checkpoint, meta_trials, opts.force)?;
+        let findings = std::mem::take(&mut reconciled.findings);
+        let fingerprint = study_fingerprint(study);
         let (budget, budget_overrides) = effective_budget(&study.budget, saved_meta.as_ref(), opts);
         Ok(Session {
             run_id,
@@ -166,10 +192,11 @@ impl Session {
             resuming,
             _lock: lock,
             fingerprint,
-            checkpoint,
+            reconciled: Some(reconciled),
             saved_meta,
             budget,
             budget_overrides,
+            findings,
         })
     }
 
@@ -190,24 +217,21 @@ impl Session {
             study.seed,
         );
         let mut tally = Tally::new(&study.objective);
-        let mut done_numbers: BTreeSet<usize> = BTreeSet::new();
         let mut decision = DecisionReplay::default();
-        let skipped = self.run.scan_journal(|r| {
-            if done_numbers.insert(r.trial) {
-                crate::trial::tell_record(&mut optimizer, &r);
-                decision.add(&r);
-                tally.add(&r);
-            }
+        // The scan hands on each trial number once (store/journal.rs); what else it found
+        // was reported when the session opened.
+        self.run.scan_journal(|r| {
+            crate::trial::tell_record(&mut optimizer, &r);
+            decision.add(&r);
+            tally.add(&r);
         })?;
-        for (line, reason) in &skipped {
-            warn!(line, reason = %reason, "skipping an unreadable journal line (a write cut short by a crash or power loss)");
-        }
         let mut pending: Option<Trial> = None;
-        if let Some(c) = self.checkpoint.take() {
-            optimizer.restore(c.optimizer);
-            pending = c.pending.filter(|p| !done_numbers.contains(&p.number));
+        if let Some(r) = self.reconciled.take() {
+            let mut state = r.state.unwrap_or_else(|| optimizer.state().clone());
+            r.floors.raise(&mut state);
+            optimizer.restore(state);
+            pending = r.pending;
         }
-        drop(done_numbers);
         if self.resuming {
             info!(
                 trials = tally.done,
@@ -253,8 +277,18 @@ impl Session {
                 elapsed_seconds: 0.0,
                 budget_overrides: None,
                 progress: None,
+                integrity: vec![],
             },
         };
+        let at = now_rfc3339();
+        meta.integrity
+            .extend(self.findings.drain(..).map(|f| IntegrityNote {
+                at: at.clone(),
+                severity: f.severity,
+                message: f.message,
+            }));
+        let excess = meta.integrity.len().saturating_sub(MAX_INTEGRITY_NOTES);
+        meta.integrity.drain(..excess);
         meta.backend = info.clone();
         meta.space = space.clone();
         meta.objective = study.objective.clone();
@@ -265,6 +299,41 @@ impl Session {
         meta.stop_message = None;
         meta
     }
+}
+
+/// Cross-check the checkpoint against the journal (store/reconcile.rs) and report every
+/// disagreement; refuse a resume that lost journaled trials unless `force`.
+fn cross_check(
+    run: &RunDir,
+    checkpoint: CheckpointRead,
+    meta_trials: Option<usize>,
+    force: bool,
+) -> Result<Reconciled, RunError> {
+    let mut facts = JournalFacts::default();
+    let scan = run.scan_journal(|r| facts.add(&r))?;
+    facts.finish(scan);
+    let reconciled = reconcile(checkpoint, &facts, meta_trials);
+    for f in &reconciled.findings {
+        match f.severity {
+            Severity::Repaired => warn!(run = %run.path.display(), "{}", f.message),
+            Severity::Lost if force => warn!(
+                run = %run.path.display(),
+                "{}; continuing because of --force (trial numbers continue after the \
+                 checkpoint's, so none is reused)",
+                f.message
+            ),
+            Severity::Lost => {
+                return Err(RunError::Refused(format!(
+                    "{}: {}. Restore trials.jsonl from a backup, or resume with --force to \
+                     continue with the trials it holds (numbering continues after the \
+                     checkpoint's, so no trial number is reused)",
+                    run.path.display(),
+                    f.message
+                )))
+            }
+        }
+    }
+    Ok(reconciled)
 }
 
 #[cfg(test)]

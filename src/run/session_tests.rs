@@ -40,6 +40,7 @@ fn meta_with(budget: Budget, overrides: Option<BudgetOverrides>) -> RunMeta {
         elapsed_seconds: 0.0,
         budget_overrides: overrides,
         progress: None,
+        integrity: vec![],
     }
 }
 

@@ -11,7 +11,7 @@ use super::{RunError, RunOptions, Shutdown};
 use crate::backend::{Backend, Counters, Fatal};
 use crate::engine::optimizer::{AskContext, Optimizer};
 use crate::engine::space::config_key;
-use crate::store::{Checkpoint, RunDir, RunMeta, StopReason};
+use crate::store::{crash, Checkpoint, RunDir, RunMeta, StopReason};
 use crate::study::Study;
 use crate::trial::Trial;
 use chrono::Local;
@@ -86,6 +86,7 @@ impl Books {
         };
         meta.progress = Some(self.tally.progress(covered));
         offload::write_meta(cx.run, meta).await?;
+        crash::point("after-meta");
         let importance = self.reports.wants_importance(self.tally.done);
         if full_report
             && !self
@@ -113,7 +114,7 @@ impl Books {
         if let Err(e) = offload::write_meta(cx.run, &self.meta).await {
             return e.into();
         }
-        self.reports.refresh(cx.run, self.tally.done, true).await;
+        self.reports.refresh_final(cx.run, self.tally.done).await;
         backend.shutdown().await;
         RunError::Fatal(fatal)
     }
@@ -146,7 +147,7 @@ impl Books {
         }
         let done = self.tally.done;
         let written = tokio::select! {
-            w = self.reports.refresh(cx.run, done, true) => w,
+            w = self.reports.refresh_final(cx.run, done) => w,
             _ = second_signal(shutdown) => {
                 warn!("second stop signal: the report files are left as they were; `ollama-tuner report` renders them");
                 false
@@ -328,6 +329,7 @@ pub(super) async fn run_trials(
             }
         };
         let ask_s = t_ask.elapsed().as_secs_f64();
+        crash::point("after-ask");
         if !cx.study.optimizer.allow_repeats
             && !trial.origin.is_remeasurement()
             && optimizer.was_measured(&trial.config)
@@ -339,6 +341,7 @@ pub(super) async fn run_trials(
         }
         let c = cx.checkpoint(&optimizer, Some(trial.clone()), books.tally.done, backend);
         offload::write_checkpoint(cx.run, c).await?;
+        crash::point("after-pending-checkpoint");
         info!(trial = trial.number, origin = ?trial.origin, config = %config_key(&trial.config), "measuring");
 
         let started_at = now_rfc3339();
@@ -377,12 +380,14 @@ pub(super) async fn run_trials(
 
         // Journal first, then act.
         let rec = offload::append_trial(cx.run, rec).await?;
+        crash::point("after-journal");
         crate::trial::tell_record(&mut optimizer, &rec);
         decider.tell(&rec);
         log_trial(&rec);
         books.tally.add(&rec);
         let c = cx.checkpoint(&optimizer, None, books.tally.done, backend);
         offload::write_checkpoint(cx.run, c).await?;
+        crash::point("after-checkpoint");
         books.after_trial(cx, backend.counters()).await?;
         progress.show(&books.tally, cx.study);
     };

@@ -17,7 +17,7 @@ use crate::trial::{Trial, TrialRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const STUDY_FILE: &str = "study.toml";
@@ -27,6 +27,19 @@ pub const RECHECK_FILE: &str = "rechecks.jsonl";
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 pub const META_FILE: &str = "run.json";
 pub const LOCK_FILE: &str = "lock";
+
+pub mod crash;
+mod journal;
+mod reconcile;
+mod runid;
+
+use journal::ends_with_newline;
+pub(crate) use journal::{read_journal_file, scan_journal_file};
+pub use journal::{Duplicate, JournalRead, JournalScan};
+pub use reconcile::{
+    reconcile, CheckpointRead, Finding, Floors, JournalFacts, Reconciled, Severity,
+};
+pub use runid::{check_run_id, run_id_problem, MAX_RUN_ID_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -46,6 +59,9 @@ pub enum StoreError {
     Locked { path: PathBuf, pid: String },
     #[error("{0} is not a run directory (no {JOURNAL_FILE} or {META_FILE}); pass the folder `run` printed, e.g. state/<run-id>")]
     NotARun(PathBuf),
+    /// A run id that is not one safe path component (runid.rs).
+    #[error("--run-id {id:?} cannot be a run id: {reason}; use one plain folder name, e.g. `gemma3-night1` (it goes under --state-dir)")]
+    BadRunId { id: String, reason: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -139,6 +155,21 @@ pub struct RunMeta {
     /// Where the run stands, rewritten after every trial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<RunProgress>,
+    /// What resumes found wrong between checkpoint.json and trials.jsonl (reconcile.rs), the
+    /// latest `MAX_INTEGRITY_NOTES` kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub integrity: Vec<IntegrityNote>,
+}
+
+/// Notes kept in run.json's `integrity`.
+pub const MAX_INTEGRITY_NOTES: usize = 50;
+
+/// One disagreement a resume found (and how it continued), with when.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IntegrityNote {
+    pub at: String,
+    pub severity: Severity,
+    pub message: String,
 }
 
 /// A cheap summary of a run, kept current after every trial. The full report set re-renders
@@ -199,14 +230,6 @@ pub struct Checkpoint {
     pub study_fingerprint: String,
 }
 
-/// Result of reading the journal: good records and the lines that could not be read.
-#[derive(Debug, Default)]
-pub struct JournalRead {
-    pub records: Vec<TrialRecord>,
-    /// (1-based line number, reason) of skipped lines.
-    pub skipped: Vec<(usize, String)>,
-}
-
 #[derive(Clone, Debug)]
 pub struct RunDir {
     pub path: PathBuf,
@@ -252,10 +275,7 @@ impl RunDir {
     pub fn read_rechecks(&self) -> Result<JournalRead, StoreError> {
         let path = self.file(RECHECK_FILE);
         if !path.exists() {
-            return Ok(JournalRead {
-                records: vec![],
-                skipped: vec![],
-            });
+            return Ok(JournalRead::default());
         }
         read_journal_file(&path)
     }
@@ -279,6 +299,12 @@ impl RunDir {
         if len > 0 && !ends_with_newline(&path)? {
             f.write_all(b"\n").map_err(io(&path))?;
         }
+        if name == JOURNAL_FILE && crash::due("journal-torn") {
+            // Crash test: the line half written and on disk, as after a power loss.
+            let _ = f.write_all(&line.as_bytes()[..line.len() / 2]);
+            let _ = f.sync_data();
+            crash::die();
+        }
         f.write_all(line.as_bytes()).map_err(io(&path))?;
         f.sync_data().map_err(io(&path))?;
         Ok(())
@@ -291,10 +317,7 @@ impl RunDir {
 
     /// Hand the journaled trials to `each` one at a time, in journal order, without holding
     /// them all; returns the skipped lines as `read_journal` does.
-    pub fn scan_journal(
-        &self,
-        each: impl FnMut(TrialRecord),
-    ) -> Result<Vec<(usize, String)>, StoreError> {
+    pub fn scan_journal(&self, each: impl FnMut(TrialRecord)) -> Result<JournalScan, StoreError> {
         scan_journal_file(&self.file(JOURNAL_FILE), each)
     }
 
@@ -306,12 +329,40 @@ impl RunDir {
         read_json_opt(&self.file(CHECKPOINT_FILE), "checkpoint")
     }
 
+    /// The checkpoint for a resume: one that cannot be parsed is `Unreadable` (the journal
+    /// then rebuilds it), not an error; only a file that cannot be read at all is.
+    pub fn read_checkpoint_for_resume(&self) -> Result<CheckpointRead, StoreError> {
+        match self.read_checkpoint() {
+            Ok(Some(c)) => Ok(CheckpointRead::Read(c)),
+            Ok(None) => Ok(CheckpointRead::Missing),
+            Err(StoreError::Corrupt { message, .. }) => Ok(CheckpointRead::Unreadable(message)),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn write_meta(&self, m: &RunMeta) -> Result<(), StoreError> {
         write_json_atomic(&self.file(META_FILE), m)
     }
 
     pub fn read_meta(&self) -> Result<Option<RunMeta>, StoreError> {
         read_json_opt(&self.file(META_FILE), "run.json")
+    }
+
+    /// Remove the temporary files of atomic writes cut short by a crash (`.<name>.tmp.<pid>`):
+    /// only while holding the run's lock, when no other writer can be at work. Returns how many.
+    pub fn remove_stale_temp_files(&self, _lock: &RunLock) -> usize {
+        let Ok(entries) = fs::read_dir(&self.path) else {
+            return 0;
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with('.') && name.contains(".tmp.")
+            })
+            .filter(|e| fs::remove_file(e.path()).is_ok())
+            .count()
     }
 
     /// Write any file of the run atomically (reports, plots).
@@ -327,46 +378,6 @@ impl RunDir {
     ) -> Result<(), StoreError> {
         write_atomic_with(&self.file(name), fill)
     }
-}
-
-fn ends_with_newline(path: &Path) -> Result<bool, StoreError> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = File::open(path).map_err(io(path))?;
-    f.seek(SeekFrom::End(-1)).map_err(io(path))?;
-    let mut b = [0u8; 1];
-    f.read_exact(&mut b).map_err(io(path))?;
-    Ok(b[0] == b'\n')
-}
-
-pub(crate) fn read_journal_file(path: &Path) -> Result<JournalRead, StoreError> {
-    let mut records = Vec::new();
-    let skipped = scan_journal_file(path, |r| records.push(r))?;
-    Ok(JournalRead { records, skipped })
-}
-
-/// Parse a journal line by line; a missing journal is an empty one.
-pub(crate) fn scan_journal_file(
-    path: &Path,
-    mut each: impl FnMut(TrialRecord),
-) -> Result<Vec<(usize, String)>, StoreError> {
-    let mut skipped = Vec::new();
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(skipped),
-        Err(e) => return Err(io(path)(e)),
-    };
-    for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
-        let line = line.map_err(io(path))?;
-        let text = String::from_utf8_lossy(&line);
-        if text.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<TrialRecord>(&text) {
-            Ok(r) => each(r),
-            Err(e) => skipped.push((i + 1, e.to_string())),
-        }
-    }
-    Ok(skipped)
 }
 
 /// Write a file so that readers see either the old or the new content, never a mix:
@@ -394,6 +405,7 @@ pub(crate) fn write_atomic_with(
         let _ = fs::remove_file(&tmp);
         return Err(io(&tmp)(e));
     }
+    crash::point(&format!("atomic:{name}"));
     fs::rename(&tmp, path).map_err(io(path))?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();

@@ -230,6 +230,7 @@ pub fn basic_run() -> (RunMeta, Vec<TrialRecord>) {
         elapsed_seconds: 1460.0,
         budget_overrides: None,
         progress: None,
+        integrity: vec![],
     };
     let o = &objective;
     let records = vec![
@@ -377,6 +378,7 @@ pub fn nofeasible_run() -> (RunMeta, Vec<TrialRecord>) {
         elapsed_seconds: 80.0,
         budget_overrides: None,
         progress: None,
+        integrity: vec![],
     };
     let x = |v: f64, m: &str| {
         Config::from([

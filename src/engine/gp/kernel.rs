@@ -129,16 +129,74 @@ pub fn kernel(a: &[f64], b: &[f64], categorical: &[bool], h: &Hyperparameters) -
 }
 
 /// (y - mean) / std, with std = 1 when the data are constant.
+///
+/// Values near the ends of the f64 range (a program that prints 1e308) overflow the plain sums:
+/// their mean or squared spread becomes infinite. They are then standardized on `y / max|y|`,
+/// where nothing overflows, so that every standardized value is finite (and at most a few in
+/// size) for any finite input; mean and std stay finite too. Left unstandardized, values of
+/// 1e308 made the likelihood NaN and the hyperparameter fit's line search never ended.
 pub fn standardize(y: &[f64]) -> (Vec<f64>, f64, f64) {
     let n = y.len().max(1) as f64;
     let mean = y.iter().sum::<f64>() / n;
     let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    // A spread whose square overflows (values near 1e300) is treated like constant data rather
-    // than dividing everything by infinity.
-    let std = if var.sqrt() > 1e-12 && var.is_finite() {
-        var.sqrt()
-    } else {
-        1.0
-    };
+    if !(mean.is_finite() && var.is_finite()) {
+        return standardize_scaled(y);
+    }
+    let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
     (y.iter().map(|v| (v - mean) / std).collect(), mean, std)
+}
+
+/// `standardize` on `y / s`, `s` the largest finite |y|: the scaled values lie in [-1, 1], so
+/// their mean, spread and the standardized values are finite, and mean * s, spread * s too.
+fn standardize_scaled(y: &[f64]) -> (Vec<f64>, f64, f64) {
+    let n = y.len().max(1) as f64;
+    let s = y
+        .iter()
+        .map(|v| v.abs())
+        .filter(|a| a.is_finite())
+        .fold(0.0, f64::max);
+    let s = if s > 0.0 { s } else { 1.0 };
+    let u: Vec<f64> = y.iter().map(|v| v / s).collect();
+    let m = u.iter().sum::<f64>() / n;
+    let sd = (u.iter().map(|a| (a - m).powi(2)).sum::<f64>() / n).sqrt();
+    if sd * s > 1e-12 {
+        (u.iter().map(|a| (a - m) / sd).collect(), m * s, sd * s)
+    } else {
+        (u.iter().map(|a| (a - m) * s).collect(), m * s, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_at_the_ends_of_the_f64_range_standardize_to_finite_values() {
+        for y in [
+            vec![1e308, -1e308],
+            vec![1e308, 1e308, 1.7e308],
+            vec![-1.7e308, 0.0, 1.0, 1.7e308],
+            vec![f64::MAX, f64::MIN, 3.0],
+        ] {
+            let (z, mean, std) = standardize(&y);
+            assert!(mean.is_finite() && std.is_finite() && std > 0.0, "{y:?}");
+            assert!(
+                z.iter().all(|v| v.is_finite() && v.abs() <= 4.0),
+                "{y:?}: {z:?}"
+            );
+            // Order is kept, and the values come back.
+            for (a, b) in y.iter().zip(&z) {
+                let back = mean + std * b;
+                if back.is_finite() {
+                    assert!((back - a).abs() <= 1e-9 * a.abs().max(1.0), "{a} -> {back}");
+                }
+            }
+        }
+        // Ordinary values take the plain path, unchanged.
+        let (z, mean, std) = standardize(&[1.0, 2.0, 3.0]);
+        assert_eq!((mean, std), (2.0, (2.0f64 / 3.0).sqrt()));
+        assert_eq!(z[1], 0.0);
+        let (z, _, std) = standardize(&[1e308, 1e308]);
+        assert_eq!((std, z.clone()), (1.0, vec![0.0, 0.0]), "{z:?}");
+    }
 }

@@ -24,7 +24,7 @@ use argmin::solver::quasinewton::LBFGS;
 use faer::linalg::solvers::{DenseSolveCore, Solve};
 use faer::Mat;
 use ndarray::Array1;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 mod kernel;
 
@@ -40,7 +40,14 @@ struct Objective<'a> {
     y: &'a [f64],
     /// Last evaluation, since argmin asks for cost and gradient separately.
     cache: RefCell<Option<CachedEval>>,
+    /// Evaluations left to the current minimization (`minimize` sets it): a hard bound on
+    /// the work of one fit, whatever the line search does.
+    evals_left: Cell<u64>,
 }
+
+/// Evaluations one minimization may take per L-BFGS iteration allowed (the More-Thuente line
+/// search takes one to a few per iteration when it converges).
+const EVALS_PER_ITER: u64 = 20;
 
 /// Log prior of theta and its gradient.
 pub fn log_prior(theta: &[f64]) -> (f64, Vec<f64>) {
@@ -142,12 +149,37 @@ impl Objective<'_> {
         } else {
             None
         };
+        // A non-finite likelihood or gradient is the wall too: NaN would stall the line search.
+        let out = out.filter(|(lp, g)| lp.is_finite() && g.iter().all(|v| v.is_finite()));
         let (c, g) = match out {
             Some((lp, g)) => (-lp, g.into_iter().map(|v| -v).collect::<Vec<f64>>()),
-            None => (1e12, theta.iter().map(|t| t.signum() * 1e6).collect()),
+            None => (
+                1e12,
+                theta
+                    .iter()
+                    .map(|t| if t.is_finite() { t.signum() * 1e6 } else { 0.0 })
+                    .collect(),
+            ),
         };
         *self.cache.borrow_mut() = Some((theta.to_vec(), c, g.clone()));
         (c, g)
+    }
+}
+
+impl Objective<'_> {
+    /// `eval` within the evaluation budget; past it an error ends the minimization.
+    fn budgeted(&self, p: &Array1<f64>) -> Result<(f64, Vec<f64>), argmin::core::Error> {
+        let left = self.evals_left.get();
+        if left == 0 {
+            return Err(argmin::core::Error::msg(
+                "hyperparameter fit: evaluation budget used",
+            ));
+        }
+        self.evals_left.set(left - 1);
+        let theta = p
+            .as_slice()
+            .ok_or_else(|| argmin::core::Error::msg("non-contiguous parameter"))?;
+        Ok(self.eval(theta))
     }
 }
 
@@ -155,7 +187,7 @@ impl CostFunction for &Objective<'_> {
     type Param = Array1<f64>;
     type Output = f64;
     fn cost(&self, p: &Self::Param) -> Result<f64, argmin::core::Error> {
-        Ok(self.eval(p.as_slice().unwrap()).0)
+        Ok(self.budgeted(p)?.0)
     }
 }
 
@@ -163,7 +195,7 @@ impl Gradient for &Objective<'_> {
     type Param = Array1<f64>;
     type Gradient = Array1<f64>;
     fn gradient(&self, p: &Self::Param) -> Result<Array1<f64>, argmin::core::Error> {
-        Ok(Array1::from(self.eval(p.as_slice().unwrap()).1))
+        Ok(Array1::from(self.budgeted(p)?.1))
     }
 }
 
@@ -227,6 +259,7 @@ impl Gp {
             dists: &dists,
             y: &ys,
             cache: RefCell::new(None),
+            evals_left: Cell::new(0),
         };
         let mut best: Option<(f64, Vec<f64>)> = None;
         for s in starts {
@@ -450,6 +483,9 @@ impl Gp {
 }
 
 fn minimize(problem: &Objective, start: Vec<f64>, max_iters: u64) -> Option<Vec<f64>> {
+    problem
+        .evals_left
+        .set(max_iters.saturating_mul(EVALS_PER_ITER).max(EVALS_PER_ITER));
     let ls = MoreThuenteLineSearch::new();
     let solver = LBFGS::new(ls, 7)
         .with_tolerance_grad(1e-5)
@@ -491,6 +527,31 @@ pub fn log_marginal_likelihood(
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    /// Issue 14: a command printing +-1e308 sent the fit's line search into an endless loop.
+    #[test]
+    fn the_fit_ends_on_values_at_the_ends_of_the_f64_range() {
+        let t0 = std::time::Instant::now();
+        let x = vec![
+            vec![0.2, 0.7],
+            vec![0.8, 0.1],
+            vec![0.5, 0.5],
+            vec![0.1, 0.9],
+        ];
+        for y in [
+            vec![1e308, -1e308],
+            vec![1e308, -1e308, 1e308],
+            vec![1.7e308, -1.7e308, 0.0, 1.0],
+            vec![f64::MAX, f64::MAX, f64::MIN, 0.0],
+        ] {
+            let xs = &x[..y.len()];
+            let gp = Gp::fit(xs, &y, &[false, false], None, &FitOptions::default());
+            let (m, v) = gp.predict_standardized(&[vec![0.3, 0.3]]);
+            assert!(m[0].is_finite() && v[0].is_finite(), "{y:?}");
+            assert!(gp.y_std.is_finite() && gp.y_mean.is_finite(), "{y:?}");
+        }
+        assert!(t0.elapsed().as_secs() < 20, "{:?}", t0.elapsed());
+    }
 
     fn data(n: usize, d: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);

@@ -34,6 +34,21 @@ pub(super) fn title(r: &Report, o: &mut String) {
             lines.join(", ")
         );
     }
+    if let Some(last) = m.integrity.last() {
+        let lost = m
+            .integrity
+            .iter()
+            .filter(|n| n.severity == crate::store::Severity::Lost)
+            .count();
+        let _ = writeln!(
+            o,
+            "> Note: resuming this run found {} disagreement(s) between checkpoint.json and \
+             trials.jsonl ({lost} with trials lost); the journal was followed (`integrity` in \
+             run.json lists them). The latest: {}\n",
+            m.integrity.len(),
+            last.message
+        );
+    }
     if m.finished_at.is_none() {
         let _ = writeln!(
             o,
