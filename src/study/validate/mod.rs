@@ -48,11 +48,11 @@ pub(crate) fn validate(loc: &Locator, raw: RawFile) -> Result<Study, ConfigError
     })
 }
 
+/// `[study]` checked: name, model (and where the file writes it) and seed.
+type Header = (String, String, Option<std::ops::Range<usize>>, u64);
+
 /// `[study]`: name, model and seed.
-fn study_header(
-    loc: &Locator,
-    rs: RawStudy,
-) -> Result<(String, String, Option<std::ops::Range<usize>>, u64), ConfigError> {
+fn study_header(loc: &Locator, rs: RawStudy) -> Result<Header, ConfigError> {
     let name = rs.name.get_ref().trim().to_string();
     if name.is_empty() {
         return Err(loc.err(rs.name.span(), "study.name", "must not be empty"));
