@@ -425,9 +425,7 @@ async fn try_mode(server: &FaultServer, mode: &Mode) -> (Outcome, String, Durati
         let mut b =
             OllamaBackend::new(&url, "m", "5m", protocol(), vec!["num_ctx".into()]).unwrap();
         let mut space = space();
-        if let Err(e) = b.prepare(&mut space).await {
-            return Err(e);
-        }
+        b.prepare(&mut space).await?;
         let config = Config::from([("num_ctx".to_string(), ParamValue::Int(2048))]);
         b.evaluate(&config).await
     });
@@ -591,7 +589,7 @@ async fn whole_run(
     let out = run::run(study, &text, &path, opts, Box::new(backend), rx)
         .await
         .unwrap();
-    let dir = RunDir::new(&tmp.path().join("state").join("r"));
+    let dir = RunDir::new(tmp.path().join("state").join("r"));
     (out, dir, tmp)
 }
 

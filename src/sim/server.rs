@@ -131,32 +131,30 @@ fn ps_sizes(e: &Expected) -> (u64, u64) {
     }
 }
 
-/// A request body, or the `{"error": ...}` answer when it cannot be read: axum refuses bodies
+/// The `{"error": ...}` answer to a body that cannot be read: axum refuses bodies
 /// over its 2 MiB default limit with a plain-text 413, which no Ollama client expects; the
 /// simulator keeps the limit (it bounds its memory; Ollama has none) and answers in Ollama's
 /// shape, with the status axum chose.
-fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
-    body.map_err(|rejection| {
-        let status = rejection.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!(
-                "request body too large: the simulator reads at most {} MiB",
-                BODY_LIMIT >> 20
-            )
-        } else {
-            format!("cannot read the request body: {}", rejection.body_text())
-        };
-        error(status, message)
-    })
+fn refused(rejection: BytesRejection) -> Response {
+    let status = rejection.status();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "request body too large: the simulator reads at most {} MiB",
+            BODY_LIMIT >> 20
+        )
+    } else {
+        format!("cannot read the request body: {}", rejection.body_text())
+    };
+    error(status, message)
 }
 
 /// axum's default body limit (`DefaultBodyLimit`), which the simulator keeps.
 pub(crate) const BODY_LIMIT: usize = 2 << 20;
 
 async fn show(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body_or_error(body) {
+    let body = match body {
         Ok(b) => b,
-        Err(answer) => return answer,
+        Err(rejection) => return refused(rejection),
     };
     let parsed = parse_object(&body, "api.ShowRequest").and_then(|obj| {
         let model = get_string(&obj, "model", "ShowRequest")?;
@@ -243,9 +241,9 @@ fn modelfile(p: &Profile) -> String {
 
 async fn generate(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
     app.shared.stats(|s| s.generate_requests += 1);
-    let body = match body_or_error(body) {
+    let body = match body {
         Ok(b) => b,
-        Err(answer) => return answer,
+        Err(rejection) => return refused(rejection),
     };
     let req = match GenerateRequest::parse(&body) {
         Ok(r) => r,
