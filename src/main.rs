@@ -29,7 +29,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(dispatch(cli)) {
+    let result = runtime.block_on(dispatch(cli));
+    // A report still being written on a blocking thread past its deadline (src/run/reports.rs)
+    // must not hold up the exit: everything it would write is rendered again by `report`.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    if let Err(e) = result {
         say(&format!("error: {e}"));
         std::process::exit(e.code as i32);
     }

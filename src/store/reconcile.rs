@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 
 /// checkpoint.json as resume found it.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // read once per resume; boxing buys nothing
 pub enum CheckpointRead {
     Missing,
     /// It exists but is not a checkpoint (empty, garbage, another shape): why.

@@ -6,10 +6,10 @@
 //! baseline before it is recommended (docs/decision.md, "Ablation").
 
 use super::block::{Block, RoundState};
-use super::race::TIE_MARGIN_PCT;
 use super::stats::holm;
 use super::{
     changes_from, prefer_order, same_value, value_of, with_value, DecisionPhase, Plan, Step,
+    TIE_MARGIN_PCT,
 };
 use crate::engine::space::{Config, ParamValue};
 use std::cmp::Ordering;
@@ -109,7 +109,10 @@ impl DecisionPhase {
             changes,
             variants,
             base,
-        } = if remaining < mr * full.block.arms.len() && remaining >= mr * lean.block.arms.len() {
+        } = if self.plan.plan_both_stages
+            && remaining < mr * full.block.arms.len()
+            && remaining >= mr * lean.block.arms.len()
+        {
             lean
         } else {
             full

@@ -21,6 +21,8 @@ mod result;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_budget;
 
 pub use stats::{paired_effect, phase_budget};
 
@@ -205,6 +207,10 @@ pub struct DecisionResult {
 /// The race may take this share of the phase's budget (more when `min_rounds` rounds of every
 /// arm need more); the ablation takes the rest, including what the race did not use.
 const RACE_SHARE: f64 = 0.6;
+
+/// An arm alive at the end of the race wins on fewer changes only when its mean falls short of
+/// the best mean by less than this many percent (see `race.rs` `race_choice`).
+const TIE_MARGIN_PCT: f64 = 1.0;
 
 /// Where the phase is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

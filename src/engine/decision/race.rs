@@ -5,13 +5,11 @@
 use super::ablation::ablation_arms;
 use super::block::{Block, RoundState};
 use super::stats::holm;
-use super::{prefer_order, value_of, with_value, DecisionPhase, Plan, Role, Step, RACE_SHARE};
+use super::{
+    prefer_order, value_of, with_value, DecisionPhase, Plan, Role, Step, RACE_SHARE, TIE_MARGIN_PCT,
+};
 use crate::engine::space::Config;
 use std::cmp::Ordering;
-
-/// An arm alive at the end of the race wins on fewer changes only when its mean falls short of
-/// the best mean by less than this many percent (see `race_choice`).
-pub(super) const TIE_MARGIN_PCT: f64 = 1.0;
 
 /// The race's state. Arm 0 is the baseline.
 #[derive(Clone, Debug, PartialEq)]

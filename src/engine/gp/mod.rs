@@ -532,7 +532,7 @@ mod tests {
     #[test]
     fn the_fit_ends_on_values_at_the_ends_of_the_f64_range() {
         let t0 = std::time::Instant::now();
-        let x = vec![
+        let x = [
             vec![0.2, 0.7],
             vec![0.8, 0.1],
             vec![0.5, 0.5],
