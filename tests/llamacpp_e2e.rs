@@ -10,7 +10,7 @@
 //! one /completion.
 
 use ollama_tuner::backend::llamacpp::{self, HostDefaults, LlamaCppBackend};
-use ollama_tuner::backend::{self, Backend, BackendError};
+use ollama_tuner::backend::{self, Backend};
 use ollama_tuner::engine::space::{Config, ParamValue};
 use ollama_tuner::run::{self, RunOptions};
 use ollama_tuner::store::{RunDir, StopReason};
@@ -600,14 +600,14 @@ fn command_line_helper_and_attach_mode() {
             "attach mode must not stop a server it did not start"
         );
 
-        // Tuning a load-time option in attach mode fails fast.
+        // Tuning a load-time option in attach mode is refused by the study's validation
+        // (`validate` rejects what the backend would, issue 14), located and naming the option.
         let text = study_text(PARAMS, &attach, PROTOCOL, 1);
-        let study = parse_study(Path::new("attach.toml"), &text).unwrap();
-        match LlamaCppBackend::from_study(&study) {
-            Err(BackendError::Fatal(backend::Fatal { message, .. })) => {
-                assert!(message.contains("threads"), "{message}")
+        match parse_study(Path::new("attach.toml"), &text) {
+            Err(e) => {
+                assert!(e.message.contains("threads"), "{e}");
+                assert!(e.line >= 1, "{e}");
             }
-            Err(e) => panic!("{e}"),
             Ok(_) => panic!("attach mode with load options must be refused"),
         }
         started.stop().await;
