@@ -145,6 +145,7 @@ impl TrialRecord {
 /// identically are one point) and marks the requested one measured too.
 pub fn tell_record(optimizer: &mut Optimizer, rec: &TrialRecord) {
     let outcome = rec.outcome(optimizer.objective());
+    optimizer.tell_origin(rec.origin, matches!(outcome, Outcome::Failed));
     match &rec.effective {
         Some(effective) if *effective != rec.params => {
             optimizer.tell_effective(&rec.params, effective, outcome)

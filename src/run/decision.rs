@@ -258,5 +258,7 @@ fn plan(study: &Study, optimizer: &Optimizer, budget: usize, left: &Left) -> Opt
         budget,
         settings: settings.clone(),
         plan_both_stages: true,
+        known_failed: optimizer.failed_configs(),
+        race_uses_idle_reserve: true,
     })
 }

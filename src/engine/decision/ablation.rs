@@ -8,8 +8,8 @@
 use super::block::{Block, RoundState};
 use super::stats::holm;
 use super::{
-    changes_from, prefer_order, same_value, value_of, with_value, DecisionPhase, Plan, Step,
-    TIE_MARGIN_PCT,
+    changes_from, prefer_order, same_config, same_value, value_of, with_value, DecisionPhase, Plan,
+    Step, TIE_MARGIN_PCT,
 };
 use crate::engine::space::{Config, ParamValue};
 use std::cmp::Ordering;
@@ -77,6 +77,17 @@ pub(super) fn ablation_arms(plan: &Plan, p: &Config, variants: bool, baseline: b
         varied.push((name.clone(), v.clone(), arm));
     }
     let base = baseline.then(|| block.add(base.clone()));
+    // A reversion that failed in the search would fail again: it is needed to run, known
+    // without a measurement.
+    for (_, arm) in &changes {
+        if plan
+            .known_failed
+            .iter()
+            .any(|c| same_config(c, &block.arms[*arm]))
+        {
+            block.mark_failed(*arm);
+        }
+    }
     Arms {
         block,
         changes,
@@ -110,8 +121,8 @@ impl DecisionPhase {
             variants,
             base,
         } = if self.plan.plan_both_stages
-            && remaining < mr * full.block.arms.len()
-            && remaining >= mr * lean.block.arms.len()
+            && remaining < mr * full.block.round_size(|_| true)
+            && remaining >= mr * lean.block.round_size(|_| true)
         {
             lean
         } else {
@@ -135,7 +146,7 @@ impl DecisionPhase {
                 0
             };
         let reserve = 3 * mr;
-        let cap = if free >= 2 && remaining >= mr * block.arms.len() + reserve {
+        let cap = if free >= 2 && remaining >= mr * block.round_size(|_| true) + reserve {
             remaining - reserve
         } else {
             remaining

@@ -25,7 +25,8 @@ enum Slot {
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Block {
     pub(super) arms: Vec<Config>,
-    /// The round (1-based) in which an arm failed; a failed arm is not measured again.
+    /// The round (1-based) in which an arm failed, 0 when it was known to fail before the
+    /// first; a failed arm is not measured again.
     pub(super) failed: Vec<Option<usize>>,
     /// Complete rounds: per arm its value, None when it was not measured (or failed) in it.
     pub(super) rounds: Vec<Vec<Option<f64>>>,
@@ -55,6 +56,11 @@ impl Block {
 
     pub(super) fn find(&self, config: &Config) -> Option<usize> {
         self.arms.iter().position(|a| same_config(a, config))
+    }
+
+    /// Mark an arm failed before any round (it failed in the search): it is never measured.
+    pub(super) fn mark_failed(&mut self, arm: usize) {
+        self.failed[arm] = Some(0);
     }
 
     pub(super) fn has_failed(&self, arm: usize) -> bool {

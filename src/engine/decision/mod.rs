@@ -90,6 +90,17 @@ pub struct Plan {
     /// journaled before that rule, so their runs replay as they ran.
     #[serde(default)]
     pub plan_both_stages: bool,
+    /// Configurations that failed in the search (a failed configuration is never proposed
+    /// again): an ablation arm equal to one is known to fail and is not measured again
+    /// (docs/decision.md, "Budget"). Empty in plans journaled before this rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known_failed: Vec<Config>,
+    /// The race keeps no reserve for an ablation that would measure only what the race does
+    /// (the contender and the baseline: one change, or every reversion known to fail), so a
+    /// race tied with the baseline goes on to the end of the budget (race.rs `extended_cap`).
+    /// False in plans journaled before this rule, so their runs replay as they ran.
+    #[serde(default)]
+    pub race_uses_idle_reserve: bool,
 }
 
 /// Which part of the phase a measurement belongs to.

@@ -63,8 +63,11 @@ struct Sizing {
 /// candidate and the budget as before, and the ablation gets what is left.
 fn size(plan: &Plan, candidates: &[Config]) -> Option<Sizing> {
     let mr = plan.settings.min_rounds.max(2);
-    let need =
-        |c: &Config, variants: bool| mr * ablation_arms(plan, c, variants, true).block.arms.len();
+    let need = |c: &Config, variants: bool| {
+        mr * ablation_arms(plan, c, variants, true)
+            .block
+            .round_size(|_| true)
+    };
     let reserve = |k: usize, variants: bool| {
         candidates
             .iter()
@@ -205,12 +208,29 @@ impl DecisionPhase {
         } else {
             0
         };
+        let plan = &self.plan;
         let largest = self
             .race
             .alive()
             .into_iter()
             .filter(|&a| a != 0)
-            .map(|a| self.changed_params(&self.race.block.arms[a]).len() + variants + 2)
+            .map(|a| {
+                let arm = &self.race.block.arms[a];
+                if plan.race_uses_idle_reserve {
+                    // The arms the ablation would measure; with only the contender and the
+                    // baseline it measures what the race does, and needs no reserve.
+                    let n = ablation_arms(plan, arm, self.race.variants, true)
+                        .block
+                        .round_size(|_| true);
+                    if n <= 2 {
+                        0
+                    } else {
+                        n
+                    }
+                } else {
+                    self.changed_params(arm).len() + variants + 2
+                }
+            })
             .max()
             .unwrap_or(0);
         let reserve = self.min_rounds() * largest;

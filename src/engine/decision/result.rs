@@ -159,6 +159,18 @@ impl DecisionPhase {
         from(b, arm, a.base)
     }
 
+    /// `a` against `reference` in the race's rounds, when both were raced and ran: a change
+    /// whose reversion is the baseline was measured by the race itself when the ablation had no
+    /// round of its own (its reserve went to the race, race.rs `extended_cap`).
+    fn race_effect(&self, a: &Config, reference: &Config) -> Option<Effect> {
+        let block = &self.race.block;
+        let (i, j) = (block.find(a)?, block.find(reference)?);
+        if block.has_failed(i) || block.has_failed(j) {
+            return None;
+        }
+        self.effect(block, i, j)
+    }
+
     /// What each change of the chosen configuration and each output variant measured in the
     /// ablation, with whether `recommendation` keeps (applies) it.
     fn effects(&self, recommendation: &Config) -> (Vec<ChangeEffect>, Vec<OutputEffect>) {
@@ -175,7 +187,16 @@ impl DecisionPhase {
                 param: name.clone(),
                 baseline: value_of(baseline, name),
                 value: value_of(p, name),
-                effect: self.effect(b, 0, *r),
+                // Too few ablation rounds to decide (the pick then rests on the race's
+                // rounds): a change the race measured is told from the race's rounds too.
+                effect: if b.has_failed(*r) {
+                    None
+                } else if b.n_rounds() >= self.min_rounds() {
+                    self.effect(b, 0, *r)
+                } else {
+                    self.race_effect(p, &b.arms[*r])
+                        .or_else(|| self.effect(b, 0, *r))
+                },
                 kept: !same_value(&value_of(recommendation, name), &value_of(baseline, name)),
             })
             .collect();

@@ -59,6 +59,8 @@ pub(super) fn plan(
             ..DecisionSettings::default()
         },
         plan_both_stages: true,
+        known_failed: vec![],
+        race_uses_idle_reserve: true,
     }
 }
 

@@ -124,3 +124,83 @@ fn a_plan_from_before_the_sizing_rule_replays_as_it_ran() {
     let (phase, _) = run(p, surface, 0.02, 0);
     assert!(phase.result().race_skipped);
 }
+
+/// The llama-server case (BENCHMARKS.md section 3): the leader turns flash attention on (a)
+/// and quantizes the V cache (b), and b without a fails to load, which the search already
+/// saw. Reverting a is then known to fail: it is needed to run without a measurement, and
+/// the rounds it would have taken go to the other arms.
+#[test]
+fn a_reversion_that_failed_in_the_search_is_not_measured_again() {
+    let baseline = ab(&[("a", 0), ("b", 0)]);
+    let leader = ab(&[("a", 2), ("b", 1)]);
+    let fails = ab(&[("a", 0), ("b", 1)]);
+    let truth = |c: &Config| (*c != fails).then(|| surface(c)).flatten();
+    let (mut rounds_known, mut rounds_unknown) = (0, 0);
+    for seed in 0..10 {
+        for known in [true, false] {
+            let mut p = plan(
+                baseline.clone(),
+                vec![leader.clone()],
+                speed(&["a", "b"]),
+                12,
+            );
+            if known {
+                p.known_failed = vec![fails.clone()];
+            }
+            let (phase, told) = run(p, truth, 0.02, seed);
+            let r = phase.result();
+            let a = r.changes.iter().find(|c| c.param == "a").expect("a change");
+            assert!(a.effect.is_none(), "seed {seed}: reverting a fails");
+            let measured_failing = told.iter().filter(|(c, _)| *c == fails).count();
+            if known {
+                assert_eq!(measured_failing, 0, "seed {seed}: measured again");
+                rounds_known += r.ablation_rounds;
+            } else {
+                assert_eq!(measured_failing, 1, "seed {seed}");
+                rounds_unknown += r.ablation_rounds;
+            }
+        }
+    }
+    assert!(
+        rounds_known > rounds_unknown,
+        "rounds {rounds_known} against {rounds_unknown}"
+    );
+}
+
+/// One candidate with one change (+12%) in a 12-trial phase: its ablation would measure only
+/// the candidate and the baseline, which the race does, so the race keeps no reserve for it
+/// and takes the whole phase (6 rounds instead of 3) while the baseline is tied. More rounds
+/// find the gain in more seeds, and the change's effect comes from the race's rounds.
+#[test]
+fn a_race_whose_ablation_adds_nothing_takes_the_whole_phase() {
+    let baseline = ab(&[("a", 0)]);
+    let leader = ab(&[("a", 2)]);
+    let (mut better_now, mut better_before) = (0, 0);
+    for seed in 0..20 {
+        for now in [true, false] {
+            let mut p = plan(baseline.clone(), vec![leader.clone()], speed(&["a"]), 12);
+            p.race_uses_idle_reserve = now;
+            let (phase, told) = run(p, surface, 0.04, seed);
+            let r = phase.result();
+            if now {
+                assert!(
+                    r.verdict == Verdict::Better || told.len() == 12,
+                    "seed {seed}: a tied race stopped at {} of 12 trials",
+                    told.len()
+                );
+                if r.verdict == Verdict::Better {
+                    better_now += 1;
+                    let e = r.changes[0].effect.as_ref().expect("measured by the race");
+                    assert!(e.lo > 0.0, "seed {seed}: {e:?}");
+                }
+            } else {
+                better_before += (r.verdict == Verdict::Better) as usize;
+            }
+        }
+    }
+    eprintln!("gain found in {better_now} of 20 seeds (before the rule: {better_before})");
+    assert!(
+        better_now > better_before,
+        "{better_now} against {better_before}"
+    );
+}

@@ -126,11 +126,25 @@ pub struct Optimizer {
     /// Out-of-memory trials in a row (told through `tell_memory`): from `RETREAT_AFTER` on,
     /// proposals keep to configurations predicted to fit until one loads.
     consecutive_oom: usize,
+    /// Model-phase proposals told, and how many of them failed: the probe budget
+    /// (`probing_allowed`).
+    model_told: usize,
+    model_failed: usize,
 }
 
 /// Out-of-memory trials in a row after which the optimizer retreats to configurations
 /// predicted to fit (docs/memory.md).
 pub const RETREAT_AFTER: usize = 2;
+
+/// The probe budget (docs/memory.md): model-phase proposals may fail at most about this share
+/// of the time. Within it a proposal may sit where the feasibility model is unsure (the edge
+/// of the wall, where constrained EI puts its maximum); beyond it, proposals keep to
+/// configurations that are safe (`SAFE_FEASIBILITY`) until enough have run.
+pub const PROBE_SHARE: f64 = 0.1;
+
+/// P(feasible) from which a proposal counts as safe while the probe budget is spent, unless
+/// the memory wall already predicts that it fits.
+pub const SAFE_FEASIBILITY: f64 = 0.99;
 
 impl Optimizer {
     /// `positive_metric` tells which metrics are rates or durations (`Transform::Auto` and the
@@ -167,6 +181,8 @@ impl Optimizer {
             failed_keys: HashSet::new(),
             memory: MemoryWall::new(&space),
             consecutive_oom: 0,
+            model_told: 0,
+            model_failed: 0,
             space,
         }
     }
@@ -192,6 +208,15 @@ impl Optimizer {
     pub fn was_measured(&self, config: &Config) -> bool {
         self.measured
             .contains(&config_key(&self.space.normalize_config(config)))
+    }
+
+    /// The configurations of the space that failed (none is proposed again), in telling order.
+    pub fn failed_configs(&self) -> Vec<Config> {
+        self.observations
+            .iter()
+            .filter(|o| matches!(o.outcome, Outcome::Failed))
+            .map(|o| o.config.clone())
+            .collect()
     }
 
     pub fn n_observations(&self) -> usize {
@@ -230,6 +255,20 @@ impl Optimizer {
         if let Some(key) = self.space.key(&self.space.normalize_config(config)) {
             self.memory.tell(key, fits);
         }
+    }
+
+    /// Count a told trial against the probe budget when the model proposed it.
+    pub(crate) fn tell_origin(&mut self, origin: Origin, failed: bool) {
+        if origin == Origin::Model {
+            self.model_told += 1;
+            self.model_failed += failed as usize;
+        }
+    }
+
+    /// Whether the next proposal may probe (sit where the feasibility model is unsure): while
+    /// the model-phase failures stay within `1 + PROBE_SHARE * proposals told`.
+    pub fn probing_allowed(&self) -> bool {
+        (self.model_failed as f64) < 1.0 + PROBE_SHARE * self.model_told as f64
     }
 
     /// Whether a configuration is predicted not to fit (memory.rs); false for one outside the
@@ -324,7 +363,12 @@ impl Optimizer {
                 acquisition: None,
             };
         }
-        match self.propose(number, ctx, &models) {
+        // Beyond the probe budget, a safe proposal first; when none is left, probe anyway.
+        let safe_only = !self.probing_allowed();
+        let proposal = self
+            .propose(number, ctx, &models, safe_only)
+            .or_else(|| safe_only.then(|| self.propose(number, ctx, &models, false))?);
+        match proposal {
             Some((config, acq)) => Trial {
                 number,
                 config,
@@ -375,6 +419,7 @@ impl Optimizer {
 
     /// Record a measured trial.
     pub fn tell(&mut self, trial: &Trial, outcome: Outcome) {
+        self.tell_origin(trial.origin, matches!(outcome, Outcome::Failed));
         self.tell_config(&trial.config, outcome);
     }
 

@@ -21,10 +21,9 @@ impl Models {
             // No feasible point yet: maximize the probability of feasibility alone.
             None => vec![0.0; xs.len()],
         };
-        if let Some(f) = &self.feasibility {
-            let (m, sd) = f.predict(xs);
-            for (si, (m, sd)) in s.iter_mut().zip(m.iter().zip(&sd)) {
-                *si += log_norm_cdf(m / (sd * sd + 0.01).sqrt());
+        if let Some(lp) = self.log_p_feasible(xs) {
+            for (si, lp) in s.iter_mut().zip(lp) {
+                *si += lp;
             }
         }
         for (g, bound, op) in &self.constraints {
@@ -39,6 +38,19 @@ impl Models {
             }
         }
         s
+    }
+
+    /// log P(feasible) at encoded points by the feasibility GP used as a probit classifier
+    /// (models.rs), or None when nothing has failed.
+    pub(super) fn log_p_feasible(&self, xs: &[Vec<f64>]) -> Option<Vec<f64>> {
+        let f = self.feasibility.as_ref()?;
+        let (m, sd) = f.predict(xs);
+        Some(
+            m.iter()
+                .zip(&sd)
+                .map(|(m, sd)| log_norm_cdf(m / (sd * sd + 0.01).sqrt()))
+                .collect(),
+        )
     }
 
     /// `score` at one encoded point with its exact gradient (zero along categorical dimensions):

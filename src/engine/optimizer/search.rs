@@ -2,7 +2,7 @@
 //! by the acquisition less the reload cost, then local searches from the best of them.
 
 use super::models::Models;
-use super::{AskContext, Optimizer, RELOAD_GROUP};
+use super::{AskContext, Optimizer, RELOAD_GROUP, SAFE_FEASIBILITY};
 use crate::engine::boxmin::{minimize_box, BoxMinOptions};
 use crate::engine::configkey::ConfigKey;
 use crate::engine::design::{sobol_point, unit_to_encoded};
@@ -17,12 +17,15 @@ type ScoreFn<'a> = dyn Fn(&[Vec<f64>], &[ConfigKey]) -> Vec<f64> + 'a;
 
 impl Optimizer {
     /// Maximize the acquisition (with the reload cost) over the space. Returns the configuration
-    /// and its acquisition value, or None when every candidate is excluded.
+    /// and its acquisition value, or None when every candidate is excluded. With `safe_only`
+    /// (the probe budget is spent, mod.rs `probing_allowed`) only candidates that are safe
+    /// count: P(feasible) at least `SAFE_FEASIBILITY`, or predicted to fit by the memory wall.
     pub(super) fn propose(
         &self,
         number: usize,
         ctx: &AskContext,
         models: &Models,
+        safe_only: bool,
     ) -> Option<(Config, f64)> {
         let mut rng = self.rng(number, 1);
         let d = self.space.dims();
@@ -37,10 +40,18 @@ impl Optimizer {
             None
         };
         let penalty = |k: &ConfigKey| -> f64 { cost.as_ref().map_or(0.0, |c| c.penalty(k)) };
+        let unsafe_below = SAFE_FEASIBILITY.ln();
         let score = |xs: &[Vec<f64>], keys: &[ConfigKey]| -> Vec<f64> {
             let mut s = models.score(xs);
             for (si, k) in s.iter_mut().zip(keys) {
                 *si -= penalty(k);
+            }
+            if let Some(lp) = models.log_p_feasible(xs).filter(|_| safe_only) {
+                for ((si, k), lp) in s.iter_mut().zip(keys).zip(lp) {
+                    if lp < unsafe_below && !self.memory.predicted_fits(k) {
+                        *si = f64::NEG_INFINITY;
+                    }
+                }
             }
             s
         };

@@ -149,8 +149,17 @@ pub(super) fn effects(r: &Report, d: &DecisionSection, o: &mut String) {
                 }
                 None => "needed to run (reverted, it failed)".to_string(),
             };
+            // Defaults kept because the configuration the ablation arrived at did not beat
+            // them: its changes were not dropped for want of an effect of their own.
+            let in_rejected = res
+                .rejected
+                .as_ref()
+                .and_then(|p| p.get(&c.param))
+                .is_some_and(|v| *v != c.baseline);
             let kept = if c.kept {
                 "kept"
+            } else if in_rejected {
+                "not applied: the configuration with it did not beat your defaults"
             } else {
                 "dropped: no measurable effect"
             };
