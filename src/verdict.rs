@@ -2,16 +2,18 @@
 //!
 //! `status`, the run loop (run.json's `progress`, the progress bar, the end-of-run summary), the
 //! report's rank 1 and `export` all read `Standings`, so they cannot name different bests or
-//! different counts. The rule: the journal's trials are pooled by configuration (`config_key`
-//! of their parameters); a configuration's objective is the study's statistic over all the
-//! samples of all its trials (a configuration measured once keeps its trial's value), and it is
-//! feasible only when every measurement of it was; the leader is the best feasible configuration
-//! in the objective's direction, equal values going to the earliest trial. Failed trials are
-//! never pooled: each failure is its own evidence.
+//! different counts. The rule: the journal's trials are pooled by configuration as the server
+//! ran it (`Grouping`: the trial's `effective` configuration, else its parameters, so two
+//! requests the server ran identically are one configuration); a configuration's objective is
+//! the study's statistic over all the samples of all its trials (a configuration measured once
+//! keeps its trial's value), and it is feasible only when every measurement of it was; the
+//! leader is the best feasible configuration in the objective's direction, equal values going
+//! to the earliest trial. Failed trials are never pooled: each failure is its own evidence.
 //!
 //! Counts: `trials = configurations + remeasurements + failed`, where a re-measurement is a
 //! trial of a configuration that had already produced the objective (origin `confirm`,
-//! `decision` or `ablation` in practice, `Origin::is_remeasurement`), pooled into it.
+//! `decision` or `ablation` in practice, `Origin::is_remeasurement`, or a request the server
+//! ran as an already measured configuration), pooled into it.
 //!
 //! Compact: per configuration only the objective metric's samples are kept (a few numbers), not
 //! the records, so the run loop can hold the standings of a run of thousands of trials.
@@ -37,7 +39,12 @@ pub struct Standing {
     pub also: Vec<usize>,
     /// Why its first trial was measured.
     pub origin: Origin,
+    /// The configuration as the server ran it (the pool's key).
     pub params: Config,
+    /// Distinct requested configurations pooled into it (1 when it was always asked the same
+    /// way; more when the server ran several requests identically, e.g. `-b 8 -ub 6156` and
+    /// `-b 8 -ub 8192` both as `-b 8 -ub 8`).
+    pub spellings: usize,
     /// The objective's statistic over all its samples (its trial's value when measured once).
     pub objective: f64,
     /// Samples of the objective metric behind `objective`.
@@ -52,7 +59,9 @@ impl Standing {
         1 + self.also.len()
     }
 
-    /// "trial 4" or "trial 4 (measured 3 times: trials 4, 9, 12)".
+    /// "trial 4", "trial 4 (measured 3 times: trials 4, 9, 12)", or with several requests
+    /// the server ran identically "trial 4 (measured 2 times: trials 4, 9; 2 requested
+    /// configurations ran as it)".
     pub fn trials_text(&self) -> String {
         if self.also.is_empty() {
             return format!("trial {}", self.trial);
@@ -61,8 +70,13 @@ impl Standing {
             .chain(self.also.iter().copied())
             .map(|t| t.to_string())
             .collect();
+        let spellings = if self.spellings > 1 {
+            format!("; {} requested configurations ran as it", self.spellings)
+        } else {
+            String::new()
+        };
         format!(
-            "trial {} (measured {} times: trials {})",
+            "trial {} (measured {} times: trials {}{spellings})",
             self.trial,
             self.measurements(),
             all.join(", ")
@@ -75,13 +89,15 @@ impl Standing {
 pub struct TrialCounts {
     /// Trials in the journal.
     pub trials: usize,
-    /// Distinct configurations that produced the objective (`feasible + infeasible`).
+    /// Distinct configurations, as the server ran them, that produced the objective
+    /// (`feasible + infeasible`).
     pub configurations: usize,
     /// Of which every measurement met the constraints.
     pub feasible: usize,
     /// Of which some measurement violated a constraint.
     pub infeasible: usize,
-    /// Trials that measured an already measured configuration again (pooled into it).
+    /// Trials that measured an already measured configuration again (pooled into it), a
+    /// request the server ran as one included.
     pub remeasurements: usize,
     /// The re-measurements by the origin of the trial (`confirm`, `decision`, `ablation`, ...).
     pub remeasured_by: BTreeMap<&'static str, usize>,
@@ -139,12 +155,91 @@ pub fn pooled_objective(samples: &[f64], stat: Stat) -> Option<f64> {
     Summary::of(samples).map(|s| s.get(stat))
 }
 
+/// The objective a trial produced (it ran, with a finite value), or None: only such trials
+/// are pooled; a failure is its own evidence.
+pub fn produced_objective(rec: &TrialRecord) -> Option<f64> {
+    rec.objective.filter(|v| rec.is_ok() && v.is_finite())
+}
+
+/// The `config_key` of the configuration a trial ran (`TrialRecord::effective_params`).
+pub fn ran_key(rec: &TrialRecord) -> String {
+    config_key(rec.effective_params())
+}
+
+/// Which configuration each trial measured, as the server ran it: the one grouping of the
+/// journal's trials into configurations, shared by `Standings`, the report's rows
+/// (report/analysis.rs) and the run loop (what a request ran as, for the decision phase's plan).
+/// Fed every record in journal order.
+///
+/// A trial that produced the objective belongs to the configuration it ran (`ran_key`), so
+/// requests the server ran identically are one configuration; except that a request measured
+/// again stays with its first measurement, even when the server reported running it
+/// differently this time (an `auto` layer count estimated from bytes can move by one): the
+/// decision phase compares its arms by request, and the baseline must not split in two.
+/// Failed trials are keyed by nothing: never pooled.
+#[derive(Clone, Debug, Default)]
+pub struct Grouping {
+    /// `config_key` of each request that produced the objective -> the key of the configuration
+    /// its first such trial ran as, when that differs (None: it ran as asked).
+    first_ran: HashMap<String, Option<String>>,
+}
+
+/// Where `Grouping::add` put a trial.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grouped {
+    /// The key of the configuration (`config_key` text of it as the server ran it).
+    pub key: String,
+    /// The trial's request had not been seen before (a new spelling, or a new configuration).
+    pub new_request: bool,
+}
+
+impl Grouping {
+    /// The configuration of a trial (in journal order), or None for a trial that produced no
+    /// objective.
+    pub fn add(&mut self, rec: &TrialRecord) -> Option<Grouped> {
+        produced_objective(rec)?;
+        let asked = config_key(&rec.params);
+        if let Some(first) = self.first_ran.get(&asked) {
+            return Some(Grouped {
+                key: first.clone().unwrap_or(asked),
+                new_request: false,
+            });
+        }
+        let ran = ran_key(rec);
+        self.first_ran
+            .insert(asked.clone(), (ran != asked).then(|| ran.clone()));
+        Some(Grouped {
+            key: ran,
+            new_request: true,
+        })
+    }
+
+    /// The key of the configuration whose measurements a request's trials are in (the decision
+    /// phase's arms are requests): what its first trial ran as, else the request itself.
+    pub fn key_of(&self, requested: &Config) -> String {
+        let asked = config_key(requested);
+        match self.first_ran.get(&asked) {
+            Some(Some(ran)) => ran.clone(),
+            _ => asked,
+        }
+    }
+
+    /// What a request ran as, when its first trial that produced the objective ran differently.
+    pub fn ran_as(&self, requested: &Config) -> Option<Config> {
+        self.first_ran
+            .get(&config_key(requested))?
+            .as_ref()
+            .and_then(|k| serde_json::from_str(k).ok())
+    }
+}
+
 /// A configuration's pool: only what the rule needs.
 #[derive(Clone, Debug)]
 struct Pool {
     trial: usize,
     origin: Origin,
     also: Vec<usize>,
+    spellings: usize,
     samples: Vec<f64>,
     objective: f64,
     feasible: bool,
@@ -156,6 +251,7 @@ pub struct Standings {
     metric: String,
     stat: Stat,
     maximize: bool,
+    grouping: Grouping,
     pools: HashMap<String, Pool>,
     trials: usize,
     failed: usize,
@@ -169,6 +265,7 @@ impl Standings {
             metric: objective.metric.metric.clone(),
             stat: objective.metric.stat,
             maximize: objective.direction == Direction::Maximize,
+            grouping: Grouping::default(),
             pools: HashMap::new(),
             trials: 0,
             failed: 0,
@@ -194,7 +291,7 @@ impl Standings {
     pub fn add(&mut self, rec: &TrialRecord) -> Option<usize> {
         self.trials += 1;
         self.decision.add(rec);
-        let Some(value) = rec.objective.filter(|v| rec.is_ok() && v.is_finite()) else {
+        let (Some(value), Some(grouped)) = (produced_objective(rec), self.grouping.add(rec)) else {
             self.failed += 1;
             return None;
         };
@@ -203,15 +300,15 @@ impl Standings {
             .iter()
             .filter_map(|s| s.get(&self.metric).copied())
             .filter(|v| v.is_finite());
-        let key = config_key(&rec.params);
-        match self.pools.get_mut(&key) {
+        match self.pools.get_mut(&grouped.key) {
             None => {
                 self.pools.insert(
-                    key,
+                    grouped.key,
                     Pool {
                         trial: rec.trial,
                         origin: rec.origin,
                         also: vec![],
+                        spellings: 1,
                         samples: samples.collect(),
                         objective: value,
                         feasible: rec.feasible,
@@ -221,6 +318,7 @@ impl Standings {
             }
             Some(pool) => {
                 pool.also.push(rec.trial);
+                pool.spellings += grouped.new_request as usize;
                 pool.samples.extend(samples);
                 pool.feasible &= rec.feasible;
                 if let Some(v) = pooled_objective(&pool.samples, self.stat) {
@@ -244,7 +342,7 @@ impl Standings {
 
     fn lead(&self) -> Option<(&String, &Pool)> {
         if let Some(phase) = self.decision.phase() {
-            let key = config_key(&phase.result().recommendation);
+            let key = self.grouping.key_of(&phase.result().recommendation);
             if let Some((k, p)) = self.pools.get_key_value(&key).filter(|(_, p)| p.feasible) {
                 return Some((k, p));
             }
@@ -264,6 +362,7 @@ impl Standings {
             also: p.also.clone(),
             origin: p.origin,
             params: serde_json::from_str(key).unwrap_or_default(),
+            spellings: p.spellings,
             objective: p.objective,
             samples: p.samples.len(),
             feasible: p.feasible,
@@ -289,6 +388,11 @@ impl Standings {
             .filter(|(_, p)| p.origin == Origin::Baseline)
             .min_by_key(|(_, p)| p.trial)
             .map(|(k, p)| Self::standing(k, p))
+    }
+
+    /// How the trials so far group into configurations (what each request ran as).
+    pub fn grouping(&self) -> &Grouping {
+        &self.grouping
     }
 
     pub fn counts(&self) -> TrialCounts {
@@ -429,5 +533,69 @@ mod tests {
         );
         let one = Standings::of(&objective(Direction::Maximize), &journal()[..1]).counts();
         assert_eq!(one.text(), "1 trial: 1 configuration");
+    }
+
+    /// A trial of `num_ctx = asked` that the server ran as `ran`.
+    fn ran_as(trial: usize, origin: Origin, asked: i64, ran: i64, samples: &[f64]) -> TrialRecord {
+        let mut r = rec(trial, origin, asked, samples);
+        if ran != asked {
+            r.effective = Some(Config::from([(
+                "num_ctx".to_string(),
+                ParamValue::Int(ran),
+            )]));
+        }
+        r
+    }
+
+    #[test]
+    fn requests_the_server_ran_identically_are_one_configuration() {
+        // Trials 1 and 2 asked 4096 and 8192; the server ran both as 2048, which trial 3 asked.
+        // Trial 4 asked 8192 again and failed: a failure is never pooled.
+        let j = vec![
+            rec(0, Origin::Baseline, 512, &[40.0, 41.0, 42.0]),
+            ran_as(1, Origin::Model, 4096, 2048, &[50.0, 51.0]),
+            ran_as(2, Origin::Model, 8192, 2048, &[52.0, 53.0]),
+            rec(3, Origin::Model, 2048, &[49.0, 50.0]),
+            rec(4, Origin::Model, 8192, &[]),
+        ];
+        let s = Standings::of(&objective(Direction::Maximize), &j);
+        let l = s.leader().unwrap();
+        assert_eq!((l.trial, l.also.clone(), l.samples), (1, vec![2, 3], 6));
+        assert_eq!(
+            l.params["num_ctx"],
+            ParamValue::Int(2048),
+            "what the server ran"
+        );
+        assert_eq!(l.spellings, 3);
+        assert_eq!(l.objective, 50.5);
+        assert_eq!(
+            l.trials_text(),
+            "trial 1 (measured 3 times: trials 1, 2, 3; 3 requested configurations ran as it)"
+        );
+        let c = s.counts();
+        assert_eq!((c.configurations, c.remeasurements, c.failed), (2, 2, 1));
+        assert_eq!(c.remeasured_by, BTreeMap::from([("model", 2)]));
+        // The grouping answers for requests.
+        let g = s.grouping();
+        let at = |n: i64| Config::from([("num_ctx".to_string(), ParamValue::Int(n))]);
+        assert_eq!(g.key_of(&at(8192)), config_key(&at(2048)));
+        assert_eq!(g.ran_as(&at(4096)), Some(at(2048)));
+        assert_eq!(g.ran_as(&at(2048)), None, "ran as asked");
+        assert_eq!(g.key_of(&at(1024)), config_key(&at(1024)), "never measured");
+    }
+
+    #[test]
+    fn a_request_measured_again_stays_with_its_first_measurement() {
+        // The baseline asked 512 and ran as 500; its re-measurement reported 501 (an estimate
+        // that moved): still the baseline's configuration, not a second one.
+        let j = vec![
+            ran_as(0, Origin::Baseline, 512, 500, &[40.0, 42.0]),
+            ran_as(1, Origin::Decision, 512, 501, &[41.0, 43.0]),
+        ];
+        let s = Standings::of(&objective(Direction::Maximize), &j);
+        let b = s.baseline().unwrap();
+        assert_eq!((b.trial, b.also, b.spellings), (0, vec![1], 1));
+        assert_eq!(b.params["num_ctx"], ParamValue::Int(500));
+        assert_eq!(s.counts().configurations, 1);
     }
 }

@@ -27,6 +27,7 @@ pub mod simulated;
 
 pub use factory::create;
 
+use crate::engine::optimizer::RunsAs;
 use crate::engine::space::{Config, SearchSpace};
 use crate::engine::stats::Sample;
 use crate::trial::{FailureKind, LoadRecord};
@@ -144,6 +145,14 @@ pub trait Backend: Send {
 
     /// Runner options currently loaded on the server, for reload-aware proposals.
     fn loaded_runner(&self) -> Option<Config> {
+        None
+    }
+
+    /// What the server runs for a configuration, as far as the backend knows without running
+    /// it (llama-server clamps ubatch to batch): the optimizer maps its proposals through it,
+    /// so two spellings of one server configuration are one point (engine/optimizer/
+    /// effective.rs). None: nothing is known before the server runs.
+    fn runs_as(&self) -> Option<RunsAs> {
         None
     }
 

@@ -9,6 +9,7 @@
 //! 25231 +- 17262 t/s into 42934 +- 240 t/s).
 
 use crate::backend::{Backend, BackendError, BackendInfo, Counters, Evaluation, Failure, Fatal};
+use crate::engine::optimizer::RunsAs;
 use crate::engine::space::{Config, SearchSpace};
 use crate::engine::stats::Sample;
 use crate::study::{Prompts, Protocol};
@@ -72,6 +73,10 @@ pub trait InferenceServer: Send {
         prompt: &str,
         num_predict: u32,
     ) -> Result<Sample, ServerError>;
+    /// `Backend::runs_as`: what the server runs for a configuration, known without running it.
+    fn runs_as(&self) -> Option<RunsAs> {
+        None
+    }
     /// Called before each measurement of a configuration.
     fn before_measure(&mut self) {}
     /// Adjust a finished measurement (the simulator rescales client-side timings).
@@ -324,6 +329,10 @@ impl<S: InferenceServer> Backend for Protocolled<S> {
 
     fn loaded_runner(&self) -> Option<Config> {
         self.loaded.clone()
+    }
+
+    fn runs_as(&self) -> Option<RunsAs> {
+        self.server.runs_as()
     }
 
     async fn shutdown(&mut self) {

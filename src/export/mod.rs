@@ -2,7 +2,7 @@
 //! options object of the Ollama API, a TOML `[options]` fragment, or a llama-server command line.
 //!
 //! The rank is the report's (`report.md`, 1-based: trials that met the constraints first). The
-//! Ollama formats write the configuration's changes against the baseline (the study's defaults,
+//! Ollama formats write the configuration's changes, as the server ran it, against the baseline (the study's defaults,
 //! what the user runs today), never an `auto` value (the server decides) and no output setting
 //! unless the study opts in (`changes`); the llama-server format writes the command the trial
 //! was measured with. Each says in comments where it came from and which settings it kept at
@@ -70,11 +70,21 @@ pub enum ExportError {
     },
 }
 
-/// The run's parameters in study order, then any others recorded for the trial, sorted.
+/// The run's parameters in study order, then any others recorded for the trial, sorted, each
+/// with the value the server ran (the row's configuration: a clamped value as it ran, the same
+/// for every request pooled into the row), except that a value the trial left to the server
+/// (`auto`) stays `auto`: the export leaves it to the server again.
 pub(crate) fn ordered_params<'a>(r: &'a Report, row: &'a Row) -> Vec<(&'a str, &'a ParamValue)> {
     r.param_names
         .iter()
-        .filter_map(|n| row.record.params.get(n).map(|v| (n.as_str(), v)))
+        .filter_map(|n| {
+            let asked = row.record.params.get(n)?;
+            let ran = match row.ran().get(n) {
+                Some(v) if !asked.is_auto() => v,
+                _ => asked,
+            };
+            Some((n.as_str(), ran))
+        })
         .collect()
 }
 

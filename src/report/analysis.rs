@@ -11,15 +11,16 @@ use super::failures::failure_summary;
 use super::format::fmt_num;
 use super::importance::importance;
 use super::types::{
-    ConvergencePoint, Counts, Pareto, ParetoPoint, Report, Row, RowClass, Tie, TTFT_METRIC,
+    ConvergencePoint, Counts, Pareto, ParetoPoint, Report, Requested, Row, RowClass, Tie,
+    TTFT_METRIC,
 };
-use crate::engine::space::{config_key, format_float};
+use crate::engine::space::format_float;
 use crate::engine::stats::Summary;
 use crate::store::{JournalRead, RunMeta};
 use crate::study::{Comparison, Direction, Stat};
 use crate::trial::{Status, TrialRecord};
-use crate::verdict::{pooled_objective, Standings};
-use std::collections::{BTreeMap, BTreeSet};
+use crate::verdict::{pooled_objective, Grouping, Standings};
+use std::collections::{BTreeSet, HashMap};
 
 /// Analyse a run already in memory. `with_importance` fits a GP for parameter importance,
 /// which is the only expensive step (export leaves it out).
@@ -65,12 +66,12 @@ pub(crate) fn analyse_journal(
 
     // Classify every record; the rows take the records over rather than copying them, so a
     // report holds one copy of the journal, not two. Repeated measurements of one configuration
-    // become one row.
+    // (as the server ran it) become one row.
     let rows: Vec<Row> = records
         .into_iter()
         .map(|rec| classify(rec, &meta))
         .collect();
-    let mut rows = pool_repeats(rows, objective.metric.stat);
+    let (mut rows, grouping) = pool_repeats(rows, objective.metric.stat);
 
     // Rank: feasible by objective, infeasible by objective, failed by trial number.
     rows.sort_by(|a, b| {
@@ -93,7 +94,7 @@ pub(crate) fn analyse_journal(
         rows[..=i].rotate_right(1);
     }
     if let Some(d) = &decision {
-        apply_to_ranking(&mut rows, d);
+        apply_to_ranking(&mut rows, d, &grouping);
     }
     let mut next = 1;
     for r in rows.iter_mut() {
@@ -274,30 +275,33 @@ fn classify(rec: TrialRecord, meta: &RunMeta) -> Row {
         violations,
         failure_kind,
         also: vec![],
+        requested: vec![],
     }
 }
 
-/// Merge the rows of trials that measured the same configuration into the first one: its
-/// objective becomes the statistic over all their samples, so a re-measured leader is ranked
-/// on every measurement instead of on its luckiest trial. Feasible only when every measurement
-/// was. Failed trials are never merged (each failure is its own evidence). The same pooling as
-/// `verdict::Standings` (and the same statistic, `pooled_objective`), so the rows and the
-/// standings carry the same numbers.
-fn pool_repeats(rows: Vec<Row>, stat: Stat) -> Vec<Row> {
+/// Merge the rows of trials that measured the same configuration (as the server ran it: the
+/// grouping of `verdict::Grouping`) into the first one: its objective becomes the statistic
+/// over all their samples, so a re-measured leader is ranked on every measurement instead of on
+/// its luckiest trial. Feasible only when every measurement was. Failed trials are never merged
+/// (each failure is its own evidence). The same pooling as `verdict::Standings` (and the same
+/// statistic, `pooled_objective`), so the rows and the standings carry the same numbers. Rows
+/// come in journal order; the grouping is handed back for the decision phase's arms.
+fn pool_repeats(rows: Vec<Row>, stat: Stat) -> (Vec<Row>, Grouping) {
     let mut out: Vec<Row> = Vec::with_capacity(rows.len());
-    let mut first_of: BTreeMap<String, usize> = BTreeMap::new();
+    let mut grouping = Grouping::default();
+    let mut first_of: HashMap<String, usize> = HashMap::new();
     for row in rows {
-        if row.class == RowClass::Failed {
+        let Some(grouped) = grouping.add(&row.record) else {
             out.push(row);
             continue;
-        }
-        let key = config_key(&row.record.params);
-        let Some(&i) = first_of.get(&key) else {
-            first_of.insert(key, out.len());
+        };
+        let Some(&i) = first_of.get(&grouped.key) else {
+            first_of.insert(grouped.key, out.len());
             out.push(row);
             continue;
         };
         let first = &mut out[i];
+        note_request(first, &row);
         first.also.push(row.trial());
         first.objective_samples.extend(row.objective_samples);
         if row.class == RowClass::Infeasible {
@@ -309,7 +313,33 @@ fn pool_repeats(rows: Vec<Row>, stat: Stat) -> Vec<Row> {
             first.objective_summary = Summary::of(&first.objective_samples);
         }
     }
-    out
+    (out, grouping)
+}
+
+/// Record the request of a trial pooled into `first` (before its number joins `first.also`):
+/// `requested` lists the requests once two differ.
+fn note_request(first: &mut Row, row: &Row) {
+    let asked = &row.record.params;
+    if let Some(r) = first.requested.iter_mut().find(|r| &r.params == asked) {
+        r.trials.push(row.trial());
+        return;
+    }
+    if first.requested.is_empty() {
+        if *asked == first.record.params {
+            return;
+        }
+        // Every trial so far asked what the first did.
+        first.requested.push(Requested {
+            params: first.record.params.clone(),
+            trials: std::iter::once(first.trial())
+                .chain(first.also.iter().copied())
+                .collect(),
+        });
+    }
+    first.requested.push(Requested {
+        params: asked.clone(),
+        trials: vec![row.trial()],
+    });
 }
 
 /// Percent change of `v` against `base`; None when the base is zero.

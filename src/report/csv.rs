@@ -1,7 +1,7 @@
 //! `trials.csv`: one row per trial in trial order, for spreadsheets and pandas.
 //!
 //! Column order is stable: `trial, origin, status, class, rank, feasible`, then each parameter
-//! (study order, then any extra names sorted), `objective`, then `<metric>_median` and
+//! as the server ran it (study order, then any extra names sorted), `objective`, then `<metric>_median` and
 //! `<metric>_p95` for every metric (sorted by name), then `load_s, reloaded, duration_s,
 //! failure, error`. Numbers are written in full precision (shortest round-trip form); empty
 //! cells mean "not measured". Quoting follows RFC 4180.
@@ -74,7 +74,7 @@ pub fn render(r: &Report) -> String {
             rec.feasible.to_string(),
         ];
         for n in &r.param_names {
-            cells.push(rec.params.get(n).map(value).unwrap_or_default());
+            cells.push(row.ran().get(n).map(value).unwrap_or_default());
         }
         cells.push(row.objective.map(num).unwrap_or_default());
         for m in &r.metric_names {

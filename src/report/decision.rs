@@ -5,8 +5,8 @@
 
 use super::types::{DecisionSection, Row, RowClass, Tie};
 use crate::decided::{is_decision_trial, replay};
-use crate::engine::space::config_key;
 use crate::trial::{Origin, TrialRecord};
+use crate::verdict::{ran_key, Grouping};
 
 /// The phase of the journal, if one started.
 pub(super) fn decision_section(records: &[TrialRecord]) -> Option<DecisionSection> {
@@ -29,25 +29,26 @@ pub(super) fn decision_section(records: &[TrialRecord]) -> Option<DecisionSectio
 
 /// Rank 1 is the recommendation: its row moves to the front of the feasible rows (the rest keep
 /// their order), and the rows the phase raced carry its call (tied or eliminated) instead of a
-/// bootstrap over the samples that selected them.
-pub(super) fn apply_to_ranking(rows: &mut Vec<Row>, d: &DecisionSection) {
-    let key = config_key(&d.result.recommendation);
+/// bootstrap over the samples that selected them. The phase's arms are requests; `grouping`
+/// finds the row of each (a row's key is what its first trial ran, `ran_key`).
+pub(super) fn apply_to_ranking(rows: &mut Vec<Row>, d: &DecisionSection, grouping: &Grouping) {
+    let key = grouping.key_of(&d.result.recommendation);
     if let Some(i) = rows
         .iter()
-        .position(|r| r.class == RowClass::Feasible && config_key(&r.record.params) == key)
+        .position(|r| r.class == RowClass::Feasible && ran_key(&r.record) == key)
     {
         let row = rows.remove(i);
         rows.insert(0, row);
     }
-    let tied: Vec<String> = d.result.tied.iter().map(config_key).collect();
+    let tied: Vec<String> = d.result.tied.iter().map(|c| grouping.key_of(c)).collect();
     let eliminated: Vec<String> = d
         .result
         .eliminated
         .iter()
-        .map(|(c, _)| config_key(c))
+        .map(|(c, _)| grouping.key_of(c))
         .collect();
     for r in rows.iter_mut().filter(|r| r.class == RowClass::Feasible) {
-        let k = config_key(&r.record.params);
+        let k = ran_key(&r.record);
         if tied.contains(&k) {
             r.tie = Some(Tie::Tied);
         } else if eliminated.contains(&k) {

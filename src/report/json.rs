@@ -218,6 +218,9 @@ struct JsonTrial<'a> {
     /// Later trials that re-measured this configuration, pooled into this entry.
     #[serde(skip_serializing_if = "<[usize]>::is_empty")]
     also: &'a [usize],
+    /// The requests pooled into this entry, when the server ran two or more identically.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    requested: Vec<JsonRequested<'a>>,
     origin: Origin,
     status: Status,
     class: RowClass,
@@ -240,6 +243,13 @@ struct JsonTrial<'a> {
     finished_at: &'a str,
     notes: &'a BTreeMap<String, serde_json::Value>,
     effective: Option<&'a Config>,
+}
+
+/// One requested configuration of an entry, and the trials that asked it.
+#[derive(Serialize)]
+struct JsonRequested<'a> {
+    params: &'a Config,
+    trials: &'a [usize],
 }
 
 #[derive(Serialize)]
@@ -281,6 +291,14 @@ fn trial(row: &Row) -> JsonTrial<'_> {
         rank: row.rank,
         trial: rec.trial,
         also: &row.also,
+        requested: row
+            .requested
+            .iter()
+            .map(|r| JsonRequested {
+                params: &r.params,
+                trials: &r.trials,
+            })
+            .collect(),
         origin: rec.origin,
         status: rec.status,
         class: row.class,

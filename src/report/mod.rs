@@ -36,6 +36,7 @@ pub use format::format_effect;
 pub(crate) use format::{fmt_num, fmt_pct, fmt_share, unit_of};
 pub use types::{
     ConstraintViolations, ConvergencePoint, Counts, DecisionSection, FailureGroup, FailureSummary,
-    ParamSpread, Pareto, ParetoPoint, Report, ReportFormat, Row, RowClass, Tie, ValueSpread,
-    CONVERGENCE_FILE, CSV_FILE, DECODE_METRIC, JSON_FILE, MARKDOWN_FILE, PARETO_FILE, TTFT_METRIC,
+    ParamSpread, Pareto, ParetoPoint, Report, ReportFormat, Requested, Row, RowClass, Tie,
+    ValueSpread, CONVERGENCE_FILE, CSV_FILE, DECODE_METRIC, JSON_FILE, MARKDOWN_FILE, PARETO_FILE,
+    TTFT_METRIC,
 };

@@ -119,13 +119,40 @@ pub struct Row {
     /// Why a failed row failed: a `FailureKind` name, "missing_objective" or "unknown".
     pub failure_kind: Option<String>,
     /// Later trials that measured the same configuration again (the optimizer re-measures
-    /// leaders that are statistically tied); their samples are pooled into this row.
+    /// leaders that are statistically tied, or the server ran another request identically);
+    /// their samples are pooled into this row.
     pub also: Vec<usize>,
+    /// The requested configurations pooled into this row with the trials that asked each, in
+    /// the order of their first trial, when there are two or more (several requests the server
+    /// ran identically); empty when every trial asked the same.
+    pub requested: Vec<Requested>,
+}
+
+/// One requested configuration among those pooled into a row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Requested {
+    pub params: crate::engine::space::Config,
+    pub trials: Vec<usize>,
 }
 
 impl Row {
     pub fn trial(&self) -> usize {
         self.record.trial
+    }
+
+    /// The configuration the server ran: the row's configuration (verdict.rs `Grouping`).
+    pub fn ran(&self) -> &crate::engine::space::Config {
+        self.record.effective_params()
+    }
+
+    /// The requested configurations pooled into the row (its first trial's alone when every
+    /// trial asked the same).
+    pub fn requests(&self) -> Vec<&crate::engine::space::Config> {
+        if self.requested.is_empty() {
+            vec![&self.record.params]
+        } else {
+            self.requested.iter().map(|r| &r.params).collect()
+        }
     }
 
     pub fn is_baseline(&self) -> bool {

@@ -9,6 +9,7 @@ use crate::engine::optimizer::Optimizer;
 use crate::engine::space::{config_key, Config, Role};
 use crate::study::{Direction, Study};
 use crate::trial::{Trial, TrialRecord};
+use crate::verdict::Grouping;
 use tracing::info;
 
 /// The smallest effect (percent) the phase is sized to detect: the "within 1%".
@@ -34,9 +35,8 @@ pub(super) struct Left<'a> {
     pub trials_by_time: Option<usize>,
     /// The configuration the server ran for the baseline (None: it has not run).
     pub baseline_ran: Option<&'a Config>,
-    /// What the server ran for requested configurations that ran differently than asked
-    /// (`config_key` of the request to its effective configuration; the tally's map).
-    pub ran_as: &'a std::collections::HashMap<String, Config>,
+    /// What the server ran for requested configurations (the standings' grouping).
+    pub grouping: &'a Grouping,
 }
 
 impl Decider {
@@ -200,7 +200,7 @@ fn plan(study: &Study, optimizer: &Optimizer, budget: usize, left: &Left) -> Opt
     // it (the baseline's, unless the study allows output changes; docs/decision.md, "Arms").
     let ran = |c: &Config| {
         let c = space.normalize_config(c);
-        let mut r = left.ran_as.get(&config_key(&c)).cloned().unwrap_or(c);
+        let mut r = left.grouping.ran_as(&c).unwrap_or(c);
         if !settings.allow_output_changes {
             for p in space.params.iter().filter(|p| p.role == Role::Output) {
                 if let Some(v) = baseline.get(&p.name) {

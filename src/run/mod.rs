@@ -167,8 +167,10 @@ pub async fn run(
         }
     };
     info!(backend = %info.backend, version = ?info.server_version, "backend ready");
-    let (optimizer, tally, pending, phase) = session.replay(&study, &space)?;
+    let (mut optimizer, tally, pending, phase) = session.replay(&study, &space)?;
     crash::point("after-replay");
+    // Proposals are asked as the server will run them (engine/optimizer/effective.rs).
+    optimizer.set_runs_as(backend.runs_as());
     let mut decider = decision::Decider::new(phase, opts.decide);
 
     let started = Instant::now();

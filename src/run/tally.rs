@@ -2,11 +2,10 @@
 //! (verdict.rs) that name the best configuration and count the trials.
 
 use crate::engine::objective::Objective;
-use crate::engine::space::{config_key, Config};
+use crate::engine::space::Config;
 use crate::store::RunProgress;
 use crate::trial::{FailureKind, Origin, TrialRecord};
 use crate::verdict::Standings;
-use std::collections::HashMap;
 
 /// What the run loop keeps of the journal: counts and the standings (per configuration, the
 /// pooled samples of the objective only). Not every record: with its samples and notes one
@@ -22,14 +21,12 @@ pub(super) struct Tally {
     pub consecutive_failures: usize,
     /// Some trial ran: the server works, so an out-of-memory failure is the configuration's.
     pub any_ok: bool,
-    /// The one rule for the best and the counts, shared with `status`, the report and export.
+    /// The one rule for the best and the counts, shared with `status`, the report and export;
+    /// its grouping says what each request ran as (`Standings::grouping`).
     pub standings: Standings,
     /// The configuration the server ran for the baseline (its `effective` configuration), once
     /// the baseline ran: a candidate the server runs identically is the baseline.
     pub baseline_ran: Option<Config>,
-    /// What the server ran for each requested configuration that ran differently than asked
-    /// (`config_key` of the request to its effective configuration).
-    pub ran_as: HashMap<String, Config>,
 }
 
 impl Tally {
@@ -40,7 +37,6 @@ impl Tally {
             any_ok: false,
             standings: Standings::new(objective),
             baseline_ran: None,
-            ran_as: HashMap::new(),
         }
     }
 
@@ -54,10 +50,6 @@ impl Tally {
             self.consecutive_failures += 1;
         }
         self.standings.add(rec);
-        if rec.is_ok() && rec.effective_params() != &rec.params {
-            self.ran_as
-                .insert(config_key(&rec.params), rec.effective_params().clone());
-        }
         if rec.origin == Origin::Baseline && rec.is_ok() && self.baseline_ran.is_none() {
             self.baseline_ran = Some(rec.effective_params().clone());
         }

@@ -276,7 +276,7 @@ fn left<'a>(meta: &RunMeta, tally: &'a Tally, elapsed_total: f64) -> Left<'a> {
         trials_budget: meta.budget.trials,
         trials_by_time,
         baseline_ran: tally.baseline_ran.as_ref(),
-        ran_as: &tally.ran_as,
+        grouping: tally.standings.grouping(),
     }
 }
 

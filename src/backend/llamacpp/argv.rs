@@ -9,6 +9,7 @@
 //! Whenever the command leaves something to the server, `-lv 4` makes it log what it chose
 //! (read back by `resolved.rs`).
 
+use crate::backend::effective::overlay;
 use crate::domain::llamaserver::{
     self, FlashAttn, LlamaOption, Untuned, ValueKind, FIT_OPTIONS, TRACE_LOG_ARGS,
 };
@@ -151,6 +152,17 @@ pub(crate) fn load_args(config: &Config, host: &HostDefaults) -> Result<LoadArgs
         effective,
         left_to_server,
     })
+}
+
+/// The configuration llama-server runs for `config`, as far as the command line decides it
+/// before the server starts: `config` with the tuned values `load_args` changes (ubatch clamped
+/// to batch). The backend's `runs_as` rule for the optimizer; idempotent, since a clamped value
+/// is within its limit.
+pub(crate) fn runs_as(config: &Config, host: &HostDefaults) -> Config {
+    load_args(config, host)
+        .ok()
+        .and_then(|a| overlay(config, &a.effective))
+        .unwrap_or_else(|| config.clone())
 }
 
 /// The untuned values as `prepare` records them in the run's backend details
@@ -398,6 +410,33 @@ mod tests {
         // An untuned ubatch is clamped too, but is no tuned value to report.
         let c = cfg(&[("batch_size", ParamValue::Int(128))]);
         assert!(load_args(&c, &host()).unwrap().effective.is_empty());
+    }
+
+    #[test]
+    fn runs_as_is_the_clamp_the_command_line_applies() {
+        let c = cfg(&[
+            ("batch_size", ParamValue::Int(8)),
+            ("ubatch_size", ParamValue::Int(6156)),
+            ("threads", ParamValue::Int(2)),
+        ]);
+        let ran = runs_as(&c, &host());
+        assert_eq!(ran["ubatch_size"], ParamValue::Int(8));
+        assert_eq!(ran["batch_size"], ParamValue::Int(8));
+        assert_eq!(ran["threads"], ParamValue::Int(2));
+        assert_eq!(runs_as(&ran, &host()), ran, "idempotent");
+        // Within the limit, or a limit left to the server: as asked.
+        let fits = cfg(&[
+            ("batch_size", ParamValue::Int(512)),
+            ("ubatch_size", ParamValue::Int(256)),
+        ]);
+        assert_eq!(runs_as(&fits, &host()), fits);
+        // A value the command line refuses is left for the trial to report.
+        let bad = cfg(&[
+            ("threads", ParamValue::Int(0)),
+            ("batch_size", ParamValue::Int(8)),
+            ("ubatch_size", ParamValue::Int(64)),
+        ]);
+        assert_eq!(runs_as(&bad, &host()), bad);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! 200 when ready. Requests occasionally hang on a busy machine: every request has a deadline
 //! (`protocol.request_timeout`), and a hung server is killed and restarted (docs/llama-server.md).
 
-use super::argv::{command_line, completion_body, HostDefaults};
+use super::argv::{command_line, completion_body, runs_as, HostDefaults};
 use super::diagnose::{classify_start_failure, headline, port_was_taken, TAIL_CHARS};
 use super::probe::check_paths;
 use super::process::{free_port, spawn_server, Running};
@@ -16,6 +16,7 @@ use crate::backend::protocol::{InferenceServer, LoadReport, ServerError};
 use crate::backend::{classify_failure, BackendError, BackendInfo, Counters, Evaluation};
 use crate::domain::llamaserver::{ARGS_NOTE, CHOSE_NOTE};
 use crate::domain::metrics::Observed;
+use crate::engine::optimizer::RunsAs;
 use crate::engine::space::{Config, SearchSpace};
 use crate::engine::stats::Sample;
 use crate::trial::FailureKind;
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -421,6 +423,18 @@ impl InferenceServer for LlamaServer {
 
     fn after_measure(&mut self, eval: &mut Evaluation) {
         self.record_args(eval);
+    }
+
+    /// Managed mode: the clamps of the command line (argv.rs `runs_as`). An attached server's
+    /// load options are not the tuner's to set.
+    fn runs_as(&self) -> Option<RunsAs> {
+        match self.mode {
+            Mode::Managed { .. } => {
+                let host = self.defaults.clone();
+                Some(Arc::new(move |c: &Config| runs_as(c, &host)))
+            }
+            Mode::Attach { .. } => None,
+        }
     }
 
     fn counters(&self, protocol: Counters) -> Counters {

@@ -7,9 +7,10 @@
 //! This file holds the state and the ask/tell sequence; the rest is one file per concern:
 //! models.rs (fitting the GPs), score.rs (the acquisition), search.rs (candidates and local
 //! search), reload.rs (the reload cost), leaders.rs (confirmations, recommendation),
-//! explain.rs (parameter effects over the sampled region, with intervals) and settings.rs
-//! (the knobs).
+//! explain.rs (parameter effects over the sampled region, with intervals), effective.rs
+//! (configurations the server runs identically are one point) and settings.rs (the knobs).
 
+mod effective;
 mod explain;
 mod leaders;
 mod models;
@@ -20,6 +21,7 @@ mod settings;
 
 /// Standard normal draw (random.rs), for callers that simulate noisy measurements.
 pub use crate::engine::random::gaussian;
+pub use effective::RunsAs;
 pub use explain::{ParamEffect, EFFECT_BASES, EFFECT_DRAWS, EFFECT_LEVELS, EFFECT_RADIUS};
 pub use settings::{OptimizerSettings, Strategy};
 
@@ -130,6 +132,9 @@ pub struct Optimizer {
     /// (`probing_allowed`).
     model_told: usize,
     model_failed: usize,
+    /// What the server runs for a configuration, as the backend knows it without running it
+    /// (effective.rs); candidates are mapped through it.
+    runs_as: Option<RunsAs>,
 }
 
 /// Out-of-memory trials in a row after which the optimizer retreats to configurations
@@ -183,6 +188,7 @@ impl Optimizer {
             consecutive_oom: 0,
             model_told: 0,
             model_failed: 0,
+            runs_as: None,
             space,
         }
     }
@@ -324,8 +330,8 @@ impl Optimizer {
                 };
                 self.state.sobol_index += 1;
                 let x = unit_to_encoded(&self.space, &u);
-                if !self.excluded(&self.space.point_key(&x)) {
-                    let config = self.space.decode(&x);
+                if !self.excluded(&self.snap(&x).1) {
+                    let config = self.ran_form(self.space.decode(&x));
                     let origin = if random {
                         Origin::Random
                     } else {
@@ -387,8 +393,8 @@ impl Optimizer {
         for _ in 0..2000 {
             let u: Vec<f64> = (0..d).map(|_| rng.random::<f64>()).collect();
             let x = unit_to_encoded(&self.space, &u);
-            if !self.excluded(&self.space.point_key(&x)) {
-                let config = self.space.decode(&x);
+            if !self.excluded(&self.snap(&x).1) {
+                let config = self.ran_form(self.space.decode(&x));
                 return Trial {
                     number,
                     config,
@@ -452,50 +458,6 @@ impl Optimizer {
             config,
             outcome,
         });
-    }
-
-    /// Record a trial the server ran as `effective` although `requested` was asked (ubatch
-    /// clamped to batch, a layer count above the model's, `auto` resolved): configurations that
-    /// run identically are one point. The model learns the effective configuration when the
-    /// space admits every value of it (else the requested one, as `tell_config` would); the
-    /// other one is only marked measured (and failed, when it failed), so neither is proposed
-    /// again as new.
-    pub(crate) fn tell_effective(
-        &mut self,
-        requested: &Config,
-        effective: &Config,
-        outcome: Outcome,
-    ) {
-        let admitted = self
-            .space
-            .params
-            .iter()
-            .all(|p| effective.get(&p.name).is_none_or(|v| p.admits(v)));
-        let (point, other) = if admitted {
-            (effective, requested)
-        } else {
-            (requested, effective)
-        };
-        let failed = matches!(outcome, Outcome::Failed);
-        self.tell_config(point, outcome);
-        self.mark_measured(other, failed);
-    }
-
-    /// Mark a configuration measured (and failed) without an observation for the model.
-    fn mark_measured(&mut self, config: &Config, failed: bool) {
-        let config = self.space.normalize_config(config);
-        let key = config_key(&config);
-        let coords = self.space.key(&config);
-        if failed {
-            self.failed.insert(key.clone());
-            if let Some(k) = &coords {
-                self.failed_keys.insert(k.clone());
-            }
-        }
-        self.measured.insert(key);
-        if let Some(k) = coords {
-            self.measured_keys.insert(k);
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Candidate search: scrambled Sobol candidates and perturbations of the best points, scored
-//! by the acquisition less the reload cost, then local searches from the best of them.
+//! by the acquisition less the reload cost, then local searches from the best of them. Every
+//! candidate is scored and checked as the configuration the server runs (effective.rs `snap`).
 
 use super::models::Models;
 use super::{AskContext, Optimizer, RELOAD_GROUP, SAFE_FEASIBILITY};
@@ -76,10 +77,11 @@ impl Optimizer {
             let stay = self.keep_runner(&raw, loaded);
             raw.extend(stay);
         }
-        // Candidate i: its point snapped onto the lattice of legal values (`xs[i]`, what the GP
-        // scores), its key (`keys[i]`), and the point its configuration decodes from (`raw[i]`).
+        // Candidate i: its point snapped onto the lattice of legal values and mapped to what the
+        // server runs (`xs[i]`, what the GP scores; effective.rs), its key (`keys[i]`), and the
+        // point its configuration decodes from (`raw[i]`, mapped the same way when proposed).
         let (mut xs, mut keys): (Vec<Vec<f64>>, Vec<ConfigKey>) =
-            raw.iter().map(|x| self.space.canonical_point(x)).unzip();
+            raw.iter().map(|x| self.snap(x)).unzip();
         let scores = score(&xs, &keys);
 
         // (score, candidate) once per distinct configuration, best first.
@@ -139,14 +141,14 @@ impl Optimizer {
         for x0 in starts {
             let (best_s, best_x) = self.local_search(models, &penalty, x0, &score);
             pool.push((best_s, xs.len()));
-            keys.push(self.space.point_key(&best_x));
+            keys.push(self.snap(&best_x).1);
             raw.push(best_x.clone());
             xs.push(best_x);
         }
         pool.sort_by(|a, b| b.0.total_cmp(&a.0));
         pool.into_iter()
             .find(|(s, i)| s.is_finite() && !self.excluded(&keys[*i]))
-            .map(|(s, i)| (self.space.decode(&raw[i]), s))
+            .map(|(s, i)| (self.ran_form(self.space.decode(&raw[i])), s))
     }
 
     /// The continuous dimensions of the space (floats, and integers or stepped floats with more
@@ -192,8 +194,7 @@ impl Optimizer {
     ) -> (f64, Vec<f64>) {
         // Points snapped onto the lattice of legal values, their keys and scores.
         let eval = |xs: Vec<Vec<f64>>| -> (Vec<Vec<f64>>, Vec<ConfigKey>, Vec<f64>) {
-            let (xs, ks): (Vec<Vec<f64>>, Vec<ConfigKey>) =
-                xs.iter().map(|x| self.space.canonical_point(x)).unzip();
+            let (xs, ks): (Vec<Vec<f64>>, Vec<ConfigKey>) = xs.iter().map(|x| self.snap(x)).unzip();
             let s = score(&xs, &ks);
             (xs, ks, s)
         };

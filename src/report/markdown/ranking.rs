@@ -1,6 +1,6 @@
 //! The ranking table and the parameter importance table of the Markdown report.
 
-use super::text::{cell, trial_ref};
+use super::text::{cell, trial_ref, value_text};
 use crate::engine::optimizer::{EFFECT_BASES, EFFECT_DRAWS, EFFECT_LEVELS, EFFECT_RADIUS};
 use crate::engine::space::ParamValue;
 use crate::report::format::{fmt_num, fmt_pct, fmt_share, unit_of};
@@ -72,10 +72,8 @@ pub(super) fn ranking(r: &Report, o: &mut String) {
         ];
         for n in &r.param_names {
             cells.push(
-                row.record
-                    .params
-                    .get(n)
-                    .map(|v| cell(&v.to_string()))
+                value_text(row, n)
+                    .map(|t| cell(&t))
                     .unwrap_or_else(|| "-".into()),
             );
         }
@@ -156,14 +154,24 @@ pub(super) fn ranking(r: &Report, o: &mut String) {
         );
     }
     let noun = r.sample_noun();
+    let ran_differently = shown
+        .iter()
+        .any(|row| row.requests().into_iter().any(|c| c != row.ran()));
     let _ = writeln!(
         o,
         "Trials that met the constraints come first, best {label} first; then those that violated a constraint; \
          then failures. `± std` and `CV` are over the trial's {noun}s (`-`: a single {noun}, spread unknown). \
          `vs #1`: change against rank 1, *tied* = within measurement noise, *?* = undecidable (single {noun}). \
-         `vs baseline`: change against the study's defaults.{}{} `n`: {noun}s measured.\n",
+         `vs baseline`: change against the study's defaults.{}{} `n`: {noun}s measured.{}\n",
         if show_ttft { " TTFT is client-side time to first token." } else { "" },
         if show_load { " `load`: seconds of the model reload the trial paid (*warm*: none)." } else { "" },
+        if ran_differently {
+            " Settings are as the server ran them; *asked* names the requested values that ran \
+             as them (an `auto` the server resolved, a value it clamped), and requests the server \
+             ran identically share one row."
+        } else {
+            ""
+        },
     );
     let _ = writeln!(o, "How ties are decided: {}\n", r.tie_method());
 }

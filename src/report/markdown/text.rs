@@ -1,6 +1,7 @@
 //! Phrases and table cells the Markdown sections share: escaping, trial references,
 //! configurations, values with units, spreads and judgements.
 
+use crate::engine::space::values_equal;
 use crate::engine::stats::Summary;
 use crate::report::format::{fmt_num, fmt_pct, fmt_share, unit_of};
 use crate::report::types::{Report, Row};
@@ -35,13 +36,32 @@ pub(super) fn join_trials(rows: &[&Row], with_change: bool) -> String {
     parts.join(", ")
 }
 
+/// The row's configuration as the server ran it, `name=value` in the study's order.
 pub(super) fn config_text(r: &Report, row: &Row) -> String {
     let parts: Vec<String> = r
         .param_names
         .iter()
-        .filter_map(|n| row.record.params.get(n).map(|v| format!("{n}={v}")))
+        .filter_map(|n| row.ran().get(n).map(|v| format!("{n}={v}")))
         .collect();
     parts.join(" ")
+}
+
+/// A parameter's value in a row as the server ran it, followed by the requested values that
+/// ran as it where they differ: `35 (asked auto)`, `8 (asked 6156, 8192)`.
+pub(super) fn value_text(row: &Row, name: &str) -> Option<String> {
+    let ran = row.ran().get(name)?;
+    let mut asked: Vec<String> = Vec::new();
+    for v in row.requests().into_iter().filter_map(|c| c.get(name)) {
+        let text = v.to_string();
+        if !values_equal(v, ran) && !asked.contains(&text) {
+            asked.push(text);
+        }
+    }
+    Some(if asked.is_empty() {
+        ran.to_string()
+    } else {
+        format!("{ran} (asked {})", asked.join(", "))
+    })
 }
 
 pub(super) fn stat_words(stat: Stat) -> &'static str {
