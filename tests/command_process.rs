@@ -6,57 +6,23 @@
 use ollama_tuner::store::RunDir;
 use ollama_tuner::trial::FailureKind;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ollama-tuner");
+mod daemon_support;
 
-/// A study on the command backend running `script` with `sh -c`, one integer parameter.
+use daemon_support::{run_args, tuner, write_study};
+
+/// The command study of these tests (daemon_support): `sh -c script`, one integer parameter.
 fn command_study(script: &str, trials: usize, timeout: &str) -> String {
-    format!(
-        r#"
-[study]
-name = "proc"
-seed = 1
-
-[backend]
-kind = "command"
-argv = ["sh", "-c", '''{script}''']
-timeout = "{timeout}"
-
-[budget]
-trials = {trials}
-max_consecutive_failures = 50
-
-[objective]
-metric = "value"
-direction = "maximize"
-
-[protocol]
-repeats = 1
-
-[params.x]
-type = "int"
-low = 0
-high = 1000
-default = 500
-memory = "none"
-"#
-    )
+    daemon_support::command_study("proc", script, trials, timeout, 50)
 }
 
 /// Run a study to its end in a fresh directory; the directory and the run folder.
 fn run_study(text: &str) -> (tempfile::TempDir, PathBuf, Duration) {
     let tmp = tempfile::tempdir().unwrap();
-    let study = tmp.path().join("study.toml");
-    std::fs::write(&study, text).unwrap();
+    let study = write_study(tmp.path(), text);
     let t0 = Instant::now();
-    let out = Command::new(BIN)
-        .args(["run", "--space", study.to_str().unwrap()])
-        .args(["--state-dir", "state", "--run-id", "p", "--no-progress"])
-        .current_dir(tmp.path())
-        .env("OLLAMA_TUNER_LOG", "warn")
-        .stdin(Stdio::null())
+    let out = tuner(&run_args(&study, "p", &[]), tmp.path())
         .output()
         .unwrap();
     let took = t0.elapsed();

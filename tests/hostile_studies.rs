@@ -182,7 +182,8 @@ fn targeted(text: &str) -> Vec<(String, Vec<u8>)> {
         ("decision", "candidates", &["100000"]),
         ("decision", "min_rounds", &["1"]),
         ("study", "name", &["\"\"", "\"a/b\"", "\"\\u0000\""]),
-        ("study", "model", &["\"\""]),
+        // A model the simulator's profile does not serve (it answers "model not found").
+        ("study", "model", &["\"\"", "\"llama3:70b\""]),
         ("study", "seed", &["-1", "18446744073709551615"]),
         (
             "backend",
@@ -195,7 +196,7 @@ fn targeted(text: &str) -> Vec<(String, Vec<u8>)> {
             ],
         ),
         ("backend", "kind", &["\"bogus\""]),
-        ("backend", "profile", &["\"nope\""]),
+        ("backend", "profile", &["\"nope\"", "\"llama3.1-8b\""]),
         ("backend", "time_scale", &["inf", "nan", "0", "-1", "1e300"]),
         ("backend", "timeout", &["1e20", "0"]),
         ("backend", "startup_timeout", &["1e20"]),

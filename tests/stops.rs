@@ -3,85 +3,22 @@
 //! while waiting for the backend at the start, and the exit code of every stop reason a run
 //! can reach in a test (the whole table is `cli::signals`' unit test). The trials are a
 //! command backend running `sh`, so each test decides how long a trial takes and how it ends.
-//! (The spawning helpers are those of tests/daemon.rs.)
+//! (The spawning helpers are tests/daemon_support's.)
 
 use ollama_tuner::store::{RunDir, StopReason};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ollama-tuner");
+mod daemon_support;
 
-/// A study on the command backend running `script` with `sh -c` (in the test's directory), one
-/// integer parameter `x`, the program's number as the objective.
+use daemon_support::{run_args, tuner, write_study};
+
+/// The command study of these tests (daemon_support): `sh -c script`, three failures in a row
+/// stop the run.
 fn command_study(script: &str, trials: usize, timeout: &str) -> String {
-    format!(
-        r#"
-[study]
-name = "stops"
-seed = 1
-
-[backend]
-kind = "command"
-argv = ["sh", "-c", '''{script}''']
-timeout = "{timeout}"
-
-[budget]
-trials = {trials}
-max_consecutive_failures = 3
-
-[objective]
-metric = "value"
-direction = "maximize"
-
-[protocol]
-repeats = 1
-
-[params.x]
-type = "int"
-low = 0
-high = 1000
-default = 500
-memory = "none"
-"#
-    )
-}
-
-fn write_study(dir: &Path, text: &str) -> PathBuf {
-    let p = dir.join("study.toml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn tuner<S: AsRef<std::ffi::OsStr>>(args: &[S], cwd: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .current_dir(cwd)
-        .env("OLLAMA_TUNER_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    c
-}
-
-/// `run` on a study into `state/<run_id>` without a progress bar, plus `extra` arguments.
-fn run_args(study: &Path, run_id: &str, extra: &[&str]) -> Vec<String> {
-    let study = study.to_str().unwrap();
-    [
-        "run",
-        "--space",
-        study,
-        "--state-dir",
-        "state",
-        "--run-id",
-        run_id,
-        "--no-progress",
-    ]
-    .iter()
-    .chain(extra)
-    .map(|a| a.to_string())
-    .collect()
+    daemon_support::command_study("stops", script, trials, timeout, 3)
 }
 
 fn signal(child: &Child, sig: i32) {

@@ -56,13 +56,17 @@ pub(super) async fn decide(run_dir: &Path, trials: Option<usize>) -> Result<(), 
     } else {
         60.0
     };
+    // Held to the limit of --time-budget: run.json's figures are not trusted to be sane.
+    let time_budget =
+        Duration::try_from_secs_f64(elapsed + (2.0 * per_trial * n as f64).max(3600.0))
+            .map_or(crate::study::MAX_WALL_TIME, |d| {
+                d.min(crate::study::MAX_WALL_TIME)
+            });
     let opts = RunOptions {
         state_dir,
         run_id: Some(run_id),
-        trials: Some(done + n),
-        time_budget: Some(Duration::from_secs_f64(
-            elapsed + (2.0 * per_trial * n as f64).max(3600.0),
-        )),
+        trials: Some(done.saturating_add(n)),
+        time_budget: Some(time_budget),
         reports_dir: Some(PathBuf::from("reports")),
         decide: Some(n),
         ..RunOptions::default()

@@ -122,8 +122,9 @@ pub struct BudgetArgs {
     /// Total trials of the run (overrides budget.trials).
     #[arg(long)]
     pub trials: Option<usize>,
-    /// Wall-time budget over the whole run, e.g. 8h or 90m (overrides budget.wall_time).
-    #[arg(long, value_parser = parse_duration)]
+    /// Wall-time budget over the whole run, e.g. 8h or 90m (overrides budget.wall_time; at
+    /// most 366 days, as there).
+    #[arg(long, value_parser = parse_time_budget)]
     pub time_budget: Option<Duration>,
     /// Stop asking for trials at this local time (HH:MM, the next occurrence).
     #[arg(long, value_parser = parse_until)]
@@ -275,19 +276,52 @@ impl From<ExportFormatArg> for crate::export::ExportFormat {
     }
 }
 
-/// A flag value clap cannot take.
+/// A flag value clap cannot take (clap prints it and exits with code 2).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FlagError {
     #[error("{0} (examples: 90s, 30m, 8h)")]
     Duration(#[from] humantime::DurationError),
+    #[error("is longer than {max}, the longest {what} (examples: 90s, 30m, 8h)")]
+    TooLong { max: String, what: &'static str },
+    #[error("{0:?} is not a duration (examples: 90s, 30m, 8h)")]
+    NotADuration(String),
     #[error("{0:?} is not a time like 07:00")]
     NotATime(String),
     #[error("{0} does not exist today (clock change)")]
     NoSuchTime(String),
 }
 
+/// `--grace`, `--max-outage`: at most the longest duration a study file may hold, so that no
+/// deadline computed from them can overflow.
 fn parse_duration(s: &str) -> Result<Duration, FlagError> {
-    Ok(humantime::parse_duration(s.trim())?)
+    bounded_duration(s, crate::study::MAX_DURATION, "duration a flag may hold")
+}
+
+/// `--time-budget`: at most what `budget.wall_time` may be (one limit for both,
+/// src/study/validate/limits.rs).
+fn parse_time_budget(s: &str) -> Result<Duration, FlagError> {
+    bounded_duration(
+        s,
+        crate::study::MAX_WALL_TIME,
+        "wall-time budget (as for budget.wall_time)",
+    )
+}
+
+/// A duration flag, read as a study file's duration strings are (src/study/durations.rs): a
+/// value above `max`, or too large for a `Duration` at all ("1e20s" is no duration,
+/// "99999999999999999999h" overflows), is an error, never a panic later.
+fn bounded_duration(s: &str, max: Duration, what: &'static str) -> Result<Duration, FlagError> {
+    match crate::study::text_duration(s, max) {
+        Ok(d) => Ok(d),
+        Err(crate::study::DurationError::TooLong(max)) => Err(FlagError::TooLong {
+            max: crate::study::limit_text(max),
+            what,
+        }),
+        // Not a duration: humantime's own reason ("unknown time unit", ...).
+        Err(_) => Err(humantime::parse_duration(s.trim())
+            .err()
+            .map_or(FlagError::NotADuration(s.to_string()), FlagError::Duration)),
+    }
 }
 
 fn parse_until(s: &str) -> Result<DateTime<Local>, FlagError> {

@@ -132,7 +132,8 @@ mod tests {
     use crate::store::StopReason;
 
     fn meta() -> RunMeta {
-        let text = "[study]\nname = \"t\"\nmodel = \"m\"\n[backend]\nkind = \"simulator\"\n\
+        let text =
+            "[study]\nname = \"t\"\nmodel = \"gemma3:4b\"\n[backend]\nkind = \"simulator\"\n\
                     [budget]\ntrials = 40\nwall_time = \"8h\"\n\
                     [params.num_ctx]\ntype = \"int\"\nlow = 512\nhigh = 4096\n";
         let s = crate::study::parse_study(Path::new("t.toml"), text).unwrap();

@@ -60,7 +60,8 @@ mod tests {
     use std::path::Path;
 
     fn meta() -> RunMeta {
-        let text = "[study]\nname = \"t\"\nmodel = \"m\"\n[backend]\nkind = \"simulator\"\n\
+        let text =
+            "[study]\nname = \"t\"\nmodel = \"gemma3:4b\"\n[backend]\nkind = \"simulator\"\n\
              [budget]\ntrials = 30\n\
              [params.num_gpu]\ntype = \"int\"\nlow = 0\nhigh = 32\n\
              [params.num_batch]\ntype = \"int\"\nlow = 32\nhigh = 2048\nlog = true\n";

@@ -93,8 +93,13 @@ pub fn effective_budget(
     if let Some(t) = overrides.trials {
         budget.trials = t;
     }
-    if let Some(s) = overrides.wall_time_s.filter(|s| s.is_finite() && *s >= 0.0) {
-        budget.wall_time = Some(Duration::from_secs_f64(s));
+    // A kept value comes from run.json: one beyond the limit of `--time-budget` (an edited
+    // or damaged file) is held to it, never a panic.
+    if let Some(d) = overrides
+        .wall_time_s
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+    {
+        budget.wall_time = Some(d.min(crate::study::MAX_WALL_TIME));
     }
     (budget, overrides)
 }

@@ -8,7 +8,7 @@ fn study(trials: usize, wall_time: Option<&str>) -> Study {
         .map(|w| format!("wall_time = \"{w}\"\n"))
         .unwrap_or_default();
     let text = format!(
-        "[study]\nname = \"t\"\nmodel = \"m\"\n[backend]\nkind = \"simulator\"\n\
+        "[study]\nname = \"t\"\nmodel = \"gemma3:4b\"\n[backend]\nkind = \"simulator\"\n\
          [budget]\ntrials = {trials}\n{wall}[params.num_ctx]\ntype = \"int\"\nlow = 512\nhigh = 4096\n"
     );
     parse_study(Path::new("t.toml"), &text).unwrap()

@@ -85,7 +85,7 @@ mod tests {
     use std::path::Path;
 
     fn study() -> Study {
-        let text = "[study]\nname = \"t\"\nmodel = \"m\"\n[backend]\nkind = \"simulator\"\n\
+        let text = "[study]\nname = \"t\"\nmodel = \"gemma3:4b\"\n[backend]\nkind = \"simulator\"\n\
                     [budget]\ntrials = 5\n[params.num_ctx]\ntype = \"int\"\nlow = 512\nhigh = 4096\n";
         parse_study(Path::new("t.toml"), text).unwrap()
     }

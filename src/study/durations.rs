@@ -33,10 +33,7 @@ pub(crate) fn duration_value(
         toml::Value::Float(f) if *f >= 0.0 && f.is_finite() => {
             Duration::try_from_secs_f64(*f).map_err(|_| DurationError::TooLong(max))?
         }
-        toml::Value::String(s) => humantime::parse_duration(s.trim()).map_err(|e| match e {
-            humantime::DurationError::NumberOverflow => DurationError::TooLong(max),
-            _ => DurationError::NotADuration,
-        })?,
+        toml::Value::String(s) => text_duration(s, max)?,
         _ => return Err(DurationError::NotADuration),
     };
     if d > max {
@@ -46,6 +43,41 @@ pub(crate) fn duration_value(
         return Err(DurationError::Zero);
     }
     Ok(d)
+}
+
+/// A duration written as text ("90s", "8h", "1h30m"), as a study file or a command-line flag
+/// gives it: at most `max`; one too long for a `Duration` is `TooLong` too, never a panic.
+/// Zero is returned as zero (each caller decides whether it may be).
+pub(crate) fn text_duration(text: &str, max: Duration) -> Result<Duration, DurationError> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => DurationError::TooLong(max),
+        _ => DurationError::NotADuration,
+    })?;
+    if d > max {
+        return Err(DurationError::TooLong(max));
+    }
+    Ok(d)
+}
+
+/// A duration limit as a message names it, in its largest whole unit: "366 days", "24 hours"
+/// (days from two on), "90 minutes", "30 seconds" (humantime writes 366 days as "1year 18h",
+/// its year being 365.25 days). A limit that is no whole number of seconds falls back to humantime's text.
+pub(crate) fn limit_text(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_nanos() != 0 || s == 0 {
+        return humantime::format_duration(d).to_string();
+    }
+    let (n, unit) = [
+        (86_400, "day"),
+        (3_600, "hour"),
+        (60, "minute"),
+        (1, "second"),
+    ]
+    .into_iter()
+    .find(|(len, _)| s.is_multiple_of(*len) && (s / len >= 2 || *len < 86_400))
+    .map(|(len, unit)| (s / len, unit))
+    .unwrap_or((s, "second"));
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 impl DurationError {
@@ -58,7 +90,7 @@ impl DurationError {
             DurationError::Zero => format!("must be longer than zero, such as {example}"),
             DurationError::TooLong(max) => format!(
                 "is longer than the {} this field allows; write a duration such as {example}",
-                humantime::format_duration(*max)
+                limit_text(*max)
             ),
         }
     }
@@ -180,6 +212,41 @@ mod tests {
             Ok(Duration::from_secs(90))
         );
         assert_eq!(duration_value(&val("0"), max, true), Ok(Duration::ZERO));
+    }
+
+    /// Limits read in plain units: the 366-day wall-time limit is "366 days", not
+    /// humantime's "1year 18h".
+    #[test]
+    fn limits_read_in_their_largest_whole_unit() {
+        for (secs, want) in [
+            (366 * 86_400, "366 days"),
+            (86_400, "24 hours"),
+            (2 * 86_400, "2 days"),
+            (24 * 3_600 + 3_600, "25 hours"),
+            (7_200, "2 hours"),
+            (3_600, "1 hour"),
+            (5_400, "90 minutes"),
+            (60, "1 minute"),
+            (90, "90 seconds"),
+            (1, "1 second"),
+        ] {
+            assert_eq!(limit_text(Duration::from_secs(secs)), want, "{secs} s");
+        }
+        assert_eq!(limit_text(Duration::from_millis(1500)), "1s 500ms");
+        let e = DurationError::TooLong(MAX_DURATION).message("\"8h\"");
+        assert!(e.contains("the 366 days this field allows"), "{e}");
+        assert_eq!(
+            text_duration("367 days", MAX_DURATION),
+            Err(DurationError::TooLong(MAX_DURATION))
+        );
+        assert_eq!(
+            text_duration(" 8h ", MAX_DURATION),
+            Ok(Duration::from_secs(8 * 3600))
+        );
+        assert_eq!(
+            text_duration("1e20s", MAX_DURATION),
+            Err(DurationError::NotADuration)
+        );
     }
 
     #[test]

@@ -283,6 +283,61 @@ fn an_empty_model_on_ollama_and_the_simulator() {
     assert!(parse(COMMAND).is_ok());
 }
 
+/// The simulator answers only to its profile's model (404 "model not found" otherwise, which
+/// `run` turned into a fatal stop at start): `validate` refuses the same names, located at the
+/// model, naming the profile's model and the profiles that serve the name given.
+#[test]
+fn the_simulator_serves_only_its_profiles_model() {
+    let e = rejects(
+        SIMULATOR,
+        "model = \"gemma3:4b\"",
+        "model = \"llama3:70b\"",
+        "study.model",
+        3,
+    );
+    assert!(
+        e.message.contains("\"gemma3-4b\"") && e.message.contains("set model = \"gemma3:4b\""),
+        "{e}"
+    );
+    assert!(e.column >= 9, "the column of the value: {e}");
+    let e = rejects(
+        SIMULATOR,
+        "model = \"gemma3:4b\"",
+        "model = \"gemma3:270m\"",
+        "study.model",
+        3,
+    );
+    assert!(
+        e.message.contains("\"gemma3-270m\""),
+        "names the profile that serves it: {e}"
+    );
+    // The profile changed instead: the same error, the model line blamed.
+    let e = rejects(
+        SIMULATOR,
+        "profile = \"gemma3-4b\"",
+        "profile = \"llama3.1-8b\"",
+        "study.model",
+        3,
+    );
+    assert!(e.message.contains("llama3.1:8b-instruct-q4_0"), "{e}");
+    // What the simulator accepts, validate accepts: any case, spaces around the name.
+    for ok in ["GEMMA3:4B", " gemma3:4b "] {
+        parse(&SIMULATOR.replacen("gemma3:4b", ok, 1)).unwrap();
+    }
+    // A name without a tag means `:latest` to the simulator as to Ollama: "mistral" is not
+    // the "mistral:7b" of fits-defaults, and is refused like every other name.
+    let fits = SIMULATOR.replacen("profile = \"gemma3-4b\"", "profile = \"fits-defaults\"", 1);
+    parse(&fits.replacen("gemma3:4b", "Mistral:7B", 1)).unwrap();
+    let e = rejects(
+        &fits,
+        "model = \"gemma3:4b\"",
+        "model = \"mistral\"",
+        "study.model",
+        3,
+    );
+    assert!(e.message.contains("set model = \"mistral:7b\""), "{e}");
+}
+
 #[test]
 fn simulator_profile_and_time_scale() {
     let e = rejects(

@@ -20,8 +20,10 @@ pub use crate::engine::objective::{
 };
 pub use crate::engine::optimizer::OptimizerSettings;
 pub use backends::{LLAMACPP_LOAD_OPTIONS, OLLAMA_RUNNER_OPTIONS, SERVER_CONFIRM};
+pub(crate) use durations::{limit_text, text_duration, DurationError, MAX_DURATION};
 pub use error::ConfigError;
 pub use types::{BackendConfig, Budget, Prompts, Protocol, Study};
+pub(crate) use validate::MAX_WALL_TIME;
 
 /// Metrics that are rates or durations, hence positive with multiplicative noise (the table
 /// in src/domain/metrics.rs).

@@ -134,7 +134,10 @@ fn runner_params_follow_the_backend_kind() {
     let s = parse_study(Path::new("x.toml"), GOOD).unwrap();
     assert_eq!(s.runner_params, crate::domain::ollama::RUNNER_OPTIONS);
     assert_eq!(s.optimizer.confirm, SERVER_CONFIRM);
-    let sim = GOOD.replace("kind = \"ollama\"", "kind = \"simulator\"");
+    // The simulator serves only its profile's model (gemma3-4b's by default).
+    let sim = GOOD
+        .replace("kind = \"ollama\"", "kind = \"simulator\"")
+        .replace("gemma3:latest", "gemma3:4b");
     let s = parse_study(Path::new("x.toml"), &sim).unwrap();
     assert_eq!(s.runner_params, OLLAMA_RUNNER_OPTIONS);
     let cmd = GOOD.replace(

@@ -1,5 +1,6 @@
-//! Helpers of the daemon tests (tests/daemon.rs, tests/kill_points.rs, tests/corruption.rs):
-//! a fast simulator study, the binary run in a folder, the journal's trial numbers.
+//! Helpers of the daemon tests (tests/daemon.rs, tests/kill_points.rs, tests/corruption.rs,
+//! tests/stops.rs, tests/command_process.rs, ...): a fast simulator study, a command-backend
+//! study, the binary run in a folder, the journal's trial numbers.
 #![allow(dead_code)]
 
 use ollama_tuner::store::RunDir;
@@ -50,6 +51,48 @@ type = "float"
 low = 0.0
 high = 1.5
 default = 0.8
+"#
+    )
+}
+
+/// A study named `name` on the command backend running `script` with `sh -c` (in the test's
+/// directory), one integer parameter `x`, the program's number as the objective; the run gives
+/// up after `max_failures` failed trials in a row.
+pub fn command_study(
+    name: &str,
+    script: &str,
+    trials: usize,
+    timeout: &str,
+    max_failures: usize,
+) -> String {
+    format!(
+        r#"
+[study]
+name = "{name}"
+seed = 1
+
+[backend]
+kind = "command"
+argv = ["sh", "-c", '''{script}''']
+timeout = "{timeout}"
+
+[budget]
+trials = {trials}
+max_consecutive_failures = {max_failures}
+
+[objective]
+metric = "value"
+direction = "maximize"
+
+[protocol]
+repeats = 1
+
+[params.x]
+type = "int"
+low = 0
+high = 1000
+default = 500
+memory = "none"
 "#
     )
 }

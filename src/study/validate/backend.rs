@@ -312,7 +312,10 @@ fn environment(
 }
 
 /// `study.model`: the Ollama API (and the simulator) is asked for a model by name, so those
-/// backends need one.
+/// backends need one; the simulator answers only to its profile's model (any other name gets
+/// Ollama's 404 "model not found" from /api/show and /api/generate, src/sim/server.rs), so a
+/// name it would refuse is refused here, by the simulator's own comparison
+/// (`crate::sim::profile_serves`: case-insensitive, `:latest` implied).
 pub(super) fn check_model(
     loc: &Locator,
     backend: &BackendConfig,
@@ -348,5 +351,32 @@ pub(super) fn check_model(
             "contains a control character; write the model name as `ollama list` prints it",
         ));
     }
+    if let BackendConfig::Simulator { profile, .. } = backend {
+        if let Some(p) = crate::sim::profile(profile) {
+            if !crate::sim::profile_serves(p, model) {
+                return Err(loc.err(span, "study.model", simulator_model_hint(p, model)));
+            }
+        }
+    }
     Ok(())
+}
+
+/// Why the simulator with profile `p` would refuse `model`, and what to write instead: the
+/// profile's model, or the profiles that serve `model`.
+fn simulator_model_hint(p: &crate::sim::Profile, model: &str) -> String {
+    let others: Vec<String> = crate::sim::PROFILES
+        .iter()
+        .filter(|o| crate::sim::profile_serves(o, model))
+        .map(|o| format!("{:?}", o.name))
+        .collect();
+    let or = if others.is_empty() {
+        String::new()
+    } else {
+        format!(", or pick a profile that serves it: {}", others.join(", "))
+    };
+    format!(
+        "the simulator profile {:?} serves only the model {:?}, not {model:?} (it would answer \
+         \"model not found\" to every request); set model = {:?}{or}",
+        p.name, p.model, p.model
+    )
 }

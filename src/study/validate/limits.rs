@@ -13,8 +13,9 @@ pub(super) const MAX_NAME_CHARS: usize = 200;
 pub(super) const MAX_TRIALS: i64 = 1_000_000;
 /// `budget.max_consecutive_failures`.
 pub(super) const MAX_FAILURES: i64 = 1_000_000;
-/// `budget.wall_time`: a year.
-pub(super) const MAX_WALL_TIME: Duration = super::super::durations::MAX_DURATION;
+/// `budget.wall_time`, and `--time-budget` on the command line (src/cli/mod.rs): a year
+/// (366 days).
+pub(crate) const MAX_WALL_TIME: Duration = super::super::durations::MAX_DURATION;
 
 /// `protocol.repeats`: measured requests per trial.
 pub(super) const MAX_REPEATS: i64 = 1_000;

@@ -10,6 +10,8 @@ mod numeric;
 mod params;
 mod sections;
 
+pub(crate) use limits::MAX_WALL_TIME;
+
 use super::durations::{duration_value, DurationError};
 use super::error::{ConfigError, Locator};
 use super::raw::{RawFile, RawStudy};
