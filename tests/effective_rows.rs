@@ -4,12 +4,14 @@
 //! report.json and `export` show one configuration as it ran, its samples pooled, and the
 //! optimizer rebuilt from the journal learns one point.
 
+mod common;
+
+use common::decode_trial;
 use ollama_tuner::engine::optimizer::Optimizer;
 use ollama_tuner::engine::space::{Config, ParamValue};
-use ollama_tuner::engine::stats::{summarize, Sample};
 use ollama_tuner::store::RunDir;
 use ollama_tuner::study::{is_positive_metric, parse_study};
-use ollama_tuner::trial::{tell_record, FailureKind, Origin, Status, TrialRecord};
+use ollama_tuner::trial::{tell_record, Origin, TrialRecord};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -55,69 +57,35 @@ fn cfg(ctx: i64, batch: i64) -> Config {
     ])
 }
 
-fn trial(
-    n: usize,
-    origin: Origin,
-    params: Config,
-    ran: Option<Config>,
-    decode: &[f64],
-) -> TrialRecord {
-    let samples: Vec<Sample> = decode
-        .iter()
-        .map(|d| Sample::from([("decode_tps".to_string(), *d), ("ttft".to_string(), 0.2)]))
-        .collect();
-    let metrics = summarize(&samples);
-    let ok = !decode.is_empty();
-    TrialRecord {
-        trial: n,
-        origin,
-        params,
-        effective: ran,
-        status: if ok { Status::Ok } else { Status::Failed },
-        objective: metrics.get("decode_tps").map(|s| s.median),
-        feasible: ok,
-        metrics,
-        samples,
-        failure: (!ok).then_some(FailureKind::OutOfMemory),
-        error: (!ok).then(|| "out of memory".to_string()),
-        load: None,
-        notes: Default::default(),
-        started_at: format!("2026-01-10T02:{n:02}:00Z"),
-        finished_at: format!("2026-01-10T02:{n:02}:30Z"),
-        duration_s: 30.0,
-        acquisition: None,
-    }
-}
-
 /// llama.cpp runs a batch no larger than the context: trials 1 and 2 asked num_batch 1024 and
 /// 700 at num_ctx 512 and ran as num_batch 512, which trial 3 asked. Trial 5 ran out of memory.
 fn journal() -> Vec<TrialRecord> {
     let ran = Some(cfg(512, 512));
     vec![
-        trial(
+        decode_trial(
             0,
             Origin::Baseline,
             cfg(2048, 512),
             None,
             &[40.0, 41.0, 42.0],
         ),
-        trial(
+        decode_trial(
             1,
             Origin::Initial,
             cfg(512, 1024),
             ran.clone(),
             &[50.0, 51.0, 52.0],
         ),
-        trial(2, Origin::Model, cfg(512, 700), ran, &[52.0, 53.0, 54.0]),
-        trial(3, Origin::Model, cfg(512, 512), None, &[51.0, 52.0, 53.0]),
-        trial(
+        decode_trial(2, Origin::Model, cfg(512, 700), ran, &[52.0, 53.0, 54.0]),
+        decode_trial(3, Origin::Model, cfg(512, 512), None, &[51.0, 52.0, 53.0]),
+        decode_trial(
             4,
             Origin::Initial,
             cfg(4096, 256),
             None,
             &[45.0, 46.0, 47.0],
         ),
-        trial(5, Origin::Model, cfg(8192, 1024), None, &[]),
+        decode_trial(5, Origin::Model, cfg(8192, 1024), None, &[]),
     ]
 }
 

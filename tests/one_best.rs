@@ -3,10 +3,11 @@
 //! `status`, report.md, report.json and `export` name the same configuration and count the
 //! trials the same way; a finished run shows no time left.
 
+mod common;
+
 use ollama_tuner::engine::space::{Config, ParamValue};
-use ollama_tuner::engine::stats::{summarize, Sample};
 use ollama_tuner::store::RunDir;
-use ollama_tuner::trial::{FailureKind, Origin, Status, TrialRecord};
+use ollama_tuner::trial::{Origin, TrialRecord};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -53,31 +54,7 @@ fn cfg(ctx: i64, batch: i64) -> Config {
 }
 
 fn trial(n: usize, origin: Origin, params: Config, decode: &[f64]) -> TrialRecord {
-    let samples: Vec<Sample> = decode
-        .iter()
-        .map(|d| Sample::from([("decode_tps".to_string(), *d), ("ttft".to_string(), 0.2)]))
-        .collect();
-    let metrics = summarize(&samples);
-    let ok = !decode.is_empty();
-    TrialRecord {
-        trial: n,
-        origin,
-        params,
-        effective: None,
-        status: if ok { Status::Ok } else { Status::Failed },
-        objective: metrics.get("decode_tps").map(|s| s.median),
-        feasible: ok,
-        metrics,
-        samples,
-        failure: (!ok).then_some(FailureKind::OutOfMemory),
-        error: (!ok).then(|| "out of memory".to_string()),
-        load: None,
-        notes: Default::default(),
-        started_at: format!("2026-01-10T02:{n:02}:00Z"),
-        finished_at: format!("2026-01-10T02:{n:02}:30Z"),
-        duration_s: 30.0,
-        acquisition: None,
-    }
+    common::decode_trial(n, origin, params, None, decode)
 }
 
 /// Trial 2 has the best single measurement (median 55) but its re-measurement (trial 4)

@@ -528,3 +528,40 @@ pub fn shell_words(line: &str) -> Vec<String> {
     }
     words
 }
+
+/// A journaled trial of the decode-speed tests (tests/one_best.rs, tests/effective_rows.rs):
+/// one sample per value of `decode` (TTFT 0.2 s), run as `ran` when the server reported it;
+/// no values is an out-of-memory failure.
+pub fn decode_trial(
+    n: usize,
+    origin: Origin,
+    params: Config,
+    ran: Option<Config>,
+    decode: &[f64],
+) -> TrialRecord {
+    let samples: Vec<Sample> = decode
+        .iter()
+        .map(|d| Sample::from([("decode_tps".to_string(), *d), ("ttft".to_string(), 0.2)]))
+        .collect();
+    let metrics = summarize(&samples);
+    let ok = !decode.is_empty();
+    TrialRecord {
+        trial: n,
+        origin,
+        params,
+        effective: ran,
+        status: if ok { Status::Ok } else { Status::Failed },
+        objective: metrics.get("decode_tps").map(|s| s.median),
+        feasible: ok,
+        metrics,
+        samples,
+        failure: (!ok).then_some(FailureKind::OutOfMemory),
+        error: (!ok).then(|| "out of memory".to_string()),
+        load: None,
+        notes: Default::default(),
+        started_at: format!("2026-01-10T02:{n:02}:00Z"),
+        finished_at: format!("2026-01-10T02:{n:02}:30Z"),
+        duration_s: 30.0,
+        acquisition: None,
+    }
+}
