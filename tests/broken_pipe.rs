@@ -2,39 +2,12 @@
 //! (`ollama-tuner status DIR | head -3`): they end quietly with exit 0, no panic. A stdout that
 //! fails otherwise (a full disk, /dev/full) is an error: exit 6.
 
+mod daemon_support;
+
+use daemon_support::{command_study, BIN};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_ollama-tuner");
-
-const STUDY: &str = r#"
-[study]
-name = "pipe"
-seed = 1
-
-[backend]
-kind = "command"
-argv = ["sh", "-c", "echo $TUNE_X"]
-timeout = "10s"
-
-[budget]
-trials = 4
-
-[objective]
-metric = "value"
-direction = "maximize"
-
-[protocol]
-repeats = 1
-
-[params.x]
-type = "int"
-low = 0
-high = 1000
-default = 500
-memory = "none"
-"#;
 
 /// A pipe whose reading end is already closed: its writing end, as a child's stdout.
 fn closed_pipe() -> Stdio {
@@ -66,7 +39,11 @@ fn tuner(args: &[&str], cwd: &Path, stdout: Stdio) -> (Option<i32>, String) {
 fn commands_end_quietly_on_a_closed_stdout() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    std::fs::write(dir.join("study.toml"), STUDY).unwrap();
+    std::fs::write(
+        dir.join("study.toml"),
+        command_study("pipe", "echo $TUNE_X", 4, "10s", 10),
+    )
+    .unwrap();
     let (code, stderr) = tuner(
         &[
             "run",
