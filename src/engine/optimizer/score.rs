@@ -9,8 +9,10 @@ use crate::engine::gp::Gp;
 use crate::engine::objective::Comparison;
 
 impl Models {
-    /// log acquisition at encoded points: log EI + log P(feasible) + sum log P(constraint holds).
-    pub(super) fn score(&self, xs: &[Vec<f64>]) -> Vec<f64> {
+    /// log acquisition at encoded points, log EI + log P(feasible) + sum log P(constraint holds),
+    /// and the log P(feasible) term in it (None when nothing has failed), so that the probe
+    /// budget's safety test (search.rs) needs no second prediction.
+    pub(super) fn score(&self, xs: &[Vec<f64>]) -> (Vec<f64>, Option<Vec<f64>>) {
         let (mu, var) = self.objective.predict_standardized(xs);
         let mut s: Vec<f64> = match self.incumbent {
             Some(best) => mu
@@ -21,7 +23,8 @@ impl Models {
             // No feasible point yet: maximize the probability of feasibility alone.
             None => vec![0.0; xs.len()],
         };
-        if let Some(lp) = self.log_p_feasible(xs) {
+        let feasible = self.log_p_feasible(xs);
+        if let Some(lp) = &feasible {
             for (si, lp) in s.iter_mut().zip(lp) {
                 *si += lp;
             }
@@ -37,7 +40,7 @@ impl Models {
                 *si += log_norm_cdf(z);
             }
         }
-        s
+        (s, feasible)
     }
 
     /// log P(feasible) at encoded points by the feasibility GP used as a probit classifier

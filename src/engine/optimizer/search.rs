@@ -43,11 +43,11 @@ impl Optimizer {
         let penalty = |k: &ConfigKey| -> f64 { cost.as_ref().map_or(0.0, |c| c.penalty(k)) };
         let unsafe_below = SAFE_FEASIBILITY.ln();
         let score = |xs: &[Vec<f64>], keys: &[ConfigKey]| -> Vec<f64> {
-            let mut s = models.score(xs);
+            let (mut s, feasible) = models.score(xs);
             for (si, k) in s.iter_mut().zip(keys) {
                 *si -= penalty(k);
             }
-            if let Some(lp) = models.log_p_feasible(xs).filter(|_| safe_only) {
+            if let Some(lp) = feasible.filter(|_| safe_only) {
                 for ((si, k), lp) in s.iter_mut().zip(keys).zip(lp) {
                     if lp < unsafe_below && !self.memory.predicted_fits(k) {
                         *si = f64::NEG_INFINITY;

@@ -420,7 +420,7 @@ fn combined_acquisition_gradient_matches_finite_differences() {
     ];
     for x in points {
         let (s, grad) = models.score_with_grad(&x);
-        let s0 = models.score(&[x.to_vec()])[0];
+        let s0 = models.score(&[x.to_vec()]).0[0];
         assert!(
             (s - s0).abs() < 1e-9 * (1.0 + s0.abs()),
             "x={x:?}: score {s0}, score_with_grad {s}"
@@ -429,7 +429,7 @@ fn combined_acquisition_gradient_matches_finite_differences() {
             let (mut up, mut down) = (x.to_vec(), x.to_vec());
             up[i] += h;
             down[i] -= h;
-            let fd = (models.score(&[up])[0] - models.score(&[down])[0]) / (2.0 * h);
+            let fd = (models.score(&[up]).0[0] - models.score(&[down]).0[0]) / (2.0 * h);
             let tol = 1e-4 * (1.0 + fd.abs());
             assert!(
                 (grad[i] - fd).abs() < tol,
